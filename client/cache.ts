@@ -1,0 +1,92 @@
+// The client's copy of its view: values decoded once, plus each key's hash so the view checksum
+// can be kept as the server keeps it (XOR over entries) and checked without re-encoding.
+import { parseKey } from '../src/model/kinds.js';
+import { entryHash } from '../src/protocol/checksum.js';
+import { unpackr } from '../src/protocol/codec.js';
+
+export interface Update {
+  key: string;
+  kind: string;
+  /** The resource with `metadata.resourceVersion` set to the revision; null for a deletion. */
+  value: Record<string, any> | null;
+  revision: string;
+}
+
+export interface CachedValue {
+  value: Record<string, any> | null;
+  revision: string;
+  hash: bigint;
+}
+
+export class ClientCache {
+  private readonly map = new Map<string, CachedValue>();
+  private xor = 0n;
+  /** Keys seen since a snapshot began; what is not seen again is swept at its end. */
+  private marked: Set<string> | undefined;
+
+  /** `keepValues` false keeps only hashes: enough to verify checksums (load-test clients). */
+  constructor(private readonly keepValues = true) {}
+
+  get size(): number { return this.map.size; }
+  get(key: string): CachedValue | undefined { return this.map.get(key); }
+  entries(): IterableIterator<[string, CachedValue]> { return this.map.entries(); }
+  checksum(): { value: bigint; count: number } { return { value: this.xor, count: this.map.size }; }
+
+  /** Applies one item; returns the update to report, or undefined when nothing changed. */
+  apply(key: string, raw: Buffer | null, revision: string): Update | undefined {
+    this.marked?.add(key);
+    const cur = this.map.get(key);
+    if (raw === null) {
+      if (!cur) return undefined;
+      this.map.delete(key);
+      this.xor ^= cur.hash;
+      return { key, kind: kindOf(key), value: null, revision };
+    }
+    const hash = entryHash(key, raw);
+    if (cur && cur.hash === hash) {
+      cur.revision = revision;
+      return undefined;
+    }
+    const value = this.keepValues ? decodeValue(raw, revision) : null;
+    if (cur) this.xor ^= cur.hash;
+    this.xor ^= hash;
+    this.map.set(key, { value, revision, hash });
+    return { key, kind: kindOf(key), value, revision };
+  }
+
+  beginMark(): void {
+    this.marked = new Set();
+  }
+
+  get marking(): boolean { return this.marked !== undefined; }
+
+  /** Ends a snapshot: deletes every key the snapshot did not contain. */
+  sweep(revision: string): Update[] {
+    const seen = this.marked;
+    this.marked = undefined;
+    if (!seen) return [];
+    const gone: Update[] = [];
+    for (const [key, cur] of this.map) {
+      if (seen.has(key)) continue;
+      this.map.delete(key);
+      this.xor ^= cur.hash;
+      gone.push({ key, kind: kindOf(key), value: null, revision });
+    }
+    return gone;
+  }
+
+  abandonMark(): void {
+    this.marked = undefined;
+  }
+}
+
+function decodeValue(raw: Buffer, revision: string): Record<string, any> {
+  const v = unpackr.unpack(raw);
+  // The revision travels beside the value; agents expect it back where Kubernetes puts it.
+  if (v && typeof v === 'object' && v.metadata && typeof v.metadata === 'object') v.metadata.resourceVersion = revision;
+  return v;
+}
+
+function kindOf(key: string): string {
+  return parseKey(key)?.kind ?? 'Unknown';
+}

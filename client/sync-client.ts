@@ -1,0 +1,321 @@
+// The client library an agent embeds. It keeps a cache of one view, reconnects on its own
+// (jittered exponential backoff, rotating across URLs, honouring goaway), resumes from its last
+// position where the server still has the history, and verifies the server's checksums. The
+// agent hears only about keys whose value changed: a snapshot after a reconnect is reconciled
+// against the cache (mark and sweep), never replayed.
+import WebSocket from 'ws';
+import { VERSION } from '../src/version.js';
+import { isSyncerType, needsNode, type SyncerType } from '../src/model/views.js';
+import { checksumHex } from '../src/protocol/checksum.js';
+import { encode, ProtocolError } from '../src/protocol/codec.js';
+import { decodeServerFrame, type RawItem } from '../src/protocol/frames.js';
+import { PROTOCOL_VERSION, type ResumeToken, type SyncStatus } from '../src/protocol/messages.js';
+import { ClientCache, type CachedValue, type Update } from './cache.js';
+
+export type { Update, CachedValue };
+
+export interface ClientLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface SyncClientOptions {
+  /** One server, or several to rotate across (e.g. ws://typha-1:5473). */
+  url?: string;
+  urls?: string[];
+  syncerType: SyncerType;
+  /** This agent's node name; required by node-scoped syncer types. */
+  node?: string;
+  clientName?: string;
+  clientVersion?: string;
+  /** Changed keys, in the order applied; deletions carry value null. */
+  onUpdates?: (updates: Update[]) => void;
+  onStatus?: (status: SyncStatus) => void;
+  logger?: ClientLogger;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Reconnect when nothing (not even a ping) arrives for this long. */
+  serverTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** How often applied positions are acknowledged. */
+  ackIntervalMs?: number;
+  /** false: keep only hashes (enough to verify checksums), not decoded values. */
+  keepValues?: boolean;
+  /** Passed to the WebSocket (TLS options such as ca, cert, key). */
+  wsOptions?: WebSocket.ClientOptions;
+}
+
+export interface ClientStats {
+  connects: number;
+  snapshots: number;
+  resumes: number;
+  framesReceived: number;
+  bytesReceived: number;
+  itemsReceived: number;
+  checksumsVerified: number;
+  checksumMismatches: number;
+}
+
+const noLog: ClientLogger = { debug() {}, info() {}, warn() {} };
+
+export class SyncClient {
+  readonly stats: ClientStats = { connects: 0, snapshots: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0 };
+  private readonly cache: ClientCache;
+  private readonly urls: string[];
+  private readonly log: ClientLogger;
+  private ws: WebSocket | undefined;
+  private urlIndex = 0;
+  private attempt = 0;
+  private running = false;
+  private epoch: string | undefined;
+  /** Position in the server's sequence; undefined until a snapshot completes or a resume is accepted. */
+  private pos: number | undefined;
+  private status: SyncStatus | undefined;
+  private synced = false;
+  private waiters: (() => void)[] = [];
+  private retryAfterMs = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private ackTimer: NodeJS.Timeout | undefined;
+  private acked = 0;
+
+  constructor(private readonly opts: SyncClientOptions) {
+    this.urls = opts.urls ?? (opts.url ? [opts.url] : []);
+    if (this.urls.length === 0) throw new Error('SyncClient needs url or urls');
+    if (!isSyncerType(opts.syncerType)) throw new Error(`unknown syncerType ${String(opts.syncerType)}`);
+    if (needsNode(opts.syncerType) && !opts.node) throw new Error(`syncerType ${opts.syncerType} needs node`);
+    this.cache = new ClientCache(opts.keepValues ?? true);
+    this.log = opts.logger ?? noLog;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.ackTimer);
+    const ws = this.ws;
+    this.ws = undefined;
+    if (ws && ws.readyState !== WebSocket.CLOSED) {
+      await new Promise<void>((resolve) => {
+        ws.once('close', () => resolve());
+        ws.close(1000, 'client stopping');
+        setTimeout(() => { ws.terminate(); resolve(); }, 1000).unref();
+      });
+    }
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Resolves once the view is in sync with the server (immediately if it already is). */
+  inSync(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  get isInSync(): boolean { return this.synced; }
+  get size(): number { return this.cache.size; }
+  get(key: string): CachedValue | undefined { return this.cache.get(key); }
+  entries(): IterableIterator<[string, CachedValue]> { return this.cache.entries(); }
+  [Symbol.iterator](): IterableIterator<[string, CachedValue]> { return this.cache.entries(); }
+  /** The local view checksum, in the server's wire form. */
+  checksum(): { value: string; count: number } {
+    const c = this.cache.checksum();
+    return { value: checksumHex(c.value), count: c.count };
+  }
+  get resumeToken(): ResumeToken | undefined {
+    return this.epoch !== undefined && this.pos !== undefined ? { epoch: this.epoch, seq: this.pos } : undefined;
+  }
+
+  // ---- connection lifecycle --------------------------------------------------------------
+
+  private connect(): void {
+    if (!this.running) return;
+    const url = this.urls[this.urlIndex % this.urls.length]!;
+    this.stats.connects++;
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      maxPayload: 256 << 20,
+      handshakeTimeout: this.opts.connectTimeoutMs ?? 10_000,
+      ...this.opts.wsOptions,
+    });
+    this.ws = ws;
+    ws.on('open', () => {
+      this.log.debug({ url }, 'connected');
+      ws.send(encode({
+        t: 'hello', v: PROTOCOL_VERSION, syncer: this.opts.syncerType, node: this.opts.node ?? '',
+        clientName: this.opts.clientName ?? 'calico-fanout-client', clientVersion: this.opts.clientVersion ?? VERSION,
+        resume: this.resumeToken, compression: [],
+      }));
+      this.touch();
+    });
+    ws.on('message', (data: Buffer) => {
+      if (this.ws !== ws) return;
+      this.touch();
+      try {
+        this.onFrame(data);
+      } catch (err) {
+        const e = err as Error;
+        this.log.warn({ url, err: e.message }, 'bad frame from server; reconnecting with a fresh sync');
+        this.forgetPosition();
+        ws.terminate();
+      }
+    });
+    ws.on('error', (err) => this.log.debug({ url, err: err.message }, 'connection error'));
+    ws.on('close', (code, reason) => {
+      if (this.ws !== ws) return;
+      this.ws = undefined;
+      clearTimeout(this.idleTimer);
+      // A snapshot cut off midway proves nothing about keys it did not reach: no sweep.
+      if (this.cache.marking) { this.cache.abandonMark(); this.forgetPosition(); }
+      this.synced = false;
+      this.log.info({ url, code, reason: reason.toString() }, 'disconnected');
+      this.scheduleReconnect();
+    });
+  }
+
+  private scheduleReconnect(): void {
+    if (!this.running) return;
+    this.urlIndex++;
+    const base = Math.min(this.opts.maxBackoffMs ?? 30_000, (this.opts.initialBackoffMs ?? 250) * 2 ** Math.min(this.attempt, 20));
+    this.attempt++;
+    // Full jitter on half the range keeps a fleet of agents from reconnecting in lockstep.
+    const delay = Math.max(this.retryAfterMs, base / 2 + (Math.random() * base) / 2);
+    this.retryAfterMs = 0;
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  private touch(): void {
+    clearTimeout(this.idleTimer);
+    const ws = this.ws;
+    this.idleTimer = setTimeout(() => {
+      this.log.warn({}, 'server silent for too long; reconnecting');
+      ws?.terminate();
+    }, this.opts.serverTimeoutMs ?? 90_000);
+    this.idleTimer.unref();
+  }
+
+  private forgetPosition(): void {
+    this.pos = undefined;
+  }
+
+  // ---- protocol --------------------------------------------------------------------------
+
+  private onFrame(data: Buffer): void {
+    this.stats.framesReceived++;
+    this.stats.bytesReceived += data.length;
+    const { msg, items } = decodeServerFrame(data);
+    switch (msg.t) {
+      case 'welcome':
+        this.epoch = String(msg.epoch);
+        if (msg.mode === 'resume') this.stats.resumes++;
+        else { this.stats.snapshots++; this.forgetPosition(); }
+        this.log.info({ server: msg.serverId, mode: msg.mode, epoch: msg.epoch }, 'syncing');
+        return;
+      case 'snapshot': {
+        if (msg.i === 0) this.cache.beginMark();
+        else if (!this.cache.marking) throw new ProtocolError(0, 'snapshot chunk out of order');
+        const updates = this.applyItems(items ?? []);
+        if (msg.last === true) {
+          updates.push(...this.cache.sweep(String(msg.seq)));
+          this.pos = num(msg.seq, 'seq');
+        }
+        return this.report(updates);
+      }
+      case 'delta': {
+        const from = num(msg.from, 'from');
+        if (this.pos === undefined || from !== this.pos) throw new ProtocolError(0, `delta from ${from} does not follow position ${this.pos}`);
+        const updates = this.applyItems(items ?? []);
+        this.pos = num(msg.to, 'to');
+        this.scheduleAck();
+        return this.report(updates);
+      }
+      case 'status':
+        return this.onStatus(msg.status as SyncStatus);
+      case 'checksum':
+        return this.onChecksum(num(msg.seq, 'seq'), String(msg.value), num(msg.count, 'count'));
+      case 'ping':
+        this.ws?.send(encode({ t: 'pong', ts: Number(msg.ts) }));
+        return;
+      case 'goaway':
+        this.log.info({ reason: msg.reason, retryAfterMs: msg.retryAfterMs }, 'server asked us to go away');
+        this.retryAfterMs = Number(msg.retryAfterMs) || 0;
+        this.attempt = 0;
+        if (!this.cache.marking && this.pos !== undefined) {
+          const r = msg.resume as ResumeToken | undefined;
+          if (r && r.epoch === this.epoch && r.seq >= this.pos) this.pos = r.seq;
+        }
+        return;
+      case 'error':
+        this.log.warn({ code: msg.code, message: msg.message }, 'server reported a protocol error');
+        return;
+      default:
+        // Unknown server messages are skipped: a newer server may add some.
+        this.log.debug({ t: msg.t }, 'unknown message type ignored');
+    }
+  }
+
+  private applyItems(items: readonly RawItem[]): Update[] {
+    this.stats.itemsReceived += items.length;
+    const out: Update[] = [];
+    for (const it of items) {
+      const u = this.cache.apply(it.key, it.value, it.revision);
+      if (u) out.push(u);
+    }
+    return out;
+  }
+
+  private report(updates: Update[]): void {
+    if (updates.length && this.opts.onUpdates) this.opts.onUpdates(updates);
+  }
+
+  private onStatus(status: SyncStatus): void {
+    if (status !== this.status) {
+      this.status = status;
+      this.opts.onStatus?.(status);
+    }
+    if (status === 'in-sync' && this.pos !== undefined) {
+      this.synced = true;
+      this.attempt = 0;
+      this.sendAck();
+      for (const w of this.waiters.splice(0)) w();
+    }
+  }
+
+  private onChecksum(seq: number, value: string, count: number): void {
+    if (this.pos === undefined || seq < this.pos) throw new ProtocolError(0, `checksum at ${seq} behind position ${this.pos}`);
+    // The server may have advanced over changes outside this view without a frame.
+    this.pos = seq;
+    const mine = this.checksum();
+    if (mine.value === value && mine.count === count) {
+      this.stats.checksumsVerified++;
+      return;
+    }
+    this.stats.checksumMismatches++;
+    this.log.warn({ seq, server: { value, count }, local: mine }, 'view checksum mismatch; resyncing');
+    this.forgetPosition();
+    this.ws?.close(1000, 'checksum mismatch');
+  }
+
+  private scheduleAck(): void {
+    if (this.ackTimer) return;
+    this.ackTimer = setTimeout(() => { this.ackTimer = undefined; this.sendAck(); }, this.opts.ackIntervalMs ?? 1000);
+    this.ackTimer.unref();
+  }
+
+  private sendAck(): void {
+    if (this.pos === undefined || this.pos === this.acked || this.ws?.readyState !== WebSocket.OPEN) return;
+    this.acked = this.pos;
+    this.ws.send(encode({ t: 'ack', seq: this.pos }));
+  }
+}
+
+function num(x: unknown, field: string): number {
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) throw new ProtocolError(0, `${field} is not a non-negative integer`);
+  return x;
+}

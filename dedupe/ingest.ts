@@ -1,0 +1,113 @@
+// Ingest: the datastore's sink. Validates and encodes each event once, coalesces per key within
+// a batching window (latest wins), drops what would change nothing, and hands the rest to the
+// store in batches of bounded size. The first event after a quiet spell is flushed on the next
+// turn of the event loop; under load, flushes are at most one window apart.
+import type { DatastoreEvent, DatastoreSink } from '../src/datastore/datastore.js';
+import type { Logger } from '../src/logging.js';
+import { RateLimitedLog } from '../src/logging.js';
+import type { Metrics } from '../src/metrics.js';
+import { viewsOfKind } from '../src/model/views.js';
+import type { SyncStatus } from '../src/protocol/messages.js';
+import { prepare, type Change } from './prepare.js';
+
+/** What ingest needs of the store downstream: read the current bytes, apply, set status. */
+export interface IngestTarget {
+  valueOf(key: string): Buffer | null | undefined;
+  apply(changes: readonly Change[]): void;
+  setStatus(status: SyncStatus): void;
+}
+
+export interface IngestOptions {
+  windowMs: number;
+  /** Upper bound on the value bytes of one published batch (one delta frame per view). */
+  maxBatchBytes: number;
+}
+
+export class Ingest implements DatastoreSink {
+  private pending = new Map<string, Change>();
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private lastFlush = 0;
+  private readonly warn: RateLimitedLog;
+
+  constructor(
+    private readonly target: IngestTarget,
+    private readonly opts: IngestOptions,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+  ) {
+    this.warn = new RateLimitedLog(logger);
+  }
+
+  onUpdates(events: readonly DatastoreEvent[]): void {
+    for (const ev of events) {
+      this.metrics.updatesReceived.inc();
+      const p = prepare(ev);
+      if (p.ok) {
+        if (this.pending.has(ev.key)) this.metrics.updatesCoalesced.inc();
+        this.pending.set(ev.key, p.change);
+      } else if (p.ignored) {
+        this.metrics.ignoredKeys.inc();
+        this.warn.warn('ignored-key', { key: ev.key }, 'datastore key outside the Calico layout served; ignored');
+      } else {
+        this.metrics.invalidValues.labels(p.kind).inc();
+        this.warn.warn(`invalid-${p.kind}`, { key: ev.key, revision: ev.revision, problem: p.reason }, 'invalid datastore value dropped');
+      }
+    }
+    this.schedule();
+  }
+
+  onStatus(status: SyncStatus): void {
+    // Everything received before a status change is published before it.
+    this.flush();
+    this.target.setStatus(status);
+  }
+
+  /** Publishes whatever is pending now. */
+  flush(): void {
+    this.cancel();
+    this.lastFlush = Date.now();
+    if (this.pending.size === 0) return;
+    const changes = this.pending;
+    this.pending = new Map();
+    let batch: Change[] = [];
+    let bytes = 0;
+    for (const c of changes.values()) {
+      for (const v of viewsOfKind(c.kind)) this.metrics.updatesTotal.labels(v).inc();
+      if (this.isNoOp(c)) {
+        for (const v of viewsOfKind(c.kind)) this.metrics.updatesSkipped.labels(v).inc();
+        continue;
+      }
+      batch.push(c);
+      bytes += c.key.length + (c.value?.length ?? 0);
+      if (bytes >= this.opts.maxBatchBytes) {
+        this.target.apply(batch);
+        batch = [];
+        bytes = 0;
+      }
+    }
+    this.target.apply(batch);
+  }
+
+  stop(): void {
+    this.cancel();
+  }
+
+  private isNoOp(c: Change): boolean {
+    const cur = this.target.valueOf(c.key);
+    if (c.value === null) return cur === null || cur === undefined; // deleting what is not there
+    return cur != null && cur.equals(c.value);
+  }
+
+  private schedule(): void {
+    if (this.timer || this.pending.size === 0) return;
+    const wait = this.lastFlush + this.opts.windowMs - Date.now();
+    this.timer = wait <= 0 ? setImmediate(() => this.flush()) : setTimeout(() => this.flush(), wait);
+  }
+
+  private cancel(): void {
+    if (!this.timer) return;
+    clearTimeout(this.timer as NodeJS.Timeout);
+    clearImmediate(this.timer as NodeJS.Immediate);
+    this.timer = undefined;
+  }
+}

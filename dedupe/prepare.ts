@@ -1,0 +1,50 @@
+// Turns a datastore event into a Change: the key parsed, the value checked against its key and
+// encoded once into canonical bytes. Everything downstream works on those bytes.
+import { parseKey, RESOURCE_PREFIX } from '../src/model/kinds.js';
+import { nodeOf } from '../src/model/views.js';
+import { encodeValue } from '../src/protocol/canonical.js';
+import type { DatastoreEvent } from '../src/datastore/datastore.js';
+
+export interface Change {
+  readonly key: string;
+  readonly kind: string;
+  readonly node: string | undefined;
+  /** Canonical value bytes; null for a deletion. */
+  readonly value: Buffer | null;
+  readonly revision: string;
+}
+
+export type Prepared =
+  | { ok: true; change: Change }
+  | { ok: false; ignored: true }
+  | { ok: false; ignored: false; kind: string; reason: string };
+
+export function prepare(ev: DatastoreEvent): Prepared {
+  const parsed = parseKey(ev.key);
+  if (!parsed) return { ok: false, ignored: true };
+  const revision = String(ev.revision);
+  if (ev.value === null || ev.value === undefined) {
+    return { ok: true, change: { key: ev.key, kind: parsed.kind, node: undefined, value: null, revision } };
+  }
+  const v = ev.value as any;
+  const bad = (reason: string): Prepared => ({ ok: false, ignored: false, kind: parsed.kind, reason });
+  if (typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return bad('value is not an object');
+  if (ev.key.startsWith(RESOURCE_PREFIX)) {
+    // A v3 resource must be the resource its path names.
+    if (v.kind !== undefined && v.kind !== parsed.kind) return bad(`kind ${JSON.stringify(v.kind)} stored under a ${parsed.kind} path`);
+    const meta = v.metadata;
+    if (typeof meta !== 'object' || meta === null) return bad('metadata is missing');
+    if (meta.name !== parsed.name) return bad(`metadata.name ${JSON.stringify(meta.name)} does not match the path`);
+    if (parsed.namespace !== undefined && meta.namespace !== undefined && meta.namespace !== parsed.namespace) {
+      return bad(`metadata.namespace ${JSON.stringify(meta.namespace)} does not match the path`);
+    }
+    if (v.spec !== undefined && (typeof v.spec !== 'object' || v.spec === null || Array.isArray(v.spec))) return bad('spec is not an object');
+  }
+  let value: Buffer;
+  try {
+    value = encodeValue(v);
+  } catch (err) {
+    return bad(`value cannot be encoded: ${(err as Error).message}`);
+  }
+  return { ok: true, change: { key: ev.key, kind: parsed.kind, node: nodeOf(parsed, v), value, revision } };
+}

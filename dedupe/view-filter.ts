@@ -1,0 +1,24 @@
+// Per-view filtering: which changes a client of (syncer type, node) receives. Clients whose
+// filters have the same key share one pre-encoded frame per delta and one snapshot.
+import { needsNode, VIEWS, type SyncerType, type ViewDef } from '../src/model/views.js';
+
+export class ViewFilter {
+  /** Identity of what this filter lets through: the syncer type, plus the node where it matters. */
+  readonly key: string;
+  readonly def: ViewDef;
+
+  readonly node: string;
+
+  constructor(readonly syncer: SyncerType, node: string) {
+    this.def = VIEWS[syncer];
+    // Only node-scoped views depend on the node: all Felix clients share one key.
+    this.node = needsNode(syncer) ? node : '';
+    this.key = this.node ? `${syncer}/${this.node}` : syncer;
+  }
+
+  matches(kind: string, node: string | undefined): boolean {
+    if (!this.def.kinds.has(kind)) return false;
+    return !this.def.nodeScoped.has(kind) || node === this.node;
+  }
+}
+

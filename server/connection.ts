@@ -1,0 +1,238 @@
+// One client connection: handshake → streaming → closed.
+//
+// A connection holds no queue of its own. Its state is a position in the store's sequence (`pos`:
+// everything up to it has been written to the socket) plus, while a snapshot or catch-up is in
+// flight, an iterator over frames still to write. When it is caught up it gets each new delta as
+// the shared frame every client of its view gets. When its socket buffer passes the high-water
+// mark it simply stops; once the socket drains it catches up from `pos` in one coalesced pass.
+// So a slow client costs at most the high-water mark plus one frame, whatever the update rate.
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import { ViewFilter } from '../dedupe/view-filter.js';
+import type { Batch } from '../snapshot/store.js';
+import { checksumHex } from '../src/protocol/checksum.js';
+import { decodeClientMessage, encode, ProtocolError } from '../src/protocol/codec.js';
+import { chunkFrames } from '../src/protocol/frames.js';
+import { CloseCode, PROTOCOL_VERSION, type ControlMessage, type Hello, type SyncMode, type SyncStatus } from '../src/protocol/messages.js';
+import type { ServerContext } from './context.js';
+
+export type ConnectionState = 'handshake' | 'streaming' | 'closed';
+
+export class Connection {
+  state: ConnectionState = 'handshake';
+  filter: ViewFilter | undefined;
+  hello: Hello | undefined;
+  /** Position the client reaches once it has read everything written so far. */
+  pos = 0;
+  lastPongAt = Date.now();
+  readonly connectedAt = Date.now();
+
+  private frames: Iterator<Buffer> | undefined;
+  private framesEnd = 0;
+  private sentStatus: SyncStatus | undefined;
+  private checksumDue = true;
+  private waitingDrain = false;
+  private timer: NodeJS.Timeout | undefined;
+  private closeReason = 'client-closed';
+
+  constructor(
+    readonly id: number,
+    private readonly ws: WebSocket,
+    private readonly socket: Socket,
+    readonly remote: string,
+    private readonly ctx: ServerContext,
+  ) {
+    this.timer = setTimeout(() => this.fail(CloseCode.handshakeTimeout, 'no hello within the handshake timeout'), ctx.opts.handshakeTimeoutMs);
+    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    ws.on('close', () => this.onClosed());
+    ws.on('error', (err: Error & { code?: string }) => {
+      // ws reports oversize and malformed WebSocket frames here and then closes the socket itself.
+      this.closeReason = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'too-big' : 'socket-error';
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') ctx.metrics.badFrames.labels(String(CloseCode.tooBig)).inc();
+      ctx.logger.debug({ conn: this.id, err: err.message }, 'connection error');
+    });
+  }
+
+  get streaming(): boolean { return this.state === 'streaming'; }
+
+  // ---- inbound ---------------------------------------------------------------------------
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.state === 'closed') return;
+    let msg;
+    try {
+      if (!isBinary) throw new ProtocolError(CloseCode.malformed, 'text frames are not part of the protocol');
+      msg = decodeClientMessage(data);
+    } catch (err) {
+      if (err instanceof ProtocolError) return this.fail(err.code, err.message);
+      throw err;
+    }
+    if (this.state === 'handshake') {
+      if (msg.t !== 'hello') return this.fail(CloseCode.unexpectedMessage, `expected hello, got ${msg.t}`);
+      return this.onHello(msg);
+    }
+    switch (msg.t) {
+      case 'hello':
+        return this.fail(CloseCode.unexpectedMessage, 'hello sent twice');
+      case 'pong':
+        this.lastPongAt = Date.now();
+        if (msg.ts <= this.lastPongAt) this.ctx.metrics.pingRtt.observe((this.lastPongAt - msg.ts) / 1000);
+        return;
+      case 'ack':
+        return this.ctx.observeAck(msg.seq);
+    }
+  }
+
+  private onHello(hello: Hello): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const { store, metrics } = this.ctx;
+    this.hello = hello;
+    this.filter = new ViewFilter(hello.syncer, hello.node);
+    const r = hello.resume;
+    const canResume = r !== undefined && r.epoch === store.epoch && store.catchUp(r.seq, this.filter) !== undefined;
+    const mode: SyncMode = canResume ? 'resume' : 'snapshot';
+    this.send({
+      t: 'welcome', v: PROTOCOL_VERSION, serverId: this.ctx.serverId, serverVersion: this.ctx.serverVersion,
+      epoch: store.epoch, syncer: hello.syncer, node: this.filter.node, mode, compression: 'none',
+    });
+    metrics.resyncs.labels(mode).inc();
+    metrics.connectionsStreaming.labels(hello.syncer).inc();
+    this.state = 'streaming';
+    this.ctx.logger.info({ conn: this.id, remote: this.remote, syncer: hello.syncer, node: hello.node, client: hello.clientName, mode, from: r?.seq }, 'client syncing');
+    if (canResume) this.pos = r.seq;
+    else this.startSnapshot();
+    this.pump();
+  }
+
+  // ---- outbound --------------------------------------------------------------------------
+
+  /** A batch was published: the fast path writes the view's shared frame. */
+  onBatch(batch: Batch, frameFor: (f: ViewFilter) => Buffer | null): void {
+    if (this.state !== 'streaming') return;
+    if (!this.frames && !this.waitingDrain && this.pos === batch.from && this.ws.bufferedAmount < this.ctx.opts.highWaterMark) {
+      const frame = frameFor(this.filter!);
+      if (frame) this.write(frame);
+      this.pos = batch.to;
+      return;
+    }
+    this.pump();
+  }
+
+  /** Status changed, or a checksum is due: delivered once the client is caught up. */
+  poke(checksumDue = false): void {
+    if (checksumDue) this.checksumDue = true;
+    this.pump();
+  }
+
+  private startSnapshot(): void {
+    const snap = this.ctx.snapshots.get(this.filter!);
+    this.frames = snap.frames[Symbol.iterator]();
+    this.framesEnd = snap.seq;
+  }
+
+  private pump(): void {
+    const { store, opts } = this.ctx;
+    while (this.state === 'streaming' && !this.waitingDrain) {
+      if (this.ws.bufferedAmount >= opts.highWaterMark) return this.waitForDrain();
+      if (this.frames) {
+        const next = this.frames.next();
+        if (!next.done) { this.write(next.value); continue; }
+        this.frames = undefined;
+        this.pos = this.framesEnd;
+      }
+      if (this.pos < store.head) {
+        const items = store.catchUp(this.pos, this.filter!);
+        if (!items) { this.startSnapshot(); continue; } // history no longer reaches back to pos
+        const from = this.pos;
+        const to = store.head;
+        if (items.length === 0) { this.pos = to; continue; }
+        // Position advances only with the last frame, so a cut mid-way resumes from `from`.
+        this.frames = chunkFrames(items, opts.chunkBytes, (_i, last) => ({ t: 'delta', from, to: last ? to : from }));
+        this.framesEnd = to;
+        continue;
+      }
+      if (this.sentStatus !== store.status) {
+        this.sentStatus = store.status;
+        this.send({ t: 'status', status: store.status });
+      }
+      if (this.checksumDue) {
+        this.checksumDue = false;
+        const c = store.checksum(this.filter!);
+        this.send({ t: 'checksum', seq: this.pos, value: checksumHex(c.value), count: c.count });
+      }
+      return;
+    }
+  }
+
+  private waitForDrain(): void {
+    this.waitingDrain = true;
+    this.ctx.metrics.backpressured.inc();
+    const onDrain = () => {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.waitingDrain = false;
+      this.ctx.metrics.backpressured.dec();
+      this.pump();
+    };
+    this.socket.once('drain', onDrain);
+    this.timer = setTimeout(() => {
+      this.socket.off('drain', onDrain);
+      this.waitingDrain = false;
+      this.ctx.metrics.backpressured.dec();
+      this.goAway('stalled', CloseCode.stalled, 'no progress within the stall timeout');
+    }, this.ctx.opts.stallTimeoutMs);
+  }
+
+  private write(frame: Buffer): void {
+    this.ws.send(frame);
+    this.ctx.metrics.framesSent.inc();
+    this.ctx.metrics.bytesSent.inc(frame.length);
+  }
+
+  send(msg: ControlMessage): void {
+    this.write(encode(msg));
+  }
+
+  /** Writes a frame encoded once for many connections (pings). */
+  sendShared(frame: Buffer): void {
+    if (this.state === 'streaming') this.write(frame);
+  }
+
+  // ---- closing ---------------------------------------------------------------------------
+
+  /** Protocol violation: an error frame naming it, then close. */
+  fail(code: number, message: string): void {
+    if (this.state === 'closed') return;
+    this.ctx.metrics.badFrames.labels(String(code)).inc();
+    this.ctx.logger.warn({ conn: this.id, remote: this.remote, code, problem: message }, 'closing connection on protocol error');
+    this.send({ t: 'error', code, message });
+    this.close(code, 'protocol-error', message);
+  }
+
+  /** Closing on purpose: tell the client when to come back and where it was. */
+  goAway(reason: string, code: number, message: string, retryAfterMs = 0): void {
+    if (this.state === 'closed') return;
+    this.send({ t: 'goaway', reason, retryAfterMs, resume: { epoch: this.ctx.store.epoch, seq: this.pos } });
+    this.close(code, reason, message);
+  }
+
+  private close(code: number, reason: string, message: string): void {
+    if (this.state === 'closed') return;
+    this.onClosed(reason);
+    // Close reasons are limited to 123 bytes on the wire.
+    this.ws.close(code, Buffer.from(message).subarray(0, 120).toString());
+    // A peer that does not answer the close handshake is not waited for.
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+
+  private onClosed(reason = this.closeReason): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'streaming') this.ctx.metrics.connectionsStreaming.labels(this.hello!.syncer).dec();
+    if (this.waitingDrain) this.ctx.metrics.backpressured.dec();
+    this.state = 'closed';
+    clearTimeout(this.timer);
+    this.ctx.metrics.connectionsClosed.labels(reason).inc();
+    this.ctx.onClosed(this);
+  }
+}

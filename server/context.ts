@@ -1,0 +1,51 @@
+// What every connection of one server shares.
+import type { SnapshotCache } from '../snapshot/snapshots.js';
+import type { Store } from '../snapshot/store.js';
+import type { Logger } from '../src/logging.js';
+import type { Metrics } from '../src/metrics.js';
+import type { Connection } from './connection.js';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  handshakeTimeoutMs: number;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+  /** A client whose socket stays above the high-water mark this long is closed. */
+  stallTimeoutMs: number;
+  highWaterMark: number;
+  /** Largest frame a client may send (ws maxPayload). */
+  maxInboundBytes: number;
+  chunkBytes: number;
+  checksumIntervalMs: number;
+  snapshotReuseMs: number;
+  /** How long clients are told to wait before reconnecting after a shutdown goaway. */
+  shutdownRetryAfterMs: number;
+}
+
+export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
+  host: '0.0.0.0',
+  port: 5473,
+  handshakeTimeoutMs: 10_000,
+  pingIntervalMs: 10_000,
+  pongTimeoutMs: 60_000,
+  stallTimeoutMs: 120_000,
+  highWaterMark: 1 << 20,
+  maxInboundBytes: 64 << 10,
+  chunkBytes: 256 << 10,
+  checksumIntervalMs: 30_000,
+  snapshotReuseMs: 1_000,
+  shutdownRetryAfterMs: 0,
+};
+
+export interface ServerContext {
+  readonly opts: ServerOptions;
+  readonly store: Store;
+  readonly snapshots: SnapshotCache;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly serverId: string;
+  readonly serverVersion: string;
+  observeAck(seq: number): void;
+  onClosed(conn: Connection): void;
+}

@@ -1,0 +1,25 @@
+// One key's state in the store. The pre-encoded wire item is the only copy of the value: the
+// canonical value bytes are a view into it.
+export interface Entry {
+  readonly key: string;
+  readonly kind: string;
+  /** The node the value belongs to (for node-scoped views); kept on deletion for filtering. */
+  node: string | undefined;
+  /** msgpack [key, value | nil, revision], spliced into frames as is. */
+  item: Buffer;
+  /** Canonical value bytes (inside `item`); null for a deletion tombstone. */
+  value: Buffer | null;
+  revision: string;
+  /** Sequence number of the entry's last change. */
+  seq: number;
+  /** xxh64 of key and value; meaningless for tombstones. */
+  hash: bigint;
+  /** Bytes this entry counts against the history budget while it is a tombstone. */
+  tombstoneBytes: number;
+  // Links in the change log, oldest change first.
+  prev: Entry | null;
+  next: Entry | null;
+}
+
+/** Rough bytes an entry holds, for the history budget. */
+export const entryBytes = (e: Entry): number => 120 + e.key.length * 2 + e.item.length;

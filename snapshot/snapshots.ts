@@ -1,0 +1,62 @@
+// Pre-encoded snapshots, shared. A snapshot of a view at seq S is a list of immutable frames of
+// about `chunkBytes` each, built once and written to every client that syncs from it. A client
+// handed a snapshot older than the head catches up from S like any other client, so a storm of
+// connecting clients costs one build per view per reuse window, not one per client.
+import type { ViewFilter } from '../dedupe/view-filter.js';
+import { chunkFrames } from '../src/protocol/frames.js';
+import type { Metrics } from '../src/metrics.js';
+import type { Store } from './store.js';
+
+export interface Snapshot {
+  readonly seq: number;
+  readonly frames: readonly Buffer[];
+  readonly bytes: number;
+  readonly count: number;
+  readonly builtAt: number;
+}
+
+export class SnapshotCache {
+  private readonly cache = new Map<string, Snapshot>();
+  private lastSweep = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly chunkBytes: number,
+    private readonly reuseMs: number,
+    private readonly metrics: Metrics,
+  ) {}
+
+  get(filter: ViewFilter): Snapshot {
+    const now = Date.now();
+    this.sweep(now);
+    const cached = this.cache.get(filter.key);
+    if (cached && this.fresh(cached, now)) {
+      this.metrics.snapshotsReused.labels(filter.syncer).inc();
+      return cached;
+    }
+    const snap = this.build(filter, now);
+    this.cache.set(filter.key, snap);
+    this.metrics.snapshotsGenerated.labels(filter.syncer).inc();
+    if (!filter.node) this.metrics.snapshotBytes.labels(filter.syncer).set(snap.bytes);
+    return snap;
+  }
+
+  private fresh(s: Snapshot, now: number): boolean {
+    return s.seq === this.store.head || now - s.builtAt < this.reuseMs;
+  }
+
+  private build(filter: ViewFilter, now: number): Snapshot {
+    const seq = this.store.head;
+    const items: Buffer[] = [];
+    for (const e of this.store.entries(filter)) items.push(e.item);
+    const frames = [...chunkFrames(items, this.chunkBytes, (i, last) => ({ t: 'snapshot', seq, i, last }))];
+    return { seq, frames, bytes: frames.reduce((n, f) => n + f.length, 0), count: items.length, builtAt: now };
+  }
+
+  /** Stale snapshots are dropped so memory follows the number of views in use, not history. */
+  private sweep(now: number): void {
+    if (now - this.lastSweep < this.reuseMs) return;
+    this.lastSweep = now;
+    for (const [k, s] of this.cache) if (!this.fresh(s, now)) this.cache.delete(k);
+  }
+}

@@ -1,0 +1,136 @@
+// The versioned store: the current value of every key, the change log behind catch-up, per-view
+// checksums, and the sequence numbers that order it all. Single writer (the ingest stage);
+// readers are the server's connections and the snapshot cache, all on the one event loop.
+import { randomBytes } from 'node:crypto';
+import type { Change } from '../dedupe/prepare.js';
+import type { ViewFilter } from '../dedupe/view-filter.js';
+import { SYNCER_TYPES, viewsOfKind } from '../src/model/views.js';
+import { entryHash } from '../src/protocol/checksum.js';
+import { encodeItem } from '../src/protocol/frames.js';
+import { strSize } from '../src/protocol/msgpack-raw.js';
+import type { SyncStatus } from '../src/protocol/messages.js';
+import type { Metrics } from '../src/metrics.js';
+import { ChangeLog } from './change-log.js';
+import { ViewChecksums, type Checksum } from './checksums.js';
+import type { Entry } from './entry.js';
+
+/** One published change as views see it. */
+export interface Published {
+  readonly kind: string;
+  readonly node: string | undefined;
+  readonly item: Buffer;
+}
+
+/** Changes `from+1 .. to`, published together. */
+export interface Batch {
+  readonly from: number;
+  readonly to: number;
+  readonly changes: readonly Published[];
+  readonly at: number;
+}
+
+export interface StoreListener {
+  onBatch(batch: Batch): void;
+  onStatus(status: SyncStatus): void;
+}
+
+export class Store {
+  /** Names this store's sequence space: a position is only meaningful with the same epoch. */
+  readonly epoch = randomBytes(8).toString('hex');
+  private readonly byKey = new Map<string, Entry>();
+  private readonly live = new Map<string, Map<string, Entry>>();
+  private readonly log: ChangeLog;
+  private readonly checksums = new ViewChecksums();
+  private readonly listeners: StoreListener[] = [];
+  private _head = 0;
+  private _status: SyncStatus = 'wait-for-datastore';
+
+  constructor(historyMaxBytes: number, private readonly metrics: Metrics) {
+    this.log = new ChangeLog(historyMaxBytes);
+  }
+
+  get head(): number { return this._head; }
+  get floor(): number { return this.log.floor; }
+  get status(): SyncStatus { return this._status; }
+  get historyBytes(): number { return this.log.bytes; }
+
+  subscribe(l: StoreListener): () => void {
+    this.listeners.push(l);
+    return () => { const i = this.listeners.indexOf(l); if (i >= 0) this.listeners.splice(i, 1); };
+  }
+
+  /** Current canonical bytes of a key: null when deleted (tombstone), undefined when unknown. */
+  valueOf(key: string): Buffer | null | undefined {
+    return this.byKey.get(key)?.value;
+  }
+
+  /** Applies changes that the ingest stage has already deduplicated, and publishes them. */
+  apply(changes: readonly Change[]): void {
+    if (changes.length === 0) return;
+    const from = this._head;
+    const published: Published[] = [];
+    for (const c of changes) {
+      const seq = ++this._head;
+      const item = encodeItem(c.key, c.value, c.revision);
+      const valueEnd = item.length - strSize(c.revision);
+      const value = c.value ? item.subarray(valueEnd - c.value.length, valueEnd) : null;
+      const hash = value ? entryHash(c.key, value) : 0n;
+      let e = this.byKey.get(c.key);
+      if (!e) {
+        e = { key: c.key, kind: c.kind, node: c.node, item, value, revision: c.revision, seq, hash, tombstoneBytes: 0, prev: null, next: null };
+        this.byKey.set(c.key, e);
+        this.checksums.update(c.kind, undefined, value ? e : undefined);
+      } else {
+        const old = e.value ? { node: e.node, hash: e.hash } : undefined;
+        if (!e.value) this.log.revived(e);
+        // A deletion keeps the node it had, so node-scoped clients still see it go.
+        if (value) e.node = c.node;
+        e.item = item; e.value = value; e.revision = c.revision; e.seq = seq; e.hash = hash;
+        this.checksums.update(c.kind, old, value ? e : undefined);
+      }
+      let kindMap = this.live.get(c.kind);
+      if (!kindMap) this.live.set(c.kind, (kindMap = new Map()));
+      if (value) kindMap.set(c.key, e);
+      else kindMap.delete(c.key);
+      this.log.touch(e);
+      published.push({ kind: c.kind, node: e.node, item });
+      for (const v of viewsOfKind(c.kind)) this.metrics.updatesPublished.labels(v).inc();
+    }
+    for (const gone of this.log.evict()) this.byKey.delete(gone.key);
+    this.metrics.headSeq.set(this._head);
+    this.metrics.historyBytes.set(this.log.bytes);
+    this.metrics.historyFloor.set(this.log.floor);
+    for (const v of SYNCER_TYPES) this.metrics.cacheSize.labels(v).set(this.checksums.size(v));
+    const batch: Batch = { from, to: this._head, changes: published, at: Date.now() };
+    for (const l of this.listeners) l.onBatch(batch);
+  }
+
+  setStatus(status: SyncStatus): void {
+    if (status === this._status) return;
+    this._status = status;
+    for (const l of this.listeners) l.onStatus(status);
+  }
+
+  /** Items a client of `filter` at position `seq` needs to reach the head; undefined → snapshot. */
+  catchUp(seq: number, filter: ViewFilter): Buffer[] | undefined {
+    if (seq > this._head) return undefined;
+    return this.log.since(seq, (e) => filter.matches(e.kind, e.node));
+  }
+
+  /** Live entries of the kinds a view carries, for building snapshots. */
+  *entries(filter: ViewFilter): Generator<Entry> {
+    for (const kind of filter.def.kinds) {
+      const m = this.live.get(kind);
+      if (!m) continue;
+      const scoped = filter.def.nodeScoped.has(kind);
+      for (const e of m.values()) if (!scoped || e.node === filter.node) yield e;
+    }
+  }
+
+  checksum(filter: ViewFilter): Checksum {
+    return this.checksums.get(filter);
+  }
+
+  /** Number of keys held, tombstones included. */
+  get size(): number { return this.byKey.size; }
+}

@@ -1,0 +1,133 @@
+// calico-fanout: serve | watch | dump.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { SyncClient, type Update } from '../../client/index.js';
+import { startApp } from '../app.js';
+import { ConfigError, envName, loadConfig, SETTINGS } from '../config.js';
+import { SeedError } from '../datastore/seed.js';
+import { createLogger } from '../logging.js';
+import { isSyncerType, needsNode, SYNCER_TYPES, type SyncerType } from '../model/views.js';
+import { VERSION } from '../version.js';
+
+const program = new Command('calico-fanout')
+  .description('Typha-style fan-out cache for Calico: one datastore watch, deltas to many agents over WebSocket+msgpack')
+  .version(VERSION);
+
+// ---- serve -------------------------------------------------------------------------------
+const serve = program.command('serve')
+  .description('serve the configured datastore to agents (with nothing configured: the demo cluster from the memory datastore)')
+  .option('-c, --config-file <path>', 'YAML or JSON file of settings (camelCase or Typha names)');
+for (const s of SETTINGS) {
+  if (!s.flag) continue;
+  const arg = s.kind === 'list' ? `<${s.flag}...>` : s.kind === 'bool' ? '' : '<value>';
+  serve.addOption(new Option(`--${s.flag}${arg ? ' ' + arg : ''}`, `${s.help} [env ${envName(s)}, default ${JSON.stringify(s.default)}]`));
+}
+serve.addHelpText('after', `\nEvery setting can also be given as an environment variable:\n${SETTINGS.map((s) => `  ${envName(s).padEnd(38)} ${s.help}`).join('\n')}`);
+serve.action(async (opts: Record<string, unknown>) => {
+  const flags: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    if (!s.flag) continue;
+    const v = opts[camel(s.flag)];
+    if (v !== undefined) flags[s.name] = v;
+  }
+  let config;
+  try {
+    config = loadConfig({ flags, configFile: opts.configFile as string | undefined });
+  } catch (err) {
+    if (err instanceof ConfigError) fatal(2, `configuration error: ${err.message}`);
+    throw err;
+  }
+  const logger = createLogger(config.logSeverityScreen);
+  let app;
+  try {
+    app = await startApp(config, logger);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof SeedError) fatal(2, `configuration error: ${err.message}`);
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE' || e.code === 'EACCES') fatal(1, `cannot listen: ${e.message}`);
+    throw err;
+  }
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    await app.close();
+    logger.flush();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+});
+
+// ---- watch / dump ------------------------------------------------------------------------
+const syncerArg = (v: string): SyncerType => {
+  if (!isSyncerType(v)) throw new InvalidArgumentError(`must be one of ${SYNCER_TYPES.join(', ')}`);
+  return v;
+};
+const clientOptions = (cmd: Command) => cmd
+  .option('--url <url...>', 'server URL(s), rotated on reconnect', ['ws://127.0.0.1:5473'])
+  .addOption(new Option('--syncer <type>', `syncer type (${SYNCER_TYPES.join(', ')})`).argParser(syncerArg).default('felix'))
+  .option('--node <name>', 'this node\'s name (required by tunnel-ip-allocation and node-status)', '')
+  .option('--timeout <secs>', 'give up (exit 1) if not in sync within this many seconds; 0 waits forever', '0');
+
+function makeClient(opts: { url: string[]; syncer: SyncerType; node: string }, onUpdates?: (u: Update[]) => void, onStatus?: (s: string) => void): SyncClient {
+  if (needsNode(opts.syncer) && !opts.node) fatal(2, `--node is required for --syncer ${opts.syncer}`);
+  const logger = createLogger(process.env.CALICO_FANOUT_LOG ?? 'WARNING', 2);
+  return new SyncClient({ urls: opts.url, syncerType: opts.syncer, node: opts.node, clientName: 'calico-fanout-cli', onUpdates, onStatus, logger });
+}
+
+function deadline(secs: string, what: string): void {
+  const s = Number(secs);
+  if (!Number.isFinite(s) || s < 0) fatal(2, `--timeout must be a number of seconds`);
+  if (s > 0) setTimeout(() => fatal(1, `${what}: not in sync within ${s}s`), s * 1000).unref();
+}
+
+clientOptions(program.command('watch'))
+  .description('follow a view through the client library, printing updates and status')
+  .option('--until-in-sync', 'exit 0 once in sync (last line: "in sync: <N> keys")')
+  .option('--json', 'print updates as NDJSON')
+  .action(async (opts) => {
+    const print = (u: Update) => {
+      if (opts.json) out(JSON.stringify(u));
+      else out(`${u.value === null ? 'DEL' : 'SET'} ${u.key} rev=${u.revision}`);
+    };
+    const client = makeClient(opts, (us) => us.forEach(print), (s) => { if (!opts.json) out(`status: ${s}`); });
+    deadline(opts.timeout, 'watch');
+    client.start();
+    await client.inSync();
+    if (opts.untilInSync) {
+      out(`in sync: ${client.size} keys`);
+      await client.stop();
+      process.exit(0);
+    }
+    process.on('SIGINT', () => void client.stop().then(() => process.exit(0)));
+    process.on('SIGTERM', () => void client.stop().then(() => process.exit(0)));
+  });
+
+clientOptions(program.command('dump'))
+  .description("print a view's current content as NDJSON ({key, revision, value} per line, sorted by key)")
+  .action(async (opts) => {
+    const client = makeClient(opts);
+    deadline(opts.timeout, 'dump');
+    client.start();
+    await client.inSync();
+    const rows = [...client.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const [key, v] of rows) out(JSON.stringify({ key, revision: v.revision, value: v.value }));
+    await client.stop();
+    process.exit(0);
+  });
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
+function out(line: string): void {
+  process.stdout.write(line + '\n');
+}
+
+function fatal(code: number, msg: string): never {
+  process.stderr.write(`calico-fanout: ${msg}\n`);
+  process.exit(code);
+}
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,190 @@
+// Server configuration: one table of settings, read from (lowest to highest precedence) the
+// defaults, an optional YAML/JSON config file, TYPHA_* environment variables and CLI flags.
+// Typha's names are used where Typha has the setting (research/typha.md §5). A bad value is an
+// error naming the setting and where it came from; the CLI exits 2 on it.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+
+type Kind = 'int' | 'port' | 'seconds' | 'bytes' | 'number' | 'bool' | 'string' | 'list' | 'oneof';
+
+interface Setting {
+  /** camelCase name: the config file key and the Config field. */
+  readonly name: string;
+  /** Typha-style name: TYPHA_<UPPER> in the environment; also accepted in the config file. */
+  readonly typha: string;
+  readonly flag?: string;
+  readonly kind: Kind;
+  readonly default: unknown;
+  readonly choices?: readonly string[];
+  readonly min?: number;
+  readonly help: string;
+}
+
+const DEMO_CLUSTER = fileURLToPath(new URL('../examples/demo-cluster', import.meta.url));
+
+export const SETTINGS: readonly Setting[] = [
+  { name: 'datastoreType', typha: 'DatastoreType', flag: 'datastore', kind: 'oneof', choices: ['memory', 'etcdv3', 'kubernetes'], default: 'memory', help: 'where the data comes from; memory serves the seed files' },
+  { name: 'memorySeedPaths', typha: 'MemorySeedPaths', flag: 'seed', kind: 'list', default: [DEMO_CLUSTER], help: 'YAML/JSON files or directories of Calico resources for the memory datastore' },
+  { name: 'simulateChurn', typha: 'SimulateChurn', flag: 'simulate-churn', kind: 'number', min: 0, default: 0, help: 'memory datastore: rewrite workload endpoints at this many updates/s' },
+  { name: 'serverHost', typha: 'ServerHost', flag: 'server-host', kind: 'string', default: '', help: 'client port bind address ("" = all interfaces)' },
+  { name: 'serverPort', typha: 'ServerPort', flag: 'server-port', kind: 'port', default: 5473, help: 'client port (0 = 5473, -1 = ephemeral)' },
+  { name: 'healthEnabled', typha: 'HealthEnabled', kind: 'bool', default: true, help: 'serve /livez and /readyz' },
+  { name: 'healthHost', typha: 'HealthHost', flag: 'health-host', kind: 'string', default: '', help: 'health bind address ("" = all interfaces)' },
+  { name: 'healthPort', typha: 'HealthPort', flag: 'health-port', kind: 'port', default: 9098, help: 'health port (-1 = ephemeral)' },
+  { name: 'prometheusMetricsEnabled', typha: 'PrometheusMetricsEnabled', kind: 'bool', default: true, help: 'serve /metrics' },
+  { name: 'prometheusMetricsHost', typha: 'PrometheusMetricsHost', flag: 'metrics-host', kind: 'string', default: '', help: 'metrics bind address ("" = all interfaces)' },
+  { name: 'prometheusMetricsPort', typha: 'PrometheusMetricsPort', flag: 'metrics-port', kind: 'port', default: 9093, help: 'metrics port (-1 = ephemeral)' },
+  { name: 'logSeverityScreen', typha: 'LogSeverityScreen', flag: 'log-level', kind: 'oneof', choices: ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL', 'NONE'], default: 'INFO', help: 'log level' },
+  { name: 'serverPingIntervalSecs', typha: 'ServerPingIntervalSecs', kind: 'seconds', min: 0.01, default: 10, help: 'ping every client this often' },
+  { name: 'serverPongTimeoutSecs', typha: 'ServerPongTimeoutSecs', kind: 'seconds', min: 0.01, default: 60, help: 'close a client silent this long' },
+  { name: 'serverHandshakeTimeoutSecs', typha: 'ServerHandshakeTimeoutSecs', kind: 'seconds', min: 0.01, default: 10, help: 'close a connection without hello after this long' },
+  { name: 'serverWriteTimeoutSecs', typha: 'ServerWriteTimeoutSecs', kind: 'seconds', min: 0.01, default: 120, help: 'close a client whose socket makes no progress this long (stall timeout)' },
+  { name: 'serverHighWaterMarkBytes', typha: 'ServerHighWaterMarkBytes', kind: 'bytes', min: 1024, default: 1 << 20, help: 'stop writing to a client whose socket buffer holds this much' },
+  { name: 'serverMaxInboundMessageBytes', typha: 'ServerMaxInboundMessageBytes', kind: 'bytes', min: 1024, default: 64 << 10, help: 'largest frame a client may send' },
+  { name: 'snapshotChunkBytes', typha: 'SnapshotChunkBytes', kind: 'bytes', min: 1024, default: 256 << 10, help: 'size of snapshot and catch-up frames' },
+  { name: 'snapshotReuseSecs', typha: 'SnapshotReuseSecs', kind: 'seconds', min: 0, default: 1, help: 'serve a built snapshot to new clients for this long before building a fresher one' },
+  { name: 'historyMaxBytes', typha: 'HistoryMaxBytes', flag: 'history-bytes', kind: 'bytes', min: 0, default: 64 << 20, help: 'memory for resume beyond the live state (deletion tombstones)' },
+  { name: 'ingestBatchWindowSecs', typha: 'IngestBatchWindowSecs', kind: 'seconds', min: 0, default: 0.01, help: 'coalesce updates per key within this window' },
+  { name: 'checksumIntervalSecs', typha: 'ChecksumIntervalSecs', kind: 'seconds', min: 0.01, default: 30, help: 'send each client its view checksum this often' },
+];
+
+export interface Config {
+  datastoreType: 'memory' | 'etcdv3' | 'kubernetes';
+  memorySeedPaths: string[];
+  simulateChurn: number;
+  serverHost: string;
+  serverPort: number;
+  healthEnabled: boolean;
+  healthHost: string;
+  healthPort: number;
+  prometheusMetricsEnabled: boolean;
+  prometheusMetricsHost: string;
+  prometheusMetricsPort: number;
+  logSeverityScreen: string;
+  serverPingIntervalSecs: number;
+  serverPongTimeoutSecs: number;
+  serverHandshakeTimeoutSecs: number;
+  serverWriteTimeoutSecs: number;
+  serverHighWaterMarkBytes: number;
+  serverMaxInboundMessageBytes: number;
+  snapshotChunkBytes: number;
+  snapshotReuseSecs: number;
+  historyMaxBytes: number;
+  ingestBatchWindowSecs: number;
+  checksumIntervalSecs: number;
+}
+
+export class ConfigError extends Error {}
+
+export const envName = (s: Setting): string => `TYPHA_${s.typha.toUpperCase()}`;
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1 << 20, g: 1e9, gb: 1e9, gib: 1 << 30 };
+
+function parseValue(s: Setting, raw: unknown, source: string): unknown {
+  const fail = (why: string): never => {
+    throw new ConfigError(`${s.name} (${envName(s)}): ${JSON.stringify(raw)} from ${source} ${why}`);
+  };
+  const text = typeof raw === 'string' ? raw.trim() : raw;
+  const num = (): number => {
+    const n = typeof text === 'number' ? text : typeof text === 'string' && text !== '' ? Number(text) : NaN;
+    if (!Number.isFinite(n)) fail('is not a number');
+    if (s.min !== undefined && n < s.min) fail(`is below the minimum ${s.min}`);
+    return n;
+  };
+  switch (s.kind) {
+    case 'number':
+    case 'seconds':
+      return num();
+    case 'int': {
+      const n = num();
+      if (!Number.isInteger(n)) fail('is not an integer');
+      return n;
+    }
+    case 'port': {
+      const n = num();
+      if (!Number.isInteger(n) || n < -1 || n > 65535) fail('is not a port (0-65535, or -1 for an ephemeral port)');
+      return n;
+    }
+    case 'bytes': {
+      if (typeof text === 'number') return num();
+      const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(String(text));
+      const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
+      if (!m || unit === undefined) return fail('is not a size (e.g. 1048576, 512KiB, 64MiB)');
+      const n = Math.round(Number(m[1]) * unit);
+      if (s.min !== undefined && n < s.min) fail(`is below the minimum ${s.min} bytes`);
+      return n;
+    }
+    case 'bool': {
+      if (typeof text === 'boolean') return text;
+      const t = String(text).toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(t)) return true;
+      if (['false', '0', 'no', 'off'].includes(t)) return false;
+      return fail('is not a boolean (true/false)');
+    }
+    case 'oneof': {
+      const t = String(text);
+      const hit = s.choices!.find((c) => c.toLowerCase() === t.toLowerCase());
+      if (!hit) fail(`is not one of ${s.choices!.join(', ')}`);
+      return hit;
+    }
+    case 'list': {
+      const items = Array.isArray(text) ? text.map(String) : String(text).split(',').map((x) => x.trim()).filter(Boolean);
+      if (items.length === 0) fail('is an empty list');
+      return items;
+    }
+    case 'string':
+      if (typeof text !== 'string') fail('is not a string');
+      return text;
+  }
+}
+
+export interface ConfigSources {
+  flags?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  configFile?: string;
+}
+
+export function loadConfig({ flags = {}, env = process.env, configFile }: ConfigSources = {}): Config {
+  const out: Record<string, unknown> = {};
+  const file = configFile ? readConfigFile(configFile) : {};
+  const known = new Set(SETTINGS.flatMap((s) => [s.name, s.typha, s.typha.toLowerCase()]));
+  for (const k of Object.keys(file)) {
+    if (!known.has(k)) throw new ConfigError(`config file ${configFile}: unknown setting ${JSON.stringify(k)}`);
+  }
+  for (const s of SETTINGS) {
+    let value = s.default;
+    const fromFile = file[s.name] ?? file[s.typha] ?? file[s.typha.toLowerCase()];
+    if (fromFile !== undefined) value = parseValue(s, fromFile, `config file ${configFile}`);
+    const fromEnv = env[envName(s)];
+    // An empty variable is unset, as in Typha.
+    if (fromEnv !== undefined && fromEnv !== '') value = parseValue(s, fromEnv, `environment variable ${envName(s)}`);
+    const fromFlag = flags[s.name];
+    if (fromFlag !== undefined) value = parseValue(s, fromFlag, `flag --${s.flag ?? s.name}`);
+    out[s.name] = value;
+  }
+  return out as unknown as Config;
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: ${(err as Error).message}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${path}: expected a mapping of settings`);
+  return parsed as Record<string, unknown>;
+}
+
+/** The ports as the server binds them (Typha: 0 means the default, -1 an ephemeral port). */
+export function effectivePort(port: number, dflt: number): number {
+  return port === 0 ? dflt : port === -1 ? 0 : port;
+}

@@ -1,0 +1,25 @@
+// The one interface every datastore adapter implements (memory now; etcd v3 and the Kubernetes
+// API behind the same shape). An adapter owns the single upstream watch and pushes events in
+// datastore order; it never learns who consumes them.
+import type { SyncStatus } from '../protocol/messages.js';
+
+export interface DatastoreEvent {
+  /** Calico default path, e.g. /calico/resources/v3/projectcalico.org/nodes/node-1. */
+  key: string;
+  /** The resource as parsed from the datastore; null for a deletion. */
+  value: unknown;
+  /** The datastore's revision of this change (etcd mod revision, Kubernetes resourceVersion). */
+  revision: string;
+}
+
+export interface DatastoreSink {
+  onUpdates(events: readonly DatastoreEvent[]): void;
+  /** `in-sync` once everything that existed at start has been delivered; adapters repeat it after a resync. */
+  onStatus(status: SyncStatus): void;
+}
+
+export interface Datastore {
+  readonly name: string;
+  start(sink: DatastoreSink): Promise<void>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,56 @@
+// Every metric the server exports, on a registry of its own (no global state: tests run several
+// servers in one process). Typha's names are kept where the meaning matches (typha.md §6);
+// everything Typha has no word for is calico_fanout_*. Per-client labels are never used.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { SYNCER_TYPES } from './model/views.js';
+
+const syncer = ['syncer'] as const;
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly r = [this.registry];
+
+  readonly connectionsAccepted = new Counter({ name: 'typha_connections_accepted', help: 'Connections accepted.', registers: this.r });
+  readonly connectionsActive = new Gauge({ name: 'typha_connections_active', help: 'Open connections, including those in the handshake.', registers: this.r });
+  readonly connectionsStreaming = new Gauge({ name: 'typha_connections_streaming', help: 'Connections past the handshake.', labelNames: syncer, registers: this.r });
+  readonly connectionsClosed = new Counter({ name: 'calico_fanout_connections_closed_total', help: 'Connections closed, by reason.', labelNames: ['reason'] as const, registers: this.r });
+  readonly badFrames = new Counter({ name: 'calico_fanout_bad_frames_total', help: 'Frames from clients rejected as protocol violations, by close code.', labelNames: ['code'] as const, registers: this.r });
+
+  readonly updatesReceived = new Counter({ name: 'calico_fanout_datastore_updates_total', help: 'Updates received from the datastore.', registers: this.r });
+  readonly updatesCoalesced = new Counter({ name: 'calico_fanout_updates_coalesced_total', help: 'Updates replaced by a later update of the same key within one batching window.', registers: this.r });
+  readonly updatesTotal = new Counter({ name: 'typha_updates_total', help: 'Updates entering the store, per view that carries their kind.', labelNames: syncer, registers: this.r });
+  readonly updatesSkipped = new Counter({ name: 'typha_updates_skipped', help: 'Updates dropped because they changed nothing, per view.', labelNames: syncer, registers: this.r });
+  readonly updatesPublished = new Counter({ name: 'calico_fanout_updates_published_total', help: 'Changes published, per view.', labelNames: syncer, registers: this.r });
+  readonly invalidValues = new Counter({ name: 'calico_fanout_invalid_values_total', help: 'Datastore values dropped because their shape does not fit their key.', labelNames: ['kind'] as const, registers: this.r });
+  readonly ignoredKeys = new Counter({ name: 'calico_fanout_ignored_keys_total', help: 'Datastore keys outside the Calico layout that is served.', registers: this.r });
+
+  readonly cacheSize = new Gauge({ name: 'typha_cache_size', help: 'Live keys in each view (node-scoped kinds counted for all nodes).', labelNames: syncer, registers: this.r });
+  readonly headSeq = new Gauge({ name: 'typha_breadcrumb_seq_number', help: 'Sequence number of the latest published change.', registers: this.r });
+  readonly historyBytes = new Gauge({ name: 'calico_fanout_history_bytes', help: 'Bytes held for catch-up beyond the live state (deletion tombstones).', registers: this.r });
+  readonly historyFloor = new Gauge({ name: 'calico_fanout_history_floor_seq', help: 'Oldest position a client can resume from without a snapshot.', registers: this.r });
+  readonly snapshotsGenerated = new Counter({ name: 'typha_snapshots_generated', help: 'Pre-encoded snapshots built.', labelNames: syncer, registers: this.r });
+  readonly snapshotsReused = new Counter({ name: 'typha_snapshots_reused', help: 'Snapshot sends served from an already built snapshot.', labelNames: syncer, registers: this.r });
+  readonly snapshotBytes = new Gauge({ name: 'typha_snapshot_raw_bytes', help: 'Size of the last snapshot built for each view.', labelNames: syncer, registers: this.r });
+  readonly resyncs = new Counter({ name: 'calico_fanout_resyncs_total', help: 'Client syncs by mode: resume (catch-up from a position) or snapshot.', labelNames: ['mode'] as const, registers: this.r });
+
+  readonly framesSent = new Counter({ name: 'calico_fanout_frames_sent_total', help: 'Frames written to client sockets.', registers: this.r });
+  readonly bytesSent = new Counter({ name: 'calico_fanout_bytes_sent_total', help: 'Bytes written to client sockets.', registers: this.r });
+  readonly sharedFrames = new Counter({ name: 'calico_fanout_delta_frames_built_total', help: 'Delta frames encoded for broadcast (each written to every caught-up client of its view).', registers: this.r });
+  readonly backpressured = new Gauge({ name: 'calico_fanout_backpressured_clients', help: 'Clients whose socket buffer is above the high-water mark.', registers: this.r });
+  readonly clientLag = new Histogram({
+    name: 'calico_fanout_client_lag_seconds', help: 'Time from publishing a change to the client acknowledging it.',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers: this.r,
+  });
+  readonly pingRtt = new Histogram({
+    name: 'calico_fanout_ping_rtt_seconds', help: 'Round trip of application pings.',
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: this.r,
+  });
+
+  constructor(defaults = true) {
+    if (defaults) collectDefaultMetrics({ register: this.registry });
+    for (const s of SYNCER_TYPES) {
+      for (const m of [this.updatesTotal, this.updatesSkipped, this.updatesPublished, this.snapshotsGenerated, this.snapshotsReused]) m.labels(s).inc(0);
+      this.connectionsStreaming.labels(s).set(0);
+    }
+  }
+}

@@ -1,0 +1,136 @@
+// Calico's datastore layout: which kinds exist, where each lives under /calico/, and how a key
+// path maps back to (kind, namespace, name). Key paths follow libcalico-go's KeyToDefaultPath so
+// that an etcd holding a real Calico cluster reads without translation (research/typha.md §2.5).
+
+export const RESOURCE_PREFIX = '/calico/resources/v3/projectcalico.org/';
+export const IPAM_PREFIX = '/calico/ipam/v2/';
+
+export interface KindInfo {
+  readonly kind: string;
+  readonly plural: string;
+  readonly namespaced: boolean;
+}
+
+const RESOURCE_KINDS: readonly KindInfo[] = [
+  ['BGPConfiguration', 'bgpconfigurations'],
+  ['BGPFilter', 'bgpfilters'],
+  ['BGPPeer', 'bgppeers'],
+  ['CalicoNodeStatus', 'caliconodestatuses'],
+  ['ClusterInformation', 'clusterinformations'],
+  ['FelixConfiguration', 'felixconfigurations'],
+  ['GlobalNetworkPolicy', 'globalnetworkpolicies'],
+  ['GlobalNetworkSet', 'globalnetworksets'],
+  ['HostEndpoint', 'hostendpoints'],
+  ['IPAMConfiguration', 'ipamconfigurations'],
+  ['IPPool', 'ippools'],
+  ['IPReservation', 'ipreservations'],
+  ['KubeControllersConfiguration', 'kubecontrollersconfigurations'],
+  ['KubernetesClusterNetworkPolicy', 'kubernetesclusternetworkpolicies'],
+  ['KubernetesEndpointSlice', 'kubernetesendpointslices', true],
+  ['KubernetesNetworkPolicy', 'kubernetesnetworkpolicies', true],
+  ['KubernetesService', 'kubernetesservice', true],
+  ['LiveMigration', 'livemigrations', true],
+  ['NetworkPolicy', 'networkpolicies', true],
+  ['NetworkSet', 'networksets', true],
+  ['Node', 'nodes'],
+  ['Profile', 'profiles'],
+  ['StagedGlobalNetworkPolicy', 'stagedglobalnetworkpolicies'],
+  ['StagedKubernetesNetworkPolicy', 'stagedkubernetesnetworkpolicies', true],
+  ['StagedNetworkPolicy', 'stagednetworkpolicies', true],
+  ['Tier', 'tiers'],
+  ['WorkloadEndpoint', 'workloadendpoints', true],
+].map(([kind, plural, namespaced]) => ({ kind, plural, namespaced: namespaced === true }) as KindInfo);
+
+/** IPAM kinds live outside the v3 resource tree, with values in libcalico-go's model shape. */
+export const IPAM_BLOCK = 'IPAMBlock';
+export const BLOCK_AFFINITY = 'BlockAffinity';
+export const IPAM_HANDLE = 'IPAMHandle';
+export const IPAM_CONFIG = 'IPAMConfig';
+
+const byPlural = new Map(RESOURCE_KINDS.map((k) => [k.plural, k]));
+const byKind = new Map(RESOURCE_KINDS.map((k) => [k.kind, k]));
+
+export function resourceKind(kind: string): KindInfo | undefined {
+  return byKind.get(kind);
+}
+
+export const ALL_KINDS: readonly string[] = [
+  ...RESOURCE_KINDS.map((k) => k.kind), IPAM_BLOCK, BLOCK_AFFINITY, IPAM_HANDLE, IPAM_CONFIG,
+];
+
+export interface ParsedKey {
+  kind: string;
+  name: string;
+  namespace?: string;
+  /** The node a key names in its path (block affinities), if any. */
+  host?: string;
+}
+
+/** Parses a Calico default path; undefined for anything outside the layout we serve. */
+export function parseKey(key: string): ParsedKey | undefined {
+  if (key.startsWith(RESOURCE_PREFIX)) {
+    const parts = key.slice(RESOURCE_PREFIX.length).split('/');
+    const info = byPlural.get(parts[0]!);
+    if (!info) return undefined;
+    if (info.namespaced) {
+      if (parts.length !== 3 || !parts[1] || !parts[2]) return undefined;
+      return { kind: info.kind, namespace: parts[1], name: parts[2] };
+    }
+    if (parts.length !== 2 || !parts[1]) return undefined;
+    return { kind: info.kind, name: parts[1] };
+  }
+  if (key.startsWith(IPAM_PREFIX)) {
+    const parts = key.slice(IPAM_PREFIX.length).split('/');
+    // assignment/ipv4/block/<cidr>
+    if (parts[0] === 'assignment' && parts.length === 4 && isIpVersion(parts[1]) && parts[2] === 'block' && parts[3]) {
+      return { kind: IPAM_BLOCK, name: parts[3] };
+    }
+    // host/<node>/ipv4/block/<cidr>
+    if (parts[0] === 'host' && parts.length === 5 && parts[1] && isIpVersion(parts[2]) && parts[3] === 'block' && parts[4]) {
+      return { kind: BLOCK_AFFINITY, name: `${parts[1]}-${parts[4]}`, host: parts[1] };
+    }
+    if (parts[0] === 'handle' && parts.length === 2 && parts[1]) return { kind: IPAM_HANDLE, name: parts[1] };
+    if (parts[0] === 'config' && parts.length === 1) return { kind: IPAM_CONFIG, name: 'default' };
+  }
+  return undefined;
+}
+
+function isIpVersion(s: string | undefined): boolean {
+  return s === 'ipv4' || s === 'ipv6';
+}
+
+/** `10.0.1.0/26` → `10.0.1.0-26`, as libcalico-go writes CIDRs into paths. */
+export function cidrToPath(cidr: string): string {
+  return cidr.replace('/', '-');
+}
+
+function ipVersionOf(cidr: string): string {
+  return cidr.includes(':') ? 'ipv6' : 'ipv4';
+}
+
+/**
+ * The default path of a resource document (`apiVersion`, `kind`, `metadata`, `spec`).
+ * IPAM documents (kind IPAMBlock / BlockAffinity) name their CIDR and node in `spec`.
+ */
+export function keyForResource(doc: { kind?: unknown; metadata?: any; spec?: any }): string {
+  const kind = String(doc.kind ?? '');
+  const name = doc.metadata?.name;
+  if (kind === IPAM_BLOCK) {
+    const cidr = String(doc.spec?.cidr ?? '');
+    if (!cidr) throw new Error(`IPAMBlock ${name ?? '?'} has no spec.cidr`);
+    return `${IPAM_PREFIX}assignment/${ipVersionOf(cidr)}/block/${cidrToPath(cidr)}`;
+  }
+  if (kind === BLOCK_AFFINITY) {
+    const cidr = String(doc.spec?.cidr ?? '');
+    const node = String(doc.spec?.node ?? '');
+    if (!cidr || !node) throw new Error(`BlockAffinity ${name ?? '?'} needs spec.cidr and spec.node`);
+    return `${IPAM_PREFIX}host/${node}/${ipVersionOf(cidr)}/block/${cidrToPath(cidr)}`;
+  }
+  const info = byKind.get(kind);
+  if (!info) throw new Error(`unknown kind ${JSON.stringify(kind)}`);
+  if (typeof name !== 'string' || !name) throw new Error(`${kind} without metadata.name`);
+  if (!info.namespaced) return `${RESOURCE_PREFIX}${info.plural}/${name}`;
+  const ns = doc.metadata?.namespace;
+  if (typeof ns !== 'string' || !ns) throw new Error(`${kind} ${name} without metadata.namespace`);
+  return `${RESOURCE_PREFIX}${info.plural}/${ns}/${name}`;
+}

@@ -1,0 +1,72 @@
+// Syncer types: which kinds each agent consumes (research/typha.md §2.4). One store serves all of
+// them; a view is only a filter over it. Kinds listed in `nodeScoped` reach a client only when the
+// resource belongs to the node named in its hello (Typha sends every node's copy and lets the
+// client throw away all but one).
+import { BLOCK_AFFINITY, IPAM_BLOCK, type ParsedKey } from './kinds.js';
+
+export const SYNCER_TYPES = ['felix', 'bgp', 'tunnel-ip-allocation', 'node-status'] as const;
+export type SyncerType = (typeof SYNCER_TYPES)[number];
+
+export interface ViewDef {
+  readonly name: SyncerType;
+  readonly kinds: ReadonlySet<string>;
+  readonly nodeScoped: ReadonlySet<string>;
+}
+
+const def = (name: SyncerType, kinds: string[], nodeScoped: string[] = []): ViewDef => ({
+  name, kinds: new Set(kinds), nodeScoped: new Set(nodeScoped),
+});
+
+export const VIEWS: Readonly<Record<SyncerType, ViewDef>> = {
+  felix: def('felix', [
+    'ClusterInformation', 'FelixConfiguration', 'GlobalNetworkPolicy', 'StagedGlobalNetworkPolicy',
+    'GlobalNetworkSet', 'IPPool', 'Node', 'Profile', 'WorkloadEndpoint', 'NetworkPolicy',
+    'StagedNetworkPolicy', 'StagedKubernetesNetworkPolicy', 'NetworkSet', 'Tier', 'HostEndpoint',
+    'BGPConfiguration', 'BGPPeer', 'LiveMigration',
+    // What Calico's Kubernetes datastore adds for Felix.
+    'KubernetesNetworkPolicy', 'KubernetesClusterNetworkPolicy', 'KubernetesEndpointSlice', 'KubernetesService',
+    // Felix routes by IPAM block unless the cluster uses the pod CIDR.
+    IPAM_BLOCK,
+  ]),
+  bgp: def('bgp', ['IPPool', 'BGPConfiguration', 'Node', 'BGPPeer', 'BGPFilter', BLOCK_AFFINITY]),
+  'tunnel-ip-allocation': def('tunnel-ip-allocation', ['IPPool', 'Node'], ['Node']),
+  'node-status': def('node-status', ['CalicoNodeStatus'], ['CalicoNodeStatus']),
+};
+
+export function isSyncerType(s: unknown): s is SyncerType {
+  return typeof s === 'string' && (SYNCER_TYPES as readonly string[]).includes(s);
+}
+
+/** A view needs the client's node name when any of its kinds is node-scoped. */
+export function needsNode(view: SyncerType): boolean {
+  return VIEWS[view].nodeScoped.size > 0;
+}
+
+/**
+ * The node a resource belongs to, for node scoping. Read from the fields Calico uses for it;
+ * undefined for cluster-wide resources.
+ */
+export function nodeOf(parsed: ParsedKey, value: any): string | undefined {
+  switch (parsed.kind) {
+    case 'Node':
+      return parsed.name;
+    case BLOCK_AFFINITY:
+      return parsed.host;
+    case 'CalicoNodeStatus':
+    case 'WorkloadEndpoint':
+    case 'HostEndpoint': {
+      const node = value?.spec?.node;
+      return typeof node === 'string' ? node : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+const viewsByKind = new Map<string, SyncerType[]>();
+for (const v of SYNCER_TYPES) for (const k of VIEWS[v].kinds) viewsByKind.set(k, [...(viewsByKind.get(k) ?? []), v]);
+
+/** The views that carry a kind (empty for kinds no agent consumes, such as IPAM handles). */
+export function viewsOfKind(kind: string): readonly SyncerType[] {
+  return viewsByKind.get(kind) ?? [];
+}

@@ -1,0 +1,92 @@
+// Encoding and validating control messages. Inbound bytes are untrusted: anything that is not
+// exactly one well-formed message of a known type becomes a ProtocolError naming the problem.
+import { Packr, Unpackr } from 'msgpackr';
+import { isSyncerType, needsNode, SYNCER_TYPES } from '../model/views.js';
+import { CloseCode, PROTOCOL_VERSION, type ClientMessage, type ControlMessage, type Hello } from './messages.js';
+
+export const packr = new Packr({ useRecords: false, variableMapSize: true });
+export const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+export class ProtocolError extends Error {
+  constructor(readonly code: number, message: string) { super(message); }
+}
+
+export function encode(msg: ControlMessage | ClientMessage): Buffer {
+  return packr.pack(msg);
+}
+
+/** Decodes one msgpack message into a plain object with a string `t`. */
+export function decodeMessage(data: Buffer): Record<string, unknown> & { t: string } {
+  let msg: unknown;
+  try {
+    msg = unpackr.unpack(data);
+  } catch (err) {
+    throw new ProtocolError(CloseCode.malformed, `frame is not valid msgpack: ${(err as Error).message}`);
+  }
+  if (msg === null || typeof msg !== 'object' || Array.isArray(msg) || msg instanceof Uint8Array) {
+    throw new ProtocolError(CloseCode.malformed, 'frame is not a msgpack map');
+  }
+  const t = (msg as { t?: unknown }).t;
+  if (typeof t !== 'string') throw new ProtocolError(CloseCode.malformed, 'message has no string field "t"');
+  return msg as Record<string, unknown> & { t: string };
+}
+
+const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/** Validates what a client may send; throws ProtocolError. */
+export function decodeClientMessage(data: Buffer): ClientMessage {
+  const m = decodeMessage(data);
+  switch (m.t) {
+    case 'hello':
+      return validateHello(m);
+    case 'pong':
+      if (typeof m.ts !== 'number') throw new ProtocolError(CloseCode.malformed, 'pong needs a numeric ts');
+      return { t: 'pong', ts: m.ts };
+    case 'ack':
+      if (!isCount(m.seq)) throw new ProtocolError(CloseCode.malformed, 'ack needs a non-negative integer seq');
+      return { t: 'ack', seq: m.seq };
+    default:
+      throw new ProtocolError(CloseCode.unexpectedMessage, `unknown message type ${JSON.stringify(m.t).slice(0, 40)}`);
+  }
+}
+
+function validateHello(m: Record<string, unknown>): Hello {
+  if (m.v !== PROTOCOL_VERSION) {
+    throw new ProtocolError(CloseCode.unsupportedVersion,
+      `protocol version ${JSON.stringify(m.v)} is not supported; this server speaks ${PROTOCOL_VERSION}`);
+  }
+  if (!isSyncerType(m.syncer)) {
+    throw new ProtocolError(CloseCode.badHello, `syncer must be one of ${SYNCER_TYPES.join(', ')}`);
+  }
+  const node = m.node ?? '';
+  if (typeof node !== 'string' || (node !== '' && !NODE_NAME.test(node))) {
+    throw new ProtocolError(CloseCode.badHello, 'node must be a DNS-1123 node name');
+  }
+  if (node === '' && needsNode(m.syncer)) {
+    throw new ProtocolError(CloseCode.badHello, `syncer ${m.syncer} serves one node's data: hello must name the node`);
+  }
+  const text = (x: unknown, field: string): string => {
+    if (x === undefined) return '';
+    if (typeof x !== 'string' || x.length > 256) throw new ProtocolError(CloseCode.badHello, `${field} must be a string of at most 256 characters`);
+    return x;
+  };
+  const hello: Hello = {
+    t: 'hello', v: PROTOCOL_VERSION, syncer: m.syncer, node,
+    clientName: text(m.clientName, 'clientName'), clientVersion: text(m.clientVersion, 'clientVersion'),
+  };
+  if (m.resume !== undefined && m.resume !== null) {
+    const r = m.resume as Record<string, unknown>;
+    if (typeof r !== 'object' || typeof r.epoch !== 'string' || !isCount(r.seq)) {
+      throw new ProtocolError(CloseCode.badHello, 'resume must be {epoch: string, seq: non-negative integer}');
+    }
+    hello.resume = { epoch: r.epoch, seq: r.seq };
+  }
+  if (m.compression !== undefined) {
+    if (!Array.isArray(m.compression) || !m.compression.every((c) => typeof c === 'string')) {
+      throw new ProtocolError(CloseCode.badHello, 'compression must be a list of strings');
+    }
+    hello.compression = m.compression as string[];
+  }
+  return hello;
+}

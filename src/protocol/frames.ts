@@ -1,0 +1,92 @@
+// Frames that carry updates (`snapshot`, `delta`) are assembled from pre-encoded items, never
+// re-encoded: an item is the msgpack array [key, value | nil, revision] with the value's canonical
+// bytes spliced in as they sit in the store. One frame is built once and written to every client
+// that needs it.
+import { arrayHeader, MsgReader, MsgpackFormatError, strBytes } from './msgpack-raw.js';
+import { CloseCode } from './messages.js';
+import { ProtocolError, packr, unpackr } from './codec.js';
+
+const NIL = Buffer.from([0xc0]);
+const ITEM_HEADER = Buffer.from([0x93]);
+
+export function encodeItem(key: string, value: Buffer | null, revision: string): Buffer {
+  return Buffer.concat([ITEM_HEADER, strBytes(key), value ?? NIL, strBytes(revision)]);
+}
+
+/** The value bytes inside an encoded item (a view, not a copy); null for a deletion. */
+export function itemValue(item: Buffer): Buffer | null {
+  const r = new MsgReader(item, 1);
+  r.str();
+  const start = r.pos;
+  if (r.nil()) return null;
+  r.skip();
+  return item.subarray(start, r.pos);
+}
+
+export interface DeltaHead { t: 'delta'; from: number; to: number }
+export interface SnapshotHead { t: 'snapshot'; seq: number; i: number; last: boolean }
+
+/** A map frame whose last field `u` is the array of the given items. */
+export function itemsFrame(head: DeltaHead | SnapshotHead, items: readonly Buffer[], start = 0, end = items.length): Buffer {
+  const h = packr.pack({ ...head, u: [] });
+  // The head ends with `u` and an empty fixarray (0x90): swap that byte for the real header.
+  const parts: Buffer[] = [h.subarray(0, h.length - 1), arrayHeader(end - start)];
+  for (let i = start; i < end; i++) parts.push(items[i]!);
+  return Buffer.concat(parts);
+}
+
+/** Splits items into frames of about `maxBytes` each (an item larger than that gets its own). */
+export function* chunkFrames(
+  items: readonly Buffer[], maxBytes: number, head: (index: number, last: boolean) => DeltaHead | SnapshotHead,
+): Generator<Buffer> {
+  let start = 0;
+  let index = 0;
+  while (start < items.length || index === 0) {
+    let end = start;
+    let bytes = 0;
+    while (end < items.length && (end === start || bytes + items[end]!.length <= maxBytes)) bytes += items[end++]!.length;
+    yield itemsFrame(head(index++, end >= items.length), items, start, end);
+    start = end;
+  }
+}
+
+export interface RawItem { key: string; value: Buffer | null; revision: string }
+export interface DecodedFrame { msg: Record<string, unknown> & { t: string }; items?: RawItem[] }
+
+/**
+ * Decodes any server frame. Items keep their value as raw bytes so the client can hash exactly
+ * what the server hashed; the caller decodes values it wants as objects.
+ */
+export function decodeServerFrame(buf: Buffer): DecodedFrame {
+  try {
+    const r = new MsgReader(buf);
+    const n = r.mapLength();
+    const msg: Record<string, unknown> = {};
+    let items: RawItem[] | undefined;
+    for (let i = 0; i < n; i++) {
+      const field = r.str();
+      if (field === 'u') {
+        const count = r.arrayLength();
+        items = [];
+        for (let j = 0; j < count; j++) {
+          if (r.arrayLength() !== 3) throw new MsgpackFormatError('an item must be [key, value, revision]');
+          const key = r.str();
+          const start = r.pos;
+          let value: Buffer | null = null;
+          if (!r.nil()) { r.skip(); value = buf.subarray(start, r.pos); }
+          items.push({ key, value, revision: r.str() });
+        }
+      } else {
+        const start = r.pos;
+        r.skip();
+        msg[field] = unpackr.unpack(buf.subarray(start, r.pos));
+      }
+    }
+    if (!r.done) throw new MsgpackFormatError('trailing bytes after the message');
+    if (typeof msg.t !== 'string') throw new MsgpackFormatError('message has no string field "t"');
+    return { msg: msg as DecodedFrame['msg'], items };
+  } catch (err) {
+    if (err instanceof ProtocolError) throw err;
+    throw new ProtocolError(CloseCode.malformed, `bad frame from server: ${(err as Error).message}`);
+  }
+}

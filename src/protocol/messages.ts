@@ -1,0 +1,61 @@
+// Protocol v1 messages. PROTOCOL.md is the reference; these types mirror it.
+import type { SyncerType } from '../model/views.js';
+
+export const PROTOCOL_VERSION = 1;
+
+export type SyncStatus = 'wait-for-datastore' | 'resync-in-progress' | 'in-sync';
+export const SYNC_STATUSES: readonly SyncStatus[] = ['wait-for-datastore', 'resync-in-progress', 'in-sync'];
+
+export interface ResumeToken { epoch: string; seq: number }
+
+// Client → server
+export interface Hello {
+  t: 'hello';
+  v: number;
+  syncer: SyncerType;
+  node: string;
+  clientName: string;
+  clientVersion: string;
+  resume?: ResumeToken;
+  compression?: string[];
+}
+export interface Pong { t: 'pong'; ts: number }
+export interface Ack { t: 'ack'; seq: number }
+export type ClientMessage = Hello | Pong | Ack;
+
+// Server → client (frames carrying updates are described in frames.ts)
+export type SyncMode = 'resume' | 'snapshot';
+export interface Welcome {
+  t: 'welcome';
+  v: number;
+  serverId: string;
+  serverVersion: string;
+  epoch: string;
+  syncer: SyncerType;
+  node: string;
+  mode: SyncMode;
+  compression: 'none';
+}
+export interface StatusMsg { t: 'status'; status: SyncStatus }
+export interface ChecksumMsg { t: 'checksum'; seq: number; value: string; count: number }
+export interface Ping { t: 'ping'; ts: number }
+export interface GoAway { t: 'goaway'; reason: string; retryAfterMs: number; resume: ResumeToken }
+export interface ErrorMsg { t: 'error'; code: number; message: string }
+export type ControlMessage = Welcome | StatusMsg | ChecksumMsg | Ping | GoAway | ErrorMsg;
+
+/**
+ * WebSocket close codes. 1001/1009 are the RFC's; 4xxx are ours. Every close on a protocol
+ * violation is preceded by an `error` frame carrying the same code.
+ */
+export const CloseCode = {
+  goingAway: 1001,
+  tooBig: 1009,
+  malformed: 4001,
+  unexpectedMessage: 4002,
+  unsupportedVersion: 4003,
+  handshakeTimeout: 4004,
+  badHello: 4005,
+  pongTimeout: 4006,
+  stalled: 4007,
+  internal: 4011,
+} as const;

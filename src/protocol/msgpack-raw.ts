@@ -1,0 +1,133 @@
+// Just enough msgpack to splice pre-encoded values into frames and to find them again without
+// decoding: header writers and a bounds-checked reader. Everything else goes through msgpackr.
+
+export class MsgpackFormatError extends Error {}
+
+/** The header of an array of `n` elements. */
+export function arrayHeader(n: number): Buffer {
+  if (n < 16) return Buffer.from([0x90 | n]);
+  if (n < 0x10000) {
+    const b = Buffer.allocUnsafe(3);
+    b[0] = 0xdc;
+    b.writeUInt16BE(n, 1);
+    return b;
+  }
+  const b = Buffer.allocUnsafe(5);
+  b[0] = 0xdd;
+  b.writeUInt32BE(n, 1);
+  return b;
+}
+
+/** A string in its shortest msgpack form. */
+export function strBytes(s: string): Buffer {
+  const len = Buffer.byteLength(s);
+  let b: Buffer;
+  let o: number;
+  if (len < 32) { b = Buffer.allocUnsafe(1 + len); b[0] = 0xa0 | len; o = 1; }
+  else if (len < 0x100) { b = Buffer.allocUnsafe(2 + len); b[0] = 0xd9; b[1] = len; o = 2; }
+  else if (len < 0x10000) { b = Buffer.allocUnsafe(3 + len); b[0] = 0xda; b.writeUInt16BE(len, 1); o = 3; }
+  else { b = Buffer.allocUnsafe(5 + len); b[0] = 0xdb; b.writeUInt32BE(len, 1); o = 5; }
+  b.write(s, o, 'utf8');
+  return b;
+}
+
+/**
+ * A cursor over untrusted msgpack. Every read is bounds-checked and nesting is walked with a
+ * counter instead of recursion, so hostile input can neither overrun the buffer nor the stack.
+ */
+export class MsgReader {
+  pos: number;
+  constructor(readonly buf: Buffer, pos = 0) { this.pos = pos; }
+
+  get done(): boolean { return this.pos >= this.buf.length; }
+
+  private need(n: number): void {
+    if (this.pos + n > this.buf.length) throw new MsgpackFormatError(`truncated msgpack at byte ${this.pos}`);
+  }
+
+  private byte(): number { this.need(1); return this.buf[this.pos++]!; }
+  private u16(): number { this.need(2); const v = this.buf.readUInt16BE(this.pos); this.pos += 2; return v; }
+  private u32(): number { this.need(4); const v = this.buf.readUInt32BE(this.pos); this.pos += 4; return v; }
+
+  mapLength(): number {
+    const b = this.byte();
+    if ((b & 0xf0) === 0x80) return b & 0x0f;
+    if (b === 0xde) return this.u16();
+    if (b === 0xdf) return this.u32();
+    throw new MsgpackFormatError(`expected a map at byte ${this.pos - 1}`);
+  }
+
+  arrayLength(): number {
+    const b = this.byte();
+    if ((b & 0xf0) === 0x90) return b & 0x0f;
+    if (b === 0xdc) return this.u16();
+    if (b === 0xdd) return this.u32();
+    throw new MsgpackFormatError(`expected an array at byte ${this.pos - 1}`);
+  }
+
+  str(): string {
+    const b = this.byte();
+    let len: number;
+    if ((b & 0xe0) === 0xa0) len = b & 0x1f;
+    else if (b === 0xd9) len = this.byte();
+    else if (b === 0xda) len = this.u16();
+    else if (b === 0xdb) len = this.u32();
+    else throw new MsgpackFormatError(`expected a string at byte ${this.pos - 1}`);
+    this.need(len);
+    const s = this.buf.toString('utf8', this.pos, this.pos + len);
+    this.pos += len;
+    return s;
+  }
+
+  /** True (and consumed) when the next value is nil. */
+  nil(): boolean {
+    this.need(1);
+    if (this.buf[this.pos] !== 0xc0) return false;
+    this.pos++;
+    return true;
+  }
+
+  /** Skips one complete value, however deeply nested. */
+  skip(): void {
+    let pending = 1;
+    while (pending > 0) {
+      pending--;
+      const b = this.byte();
+      if (b < 0x80 || b >= 0xe0) continue; // fixint
+      if (b < 0x90) { pending += 2 * (b & 0x0f); continue; }
+      if (b < 0xa0) { pending += b & 0x0f; continue; }
+      if (b < 0xc0) { this.advance(b & 0x1f); continue; }
+      switch (b) {
+        case 0xc0: case 0xc2: case 0xc3: break;
+        case 0xc4: case 0xd9: this.advance(this.byte()); break;
+        case 0xc5: case 0xda: this.advance(this.u16()); break;
+        case 0xc6: case 0xdb: this.advance(this.u32()); break;
+        case 0xc7: this.advance(this.byte() + 1); break;
+        case 0xc8: this.advance(this.u16() + 1); break;
+        case 0xc9: this.advance(this.u32() + 1); break;
+        case 0xca: case 0xce: case 0xd2: this.advance(4); break;
+        case 0xcb: case 0xcf: case 0xd3: this.advance(8); break;
+        case 0xcc: case 0xd0: this.advance(1); break;
+        case 0xcd: case 0xd1: this.advance(2); break;
+        case 0xd4: this.advance(2); break;
+        case 0xd5: this.advance(3); break;
+        case 0xd6: this.advance(5); break;
+        case 0xd7: this.advance(9); break;
+        case 0xd8: this.advance(17); break;
+        case 0xdc: pending += this.u16(); break;
+        case 0xdd: pending += this.u32(); break;
+        case 0xde: pending += 2 * this.u16(); break;
+        case 0xdf: pending += 2 * this.u32(); break;
+        default: throw new MsgpackFormatError(`invalid msgpack byte 0x${b.toString(16)} at ${this.pos - 1}`);
+      }
+    }
+  }
+
+  private advance(n: number): void { this.need(n); this.pos += n; }
+}
+
+/** Encoded size of a string (header included), without encoding it. */
+export function strSize(s: string): number {
+  const len = Buffer.byteLength(s);
+  return len + (len < 32 ? 1 : len < 0x100 ? 2 : len < 0x10000 ? 3 : 5);
+}
