@@ -60,8 +60,11 @@ export class ClientCache {
 
   get marking(): boolean { return this.marked !== undefined; }
 
-  /** Ends a snapshot: deletes every key the snapshot did not contain. */
-  sweep(revision: string): Update[] {
+  /**
+   * Ends a snapshot: deletes every key the snapshot did not contain. The datastore revision of
+   * such a deletion is unknown; it is reported with the key's last known revision.
+   */
+  sweep(): Update[] {
     const seen = this.marked;
     this.marked = undefined;
     if (!seen) return [];
@@ -70,7 +73,7 @@ export class ClientCache {
       if (seen.has(key)) continue;
       this.map.delete(key);
       this.xor ^= cur.hash;
-      gone.push({ key, kind: kindOf(key), value: null, revision });
+      gone.push({ key, kind: kindOf(key), value: null, revision: cur.revision });
     }
     return gone;
   }

@@ -71,6 +71,8 @@ export class SyncClient {
   private epoch: string | undefined;
   /** Position in the server's sequence; undefined until a snapshot completes or a resume is accepted. */
   private pos: number | undefined;
+  /** Newest position whose data the cache may hold (see Hello.known). */
+  private known = 0;
   private status: SyncStatus | undefined;
   private synced = false;
   private waiters: (() => void)[] = [];
@@ -150,7 +152,9 @@ export class SyncClient {
       ws.send(encode({
         t: 'hello', v: PROTOCOL_VERSION, syncer: this.opts.syncerType, node: this.opts.node ?? '',
         clientName: this.opts.clientName ?? 'calico-fanout-client', clientVersion: this.opts.clientVersion ?? VERSION,
-        resume: this.resumeToken, compression: [],
+        resume: this.resumeToken,
+        known: this.epoch !== undefined ? { epoch: this.epoch, seq: this.known } : undefined,
+        compression: [],
       }));
       this.touch();
     });
@@ -200,6 +204,11 @@ export class SyncClient {
     this.idleTimer.unref();
   }
 
+  private setPos(seq: number): void {
+    this.pos = seq;
+    this.known = Math.max(this.known, seq);
+  }
+
   private forgetPosition(): void {
     this.pos = undefined;
   }
@@ -212,6 +221,7 @@ export class SyncClient {
     const { msg, items } = decodeServerFrame(data);
     switch (msg.t) {
       case 'welcome':
+        if (msg.epoch !== this.epoch) this.known = 0;
         this.epoch = String(msg.epoch);
         if (msg.mode === 'resume') this.stats.resumes++;
         else { this.stats.snapshots++; this.forgetPosition(); }
@@ -220,10 +230,11 @@ export class SyncClient {
       case 'snapshot': {
         if (msg.i === 0) this.cache.beginMark();
         else if (!this.cache.marking) throw new ProtocolError(0, 'snapshot chunk out of order');
+        this.known = Math.max(this.known, num(msg.seq, 'seq'));
         const updates = this.applyItems(items ?? []);
         if (msg.last === true) {
-          updates.push(...this.cache.sweep(String(msg.seq)));
-          this.pos = num(msg.seq, 'seq');
+          updates.push(...this.cache.sweep());
+          this.setPos(num(msg.seq, 'seq'));
         }
         return this.report(updates);
       }
@@ -231,7 +242,7 @@ export class SyncClient {
         const from = num(msg.from, 'from');
         if (this.pos === undefined || from !== this.pos) throw new ProtocolError(0, `delta from ${from} does not follow position ${this.pos}`);
         const updates = this.applyItems(items ?? []);
-        this.pos = num(msg.to, 'to');
+        this.setPos(num(msg.to, 'to'));
         this.scheduleAck();
         return this.report(updates);
       }
@@ -248,7 +259,7 @@ export class SyncClient {
         this.attempt = 0;
         if (!this.cache.marking && this.pos !== undefined) {
           const r = msg.resume as ResumeToken | undefined;
-          if (r && r.epoch === this.epoch && r.seq >= this.pos) this.pos = r.seq;
+          if (r && r.epoch === this.epoch && r.seq >= this.pos) this.setPos(r.seq);
         }
         return;
       case 'error':
@@ -290,7 +301,7 @@ export class SyncClient {
   private onChecksum(seq: number, value: string, count: number): void {
     if (this.pos === undefined || seq < this.pos) throw new ProtocolError(0, `checksum at ${seq} behind position ${this.pos}`);
     // The server may have advanced over changes outside this view without a frame.
-    this.pos = seq;
+    this.setPos(seq);
     const mine = this.checksum();
     if (mine.value === value && mine.count === count) {
       this.stats.checksumsVerified++;

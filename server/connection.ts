@@ -54,6 +54,8 @@ export class Connection {
   }
 
   get streaming(): boolean { return this.state === 'streaming'; }
+  /** Bytes written to this client and not yet taken by the kernel. */
+  get bufferedAmount(): number { return this.ws.bufferedAmount; }
 
   // ---- inbound ---------------------------------------------------------------------------
 
@@ -101,7 +103,7 @@ export class Connection {
     this.state = 'streaming';
     this.ctx.logger.info({ conn: this.id, remote: this.remote, syncer: hello.syncer, node: hello.node, client: hello.clientName, mode, from: r?.seq }, 'client syncing');
     if (canResume) this.pos = r.seq;
-    else this.startSnapshot();
+    else this.startSnapshot(Math.max(...[r, hello.known].map((t) => (t?.epoch === store.epoch ? t.seq : 0))));
     this.pump();
   }
 
@@ -125,8 +127,8 @@ export class Connection {
     this.pump();
   }
 
-  private startSnapshot(): void {
-    const snap = this.ctx.snapshots.get(this.filter!);
+  private startSnapshot(minSeq: number): void {
+    const snap = this.ctx.snapshots.get(this.filter!, minSeq);
     this.frames = snap.frames[Symbol.iterator]();
     this.framesEnd = snap.seq;
   }
@@ -143,7 +145,7 @@ export class Connection {
       }
       if (this.pos < store.head) {
         const items = store.catchUp(this.pos, this.filter!);
-        if (!items) { this.startSnapshot(); continue; } // history no longer reaches back to pos
+        if (!items) { this.startSnapshot(this.pos); continue; } // history no longer reaches back to pos
         const from = this.pos;
         const to = store.head;
         if (items.length === 0) { this.pos = to; continue; }

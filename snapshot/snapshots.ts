@@ -26,11 +26,15 @@ export class SnapshotCache {
     private readonly metrics: Metrics,
   ) {}
 
-  get(filter: ViewFilter): Snapshot {
+  /**
+   * A snapshot of the view at a seq of at least `minSeq`: a client that already holds newer
+   * state than a cached snapshot would otherwise see its keys go back in time.
+   */
+  get(filter: ViewFilter, minSeq = 0): Snapshot {
     const now = Date.now();
     this.sweep(now);
     const cached = this.cache.get(filter.key);
-    if (cached && this.fresh(cached, now)) {
+    if (cached && cached.seq >= minSeq && this.fresh(cached, now)) {
       this.metrics.snapshotsReused.labels(filter.syncer).inc();
       return cached;
     }

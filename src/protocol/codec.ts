@@ -75,12 +75,13 @@ function validateHello(m: Record<string, unknown>): Hello {
     t: 'hello', v: PROTOCOL_VERSION, syncer: m.syncer, node,
     clientName: text(m.clientName, 'clientName'), clientVersion: text(m.clientVersion, 'clientVersion'),
   };
-  if (m.resume !== undefined && m.resume !== null) {
-    const r = m.resume as Record<string, unknown>;
+  for (const field of ['resume', 'known'] as const) {
+    const r = m[field] as Record<string, unknown> | undefined | null;
+    if (r === undefined || r === null) continue;
     if (typeof r !== 'object' || typeof r.epoch !== 'string' || !isCount(r.seq)) {
-      throw new ProtocolError(CloseCode.badHello, 'resume must be {epoch: string, seq: non-negative integer}');
+      throw new ProtocolError(CloseCode.badHello, `${field} must be {epoch: string, seq: non-negative integer}`);
     }
-    hello.resume = { epoch: r.epoch, seq: r.seq };
+    hello[field] = { epoch: r.epoch, seq: r.seq };
   }
   if (m.compression !== undefined) {
     if (!Array.isArray(m.compression) || !m.compression.every((c) => typeof c === 'string')) {

@@ -17,6 +17,12 @@ export interface Hello {
   clientName: string;
   clientVersion: string;
   resume?: ResumeToken;
+  /**
+   * The newest position whose data the client's cache may hold, even where it cannot resume
+   * (a snapshot cut off midway). A snapshot sent to it is at least this new, so no key goes
+   * back in time at the client.
+   */
+  known?: ResumeToken;
   compression?: string[];
 }
 export interface Pong { t: 'pong'; ts: number }

@@ -1,0 +1,33 @@
+// What a client of (syncer, node) should hold, computed from the datastore's content by the
+// model alone (not through the store), and a comparison that names the first difference.
+import assert from 'node:assert/strict';
+import type { SyncClient } from '../../client/index.js';
+import { ViewFilter } from '../../dedupe/view-filter.js';
+import type { MemoryDatastore } from '../../src/datastore/memory.js';
+import { parseKey } from '../../src/model/kinds.js';
+import { nodeOf, type SyncerType } from '../../src/model/views.js';
+
+export function expectedView(ds: MemoryDatastore, syncer: SyncerType, nodeName: string): Map<string, unknown> {
+  const f = new ViewFilter(syncer, nodeName);
+  const out = new Map<string, unknown>();
+  for (const [key, value] of ds.snapshot()) {
+    const p = parseKey(key);
+    if (p && f.matches(p.kind, nodeOf(p, value))) out.set(key, value);
+  }
+  return out;
+}
+
+function stripRv(v: any): unknown {
+  if (!v?.metadata) return v;
+  const { resourceVersion: _rv, ...metadata } = v.metadata;
+  return { ...v, metadata };
+}
+
+/** The client's cache holds exactly the expected content (values compared without resourceVersion). */
+export function assertClientMatches(client: SyncClient, expected: Map<string, unknown>, label: string): void {
+  const got = new Map([...client.entries()].map(([k, v]) => [k, stripRv(v.value)]));
+  const missing = [...expected.keys()].filter((k) => !got.has(k));
+  const extra = [...got.keys()].filter((k) => !expected.has(k));
+  assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, `${label}: key sets differ`);
+  for (const [k, v] of expected) assert.deepEqual(got.get(k), stripRv(v), `${label}: value of ${k} differs`);
+}

@@ -1,0 +1,78 @@
+// View filtering and node scoping over real sockets, and encode-once fan-out.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { Update } from '../client/index.js';
+import { ViewFilter } from '../dedupe/view-filter.js';
+import { assertClientMatches, expectedView } from './support/expected.js';
+import { Clients, node, resource, startTestServer, waitFor, wep, type TestServer } from './support/harness.js';
+
+const nodes = ['n1', 'n2', 'n3'];
+const seed = [
+  ...nodes.map((n) => node(n)),
+  ...nodes.map((n) => resource('CalicoNodeStatus', { name: `${n}-status` }, { node: n, classes: ['Agent'] })),
+  ...nodes.map((n) => wep(n, `pod-${n}`)),
+  resource('IPPool', { name: 'pool-a' }, { cidr: '10.244.0.0/16', blockSize: 26 }),
+  resource('BGPPeer', { name: 'tor' }, { peerIP: '192.168.0.254', asNumber: 64513 }),
+  resource('GlobalNetworkPolicy', { name: 'default.allow-dns' }, { tier: 'default', selector: 'all()' }),
+  { key: '/calico/ipam/v2/host/n1/ipv4/block/10.244.1.0-26', value: { cidr: '10.244.1.0/26', node: 'n1', state: 'confirmed' } },
+  { key: '/calico/ipam/v2/assignment/ipv4/block/10.244.1.0-26', value: { cidr: '10.244.1.0/26', affinity: 'host:n1', allocations: [] } },
+];
+
+let ts: TestServer;
+const clients = new Clients();
+before(async () => { ts = await startTestServer({}, seed); });
+after(async () => { await clients.stopAll(); await ts.close(); });
+
+test('each view carries its kinds, node-scoped views only their own node', async () => {
+  const seen = new Map<string, Update[]>();
+  const make = (syncerType: any, n: string) => {
+    const label = `${syncerType}/${n}`;
+    seen.set(label, []);
+    return { label, syncerType, n, c: clients.make({ url: ts.url, syncerType, node: n, onUpdates: (u) => seen.get(label)!.push(...u) }) };
+  };
+  const all = [make('felix', 'n1'), make('bgp', 'n1'), make('tunnel-ip-allocation', 'n2'), make('node-status', 'n3')];
+  await Promise.all(all.map((x) => x.c.inSync()));
+
+  const kinds = (label: string) => new Set(seen.get(label)!.map((u) => u.kind));
+  assert.deepEqual(kinds('tunnel-ip-allocation/n2'), new Set(['IPPool', 'Node']));
+  assert.deepEqual(all[2]!.c.size, 2, 'tunnel-ip client holds the pool and its own node only');
+  assert.ok(all[2]!.c.get('/calico/resources/v3/projectcalico.org/nodes/n2'));
+  assert.deepEqual([...all[3]!.c.entries()].map(([k]) => k), ['/calico/resources/v3/projectcalico.org/caliconodestatuses/n3-status']);
+  assert.ok(kinds('bgp/n1').has('BlockAffinity') && !kinds('bgp/n1').has('WorkloadEndpoint'));
+  assert.ok(kinds('felix/n1').has('IPAMBlock') && !kinds('felix/n1').has('CalicoNodeStatus') && !kinds('felix/n1').has('BlockAffinity'));
+
+  // Live updates respect the same scoping.
+  ts.ds.put(node('n1', { asNumber: 65001 }).key, node('n1', { asNumber: 65001 }).value);
+  ts.ds.put(node('n2', { asNumber: 65002 }).key, node('n2', { asNumber: 65002 }).value);
+  const s3 = resource('CalicoNodeStatus', { name: 'n3-status' }, { node: 'n3', classes: ['BGP'] });
+  ts.ds.put(s3.key, s3.value);
+  await waitFor(() => all[2]!.c.get(node('n2').key)?.value?.spec.asNumber === 65002, 'tunnel-ip n2 sees its node change');
+  await waitFor(() => all[3]!.c.get(s3.key)?.value?.spec.classes[0] === 'BGP', 'node-status n3 sees its status change');
+  await waitFor(() => all[0]!.c.get(node('n1').key)?.value?.spec.asNumber === 65001, 'felix sees n1');
+
+  for (const x of all) {
+    assertClientMatches(x.c, expectedView(ts.ds, x.syncerType, x.n), x.label);
+    const server = ts.app.store.checksum(new ViewFilter(x.syncerType, x.n));
+    assert.equal(x.c.checksum().value, server.value.toString(16).padStart(16, '0'), `${x.label} checksum`);
+  }
+  assert.ok(!seen.get('tunnel-ip-allocation/n2')!.some((u) => u.key.endsWith('/nodes/n1')), 'n2 never saw node n1');
+  assert.ok(!seen.get('node-status/n3')!.some((u) => u.kind !== 'CalicoNodeStatus' || !u.key.endsWith('n3-status')));
+});
+
+test('a delta is encoded once per view and the same frame goes to every client of it', async () => {
+  const felix = Array.from({ length: 10 }, () => clients.make({ url: ts.url, syncerType: 'felix', node: 'n1' }));
+  await Promise.all(felix.map((c) => c.inSync()));
+  const m = ts.app.metrics;
+  const built0 = (await m.sharedFrames.get()).values[0]!.value;
+  const sent0 = (await m.framesSent.get()).values[0]!.value;
+  const before = felix.map((c) => c.stats.framesReceived);
+  const gnp = resource('GlobalNetworkPolicy', { name: 'default.encode-once' }, { tier: 'default', selector: 'all()' });
+  ts.ds.put(gnp.key, gnp.value);
+  await waitFor(() => felix.every((c) => c.get(gnp.key)), 'all felix clients see the policy');
+  const built = (await m.sharedFrames.get()).values[0]!.value - built0;
+  const sent = (await m.framesSent.get()).values[0]!.value - sent0;
+  assert.equal(built, 1, 'one delta frame built for the felix view (no other view carries policies)');
+  // Every felix client in this file got it: the 10 new ones and the one from the first test.
+  assert.ok(sent >= 10, `frames written: ${sent}`);
+  assert.ok(felix.every((c, i) => c.stats.framesReceived === before[i]! + 1), 'each client received exactly one frame');
+});
