@@ -104,6 +104,8 @@ export class SyncClient {
     clearTimeout(this.ackTimer);
     const ws = this.ws;
     this.ws = undefined;
+    this.synced = false;
+    if (this.cache.marking) { this.cache.abandonMark(); this.forgetPosition(); }
     if (ws && ws.readyState !== WebSocket.CLOSED) {
       await new Promise<void>((resolve) => {
         ws.once('close', () => resolve());

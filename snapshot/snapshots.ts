@@ -34,7 +34,8 @@ export class SnapshotCache {
     const now = Date.now();
     this.sweep(now);
     const cached = this.cache.get(filter.key);
-    if (cached && cached.seq >= minSeq && this.fresh(cached, now)) {
+    // Below the floor a snapshot is useless: the catch-up that must follow it no longer exists.
+    if (cached && cached.seq >= Math.max(minSeq, this.store.floor) && this.fresh(cached, now)) {
       this.metrics.snapshotsReused.labels(filter.syncer).inc();
       return cached;
     }
