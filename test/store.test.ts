@@ -246,7 +246,7 @@ describe('catch-up', () => {
 
   test('snapshot state at p + catchUp(p) == state at head, for every position (random ops, eviction on)', () => {
     const rnd = mulberry32(0xc0ffee);
-    const { store } = mkStore(3500);
+    const { store } = mkStore(3000);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
     const nodes = ['n1', 'n2', 'n3'];
     const filters = [
@@ -269,10 +269,9 @@ describe('catch-up', () => {
       assert.equal(store.head, op + 1);
       states.push(filters.map((f) => stateOf(store, f)));
     }
-    assert.ok(store.floor > 0, "the budget forced some eviction");
+    assert.ok(store.floor > 0, 'the budget forced some eviction');
     assert.ok(store.head - store.floor > 20, `positions above the floor are checked (floor ${store.floor})`);
-    console.log("DBG", store.floor, store.head);
-    assert.ok(store.historyBytes <= 3500);
+    assert.ok(store.historyBytes <= 3000);
     const heads = filters.map((f) => stateOf(store, f));
     for (let p = 0; p <= store.head; p++) {
       for (const [fi, f] of filters.entries()) {
@@ -496,8 +495,7 @@ describe('checksums', () => {
       store.apply(changes);
       if (ops % 50 < n) check(`after ${ops} ops`);
     }
-    check("at the end");
-    console.log("DBG2", store.floor, store.head, store.size);
+    check('at the end');
     // Sanity: the run exercised every view and some node-scoped content.
     assert.ok(store.checksum(new ViewFilter('node-status', 'n1')).count + store.checksum(new ViewFilter('node-status', 'n2')).count > 0);
     assert.ok(store.checksum(new ViewFilter('bgp', '')).count > 0);
