@@ -19,7 +19,7 @@ export interface IngestTarget {
 
 export interface IngestOptions {
   windowMs: number;
-  /** Upper bound on the value bytes of one published batch (one delta frame per view). */
+  /** A batch (one delta frame per view) is cut once its keys and values reach this many bytes. */
   maxBatchBytes: number;
 }
 

@@ -60,13 +60,16 @@ export class ChangeLog {
   }
 
   /**
-   * Items of every entry changed after `seq` that `want` accepts, oldest first; undefined when
+   * The item `pick` chooses for every entry changed after `seq`, oldest first; undefined when
    * `seq` is below the floor (a deletion the client needs is gone).
    */
-  since(seq: number, want: (e: Entry) => boolean): Buffer[] | undefined {
+  since(seq: number, pick: (e: Entry) => Buffer | undefined): Buffer[] | undefined {
     if (seq < this.floor) return undefined;
     const items: Buffer[] = [];
-    for (let e = this.tail; e && e.seq > seq; e = e.prev) if (want(e)) items.push(e.item);
+    for (let e = this.tail; e && e.seq > seq; e = e.prev) {
+      const item = pick(e);
+      if (item) items.push(item);
+    }
     return items.reverse();
   }
 

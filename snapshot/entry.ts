@@ -7,6 +7,12 @@ export interface Entry {
   node: string | undefined;
   /** msgpack [key, value | nil, revision], spliced into frames as is. */
   item: Buffer;
+  /**
+   * Where a node-scoped value last moved away from (a CalicoNodeStatus whose spec.node was
+   * edited), with the deletion item that node's clients need. One move is remembered; clients
+   * that missed an earlier one find out through their checksum.
+   */
+  moved?: { node: string | undefined; item: Buffer };
   /** Canonical value bytes (inside `item`); null for a deletion tombstone. */
   value: Buffer | null;
   revision: string;

@@ -83,7 +83,12 @@ export class Store {
       } else {
         const old = e.value ? { node: e.node, hash: e.hash } : undefined;
         if (!e.value) this.log.revived(e);
-        // A deletion keeps the node it had, so node-scoped clients still see it go.
+        // A deletion keeps the node it had, so node-scoped clients still see it go. A value
+        // that moves to another node is a deletion for the clients of the node it left.
+        if (value && old && c.node !== old.node) {
+          e.moved = { node: old.node, item: encodeItem(c.key, null, c.revision) };
+          published.push({ kind: c.kind, node: old.node, item: e.moved.item });
+        }
         if (value) e.node = c.node;
         e.item = item; e.value = value; e.revision = c.revision; e.seq = seq; e.hash = hash;
         this.checksums.update(c.kind, old, value ? e : undefined);
@@ -114,7 +119,11 @@ export class Store {
   /** Items a client of `filter` at position `seq` needs to reach the head; undefined → snapshot. */
   catchUp(seq: number, filter: ViewFilter): Buffer[] | undefined {
     if (seq > this._head) return undefined;
-    return this.log.since(seq, (e) => filter.matches(e.kind, e.node));
+    return this.log.since(seq, (e) => {
+      if (filter.matches(e.kind, e.node)) return e.item;
+      if (e.moved && filter.matches(e.kind, e.moved.node)) return e.moved.item;
+      return undefined;
+    });
   }
 
   /** Live entries of the kinds a view carries, for building snapshots. */

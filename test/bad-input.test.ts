@@ -93,6 +93,7 @@ describe('bad client input against a real server', () => {
       assert.equal(errorFrames(c.frames).length, 0, 'no error frame');
     }
     rejected++;
+    assert.ok(healthy.isInSync, 'the healthy client is still in sync');
     assert.equal(await badFrames(code), before + 1, `calico_fanout_bad_frames_total{code="${code}"} +1`);
     return { frames: c.frames, close };
   }
@@ -162,6 +163,38 @@ describe('bad client input against a real server', () => {
     assert.equal(CloseCode.badHello, 4005);
     const { frames } = await expectRejected((ws) => ws.send(pack({ ...HELLO, syncer: 'node-status', node: '' })), CloseCode.badHello);
     assert.match(String(frames[0]!.msg.message), /node/);
+  });
+
+  test('hello fields that do not validate are a bad hello', async () => {
+    const bad: [string, Record<string, unknown>][] = [
+      ['node that is not a DNS-1123 name', { node: 'Not_A_Node' }],
+      ['node that is not a string', { node: 42 }],
+      ['clientName over 256 characters', { clientName: 'x'.repeat(300) }],
+      ['resume without an epoch', { resume: { seq: 3 } }],
+      ['resume with a negative seq', { resume: { epoch: 'e', seq: -1 } }],
+      ['compression that is not a list of strings', { compression: 'zstd' }],
+      ['tunnel-ip-allocation without a node', { syncer: 'tunnel-ip-allocation', node: '' }],
+    ];
+    for (const [what, fields] of bad) {
+      await expectRejected((ws) => ws.send(pack({ ...HELLO, ...fields })), CloseCode.badHello).catch((err: Error) => {
+        throw new Error(`${what}: ${err.message}`);
+      });
+    }
+  });
+
+  test('bad pong and ack after the handshake are malformed', async () => {
+    const bad: [string, Record<string, unknown>][] = [
+      ['pong without ts', { t: 'pong' }],
+      ['pong with a string ts', { t: 'pong', ts: 'now' }],
+      ['ack with a negative seq', { t: 'ack', seq: -1 }],
+      ['ack with a fractional seq', { t: 'ack', seq: 1.5 }],
+    ];
+    for (const [what, msg] of bad) {
+      const { frames } = await expectRejected((ws) => { ws.send(pack(HELLO)); ws.send(pack(msg)); }, CloseCode.malformed).catch((err: Error) => {
+        throw new Error(`${what}: ${err.message}`);
+      });
+      assert.equal(frames[0]!.msg.t, 'welcome', `${what}: sent while streaming`);
+    }
   });
 
   test('a text frame is malformed', async () => {
@@ -239,7 +272,7 @@ describe('bad client input against a real server', () => {
     assert.equal(streaming.find((v) => v.labels.syncer === 'felix')!.value, 1, 'typha_connections_streaming{syncer="felix"}');
     assert.equal(streaming.reduce((s, v) => s + v.value, 0), 1, 'typha_connections_streaming, all syncers');
     const total = (await ts.app.metrics.badFrames.get()).values.reduce((s, v) => s + v.value, 0);
-    assert.ok(rejected >= 29, `all cases ran (${rejected})`);
+    assert.ok(rejected >= 40, `all cases ran (${rejected})`);
     assert.equal(total, rejected, 'one bad frame counted per rejected connection, no more');
   });
 });

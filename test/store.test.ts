@@ -107,7 +107,7 @@ describe('sequence numbers', () => {
     const sizes = [1, 3, 2, 5, 1, 4];
     let i = 0;
     for (const n of sizes) {
-      const before = store.head;
+      const before: number = store.head;
       const changes: Change[] = [];
       for (let j = 0; j < n; j++, i++) {
         const r = node(`n${i % 7}`, { i });
@@ -284,8 +284,7 @@ describe('catch-up', () => {
     }
   });
 
-  test('a node-scoped entry that moves to another node is removed from the old node\'s clients',
-    { todo: 'BUG: store keeps only the new node, so catch-up/deltas for the old node never carry the removal' }, () => {
+  test('a node-scoped entry that moves to another node is removed from the old node\'s clients', () => {
       const { store } = mkStore();
       const n1 = new ViewFilter('node-status', 'n1');
       put(store, STATUS('st', 'n1').key, STATUS('st', 'n1').value);
@@ -683,6 +682,23 @@ describe('snapshot cache', () => {
       }
       assert.deepEqual(union, stateOf(store, f));
     }
+  });
+
+  test('a cached snapshot that fell below the history floor is rebuilt, even within the reuse window', () => {
+    const { store, metrics } = mkStore(1500);
+    const felix = new ViewFilter('felix', '');
+    const rs = Array.from({ length: 20 }, (_, i) => node(`fl-${i}`));
+    for (const r of rs) put(store, r.key, r.value);
+    const cache = new SnapshotCache(store, 4096, 60_000, metrics);
+    const old = cache.get(felix);
+    assert.equal(old.seq, 20);
+    for (const r of rs.slice(0, 15)) del(store, r.key);
+    assert.ok(store.floor > old.seq, `floor ${store.floor} passed the snapshot at ${old.seq}`);
+    const fresh = cache.get(felix);
+    assert.ok(fresh !== old, 'the old snapshot cannot be followed by a catch-up any more');
+    assert.ok(fresh.seq >= store.floor);
+    assert.ok(store.catchUp(fresh.seq, felix) !== undefined);
+    assert.equal(fresh.count, 5);
   });
 
   test('node-scoped views get a snapshot per node; an empty view is one empty last frame', () => {

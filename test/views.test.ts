@@ -76,3 +76,16 @@ test('a delta is encoded once per view and the same frame goes to every client o
   assert.ok(sent >= 10, `frames written: ${sent}`);
   assert.ok(felix.every((c, i) => c.stats.framesReceived === before[i]! + 1), 'each client received exactly one frame');
 });
+
+test('a status that moves to another node leaves the old node\'s client and reaches the new one', async () => {
+  const s = resource('CalicoNodeStatus', { name: 'roaming' }, { node: 'n1', classes: ['Agent'] });
+  ts.ds.put(s.key, s.value);
+  const n1 = clients.make({ url: ts.url, syncerType: 'node-status', node: 'n1' });
+  const n2 = clients.make({ url: ts.url, syncerType: 'node-status', node: 'n2' });
+  await Promise.all([n1.inSync(), n2.inSync()]);
+  assert.ok(n1.get(s.key) && !n2.get(s.key));
+  const moved = resource('CalicoNodeStatus', { name: 'roaming' }, { node: 'n2', classes: ['Agent'] });
+  ts.ds.put(moved.key, moved.value);
+  await waitFor(() => !n1.get(s.key) && !!n2.get(s.key), 'the status to move from n1 to n2');
+  for (const [c, n] of [[n1, 'n1'], [n2, 'n2']] as const) assertClientMatches(c, expectedView(ts.ds, 'node-status', n), n);
+});
