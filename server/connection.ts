@@ -66,8 +66,9 @@ export class Connection {
       if (!isBinary) throw new ProtocolError(CloseCode.malformed, 'text frames are not part of the protocol');
       msg = decodeClientMessage(data);
     } catch (err) {
+      // Whatever a client sends costs it its connection, never the process.
       if (err instanceof ProtocolError) return this.fail(err.code, err.message);
-      throw err;
+      return this.fail(CloseCode.malformed, `undecodable message: ${(err as Error).message}`);
     }
     if (this.state === 'handshake') {
       if (msg.t !== 'hello') return this.fail(CloseCode.unexpectedMessage, `expected hello, got ${msg.t}`);

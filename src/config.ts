@@ -107,7 +107,7 @@ function parseValue(s: Setting, raw: unknown, source: string): unknown {
       return n;
     }
     case 'bytes': {
-      if (typeof text === 'number') return num();
+      if (typeof text === 'number') return Math.round(num());
       const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(String(text));
       const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
       if (!m || unit === undefined) return fail('is not a size (e.g. 1048576, 512KiB, 64MiB)');

@@ -106,13 +106,13 @@ async function startServe(extraArgs: string[]): Promise<Serve> {
   const done = collect(child, 60_000);
   let exited: Result | undefined;
   void done.then((r) => { exited = r; });
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 30_000;
   for (;;) {
     if (exited) throw new Error(`serve exited before becoming ready: ${describeResult(exited)}`);
     try {
       if ((await httpGet(`http://127.0.0.1:${health}/readyz`)).status === 200) break;
     } catch { /* not listening yet */ }
-    if (Date.now() > deadline) throw new Error('serve not ready within 15 s');
+    if (Date.now() > deadline) throw new Error('serve not ready within 30 s');
     await sleep(100);
   }
   return { child, done, port, health, metrics, url: `ws://127.0.0.1:${port}` };
@@ -142,7 +142,7 @@ function viewKeys(paths: string[], syncer: keyof typeof VIEWS, nodeName = ''): s
 }
 
 /** The checks every served seed gets: watch, health, metrics, dump, SIGTERM. */
-function servedSeedTests(name: string, seedPaths: () => string[], seedArgs: () => string[], expectFelix: () => number, dumpNode: string, { timeoutBug = false } = {}) {
+function servedSeedTests(name: string, seedPaths: () => string[], seedArgs: () => string[], expectFelix: () => number, dumpNode: string, { longWatch = false } = {}) {
   describe(name, { concurrency: 1 }, () => {
     let serve: Serve | undefined;
     before(async () => { serve = await startServe(seedArgs()); });
@@ -185,10 +185,8 @@ function servedSeedTests(name: string, seedPaths: () => string[], seedArgs: () =
       for (const row of rows) assert.equal(typeof row.revision, 'string');
     });
 
-    if (timeoutBug) {
-      test('watch --timeout bounds only the initial sync: a watch in sync keeps running past it', {
-        todo: 'BUG: watch never clears the --timeout timer, so `watch --timeout 1` exits 1 "not in sync within 1s" after 1 s although it was in sync',
-      }, async () => {
+    if (longWatch) {
+      test('watch --timeout bounds only the initial sync: a watch in sync keeps running past it', async () => {
         const watch = launch(['watch', '--url', serve!.url, '--syncer', 'felix', '--timeout', '1']);
         const done = collect(watch, 15_000);
         let out = '';
@@ -230,7 +228,7 @@ function servedSeedTests(name: string, seedPaths: () => string[], seedArgs: () =
       const r = await Promise.race([serve!.done, idle(10_000).then(() => undefined)]);
       assert.ok(r, 'serve exited within 10 s of SIGTERM');
       assert.equal(r.code, 0, describeResult(r));
-      assert.ok(Date.now() - started < 6000, `serve took ${Date.now() - started} ms to drain one client`);
+      assert.ok(Date.now() - started < 4500, `serve took ${Date.now() - started} ms to drain one client (the 5 s shutdown wait is for clients that do not leave)`);
 
       // The watch client survives the server going away (it keeps retrying) and stops on SIGTERM.
       assert.equal(watch.exitCode, null, 'watch still running after the server left');
@@ -307,7 +305,7 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
   servedSeedTests('serve --seed <temp dir>', () => [seedDir], () => ['--seed', seedDir], () => {
     assert.equal(viewKeys([seedDir], 'felix').length, TEMP_SEED_FELIX, 'the seed itself');
     return TEMP_SEED_FELIX;
-  }, 'node-1', { timeoutBug: true });
+  }, 'node-1', { longWatch: true });
 
   if (existsSync(DEMO)) {
     servedSeedTests('serve with the default seed (examples/demo-cluster)', () => [DEMO], () => [], () => viewKeys([DEMO], 'felix').length, 'worker-1');
@@ -315,9 +313,9 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
     test('serve with the default seed (examples/demo-cluster)', { skip: 'examples/demo-cluster does not exist' }, () => {});
   }
 
-  describe('bad configuration and arguments', { concurrency: true }, () => {
+  describe('bad configuration and arguments', { concurrency: 4 }, () => {
     test('serve --server-port abc exits 2 naming the setting', async () => {
-      const r = await run(['serve', '--server-port', 'abc'], { timeoutMs: 10_000 });
+      const r = await run(['serve', '--server-port', 'abc']);
       assert.equal(r.code, 2, describeResult(r));
       assert.match(r.stderr, /serverPort/);
       assert.match(r.stderr, /TYPHA_SERVERPORT/);
@@ -327,7 +325,7 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
 
     test('TYPHA_HISTORYMAXBYTES=lots serve exits 2 naming the setting', async () => {
       const r = await run(['serve', '--server-port', '-1', '--health-port', '-1', '--metrics-port', '-1'],
-        { env: { TYPHA_HISTORYMAXBYTES: 'lots' }, timeoutMs: 10_000 });
+        { env: { TYPHA_HISTORYMAXBYTES: 'lots' } });
       assert.equal(r.code, 2, describeResult(r));
       assert.match(r.stderr, /historyMaxBytes/);
       assert.match(r.stderr, /TYPHA_HISTORYMAXBYTES/);
@@ -335,7 +333,7 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
     });
 
     test('serve --log-level LOUD exits 2', async () => {
-      const r = await run(['serve', '--log-level', 'LOUD'], { timeoutMs: 10_000 });
+      const r = await run(['serve', '--log-level', 'LOUD']);
       assert.equal(r.code, 2, describeResult(r));
       assert.match(r.stderr, /logSeverityScreen/);
     });
@@ -343,14 +341,14 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
     test('serve --config-file with an unknown setting exits 2 naming the file and key', async () => {
       const file = join(seedDir, 'bad-config.yaml.txt');
       writeFileSync(file, 'serverPort: 5473\nserverPortt: 1\n');
-      const r = await run(['serve', '--config-file', file], { timeoutMs: 10_000 });
+      const r = await run(['serve', '--config-file', file]);
       assert.equal(r.code, 2, describeResult(r));
       assert.ok(r.stderr.includes(file), describeResult(r));
       assert.match(r.stderr, /serverPortt/);
     });
 
     test('serve --seed /nonexistent exits 2', async () => {
-      const r = await run(['serve', '--seed', '/nonexistent', '--server-port', '-1', '--health-port', '-1', '--metrics-port', '-1'], { timeoutMs: 10_000 });
+      const r = await run(['serve', '--seed', '/nonexistent', '--server-port', '-1', '--health-port', '-1', '--metrics-port', '-1']);
       assert.equal(r.code, 2, describeResult(r));
       assert.match(r.stderr, /\/nonexistent/);
     });
@@ -361,7 +359,7 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
       try {
         const port = (blocker.address() as { port: number }).port;
         const r = await run(['serve', '--server-host', '127.0.0.1', '--server-port', String(port), '--health-port', '-1', '--metrics-port', '-1',
-          '--health-host', '127.0.0.1', '--metrics-host', '127.0.0.1', '--seed', seedDir], { timeoutMs: 10_000 });
+          '--health-host', '127.0.0.1', '--metrics-host', '127.0.0.1', '--seed', seedDir]);
         assert.equal(r.code, 1, describeResult(r));
         assert.match(r.stderr, /cannot listen/);
       } finally {
@@ -370,7 +368,7 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
     });
 
     test('watch --syncer nope exits non-zero with a message', async () => {
-      const r = await run(['watch', '--syncer', 'nope', '--timeout', '3'], { timeoutMs: 10_000 });
+      const r = await run(['watch', '--syncer', 'nope', '--timeout', '3']);
       assert.notEqual(r.code, 0, describeResult(r));
       assert.notEqual(r.code, null, describeResult(r));
       assert.match(r.stderr, /nope/);
@@ -379,30 +377,28 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
 
     test('watch --syncer node-status without --node exits 2', async () => {
       const port = await freePort();
-      const r = await run(['watch', '--url', `ws://127.0.0.1:${port}`, '--syncer', 'node-status', '--timeout', '3'], { timeoutMs: 10_000 });
+      const r = await run(['watch', '--url', `ws://127.0.0.1:${port}`, '--syncer', 'node-status', '--timeout', '3']);
       assert.equal(r.code, 2, describeResult(r));
       assert.match(r.stderr, /--node/);
     });
 
     test('dump --syncer tunnel-ip-allocation without --node exits 2', async () => {
       const port = await freePort();
-      const r = await run(['dump', '--url', `ws://127.0.0.1:${port}`, '--syncer', 'tunnel-ip-allocation', '--timeout', '3'], { timeoutMs: 10_000 });
+      const r = await run(['dump', '--url', `ws://127.0.0.1:${port}`, '--syncer', 'tunnel-ip-allocation', '--timeout', '3']);
       assert.equal(r.code, 2, describeResult(r));
       assert.match(r.stderr, /--node/);
     });
 
     test('watch with no server gives up after --timeout with exit 1', async () => {
       const port = await freePort();
-      const started = Date.now();
-      const r = await run(['watch', '--url', `ws://127.0.0.1:${port}`, '--until-in-sync', '--timeout', '1'], { timeoutMs: 10_000 });
+      const r = await run(['watch', '--url', `ws://127.0.0.1:${port}`, '--until-in-sync', '--timeout', '1']);
       assert.equal(r.code, 1, describeResult(r));
       assert.match(r.stderr, /not in sync within 1s/);
-      assert.ok(Date.now() - started < 8000);
     });
 
     test('watch --timeout abc exits 2', async () => {
       const port = await freePort();
-      const r = await run(['watch', '--url', `ws://127.0.0.1:${port}`, '--timeout', 'abc'], { timeoutMs: 10_000 });
+      const r = await run(['watch', '--url', `ws://127.0.0.1:${port}`, '--timeout', 'abc']);
       assert.equal(r.code, 2, describeResult(r));
       assert.match(r.stderr, /--timeout/);
     });
@@ -416,7 +412,7 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
     ];
     for (const [cmd, mentions] of cases) {
       test(`${cmd} --help exits 0 and lists its options`, async () => {
-        const r = await run([cmd, '--help'], { timeoutMs: 10_000 });
+        const r = await run([cmd, '--help']);
         assert.equal(r.code, 0, describeResult(r));
         for (const m of mentions) assert.ok(r.stdout.includes(m), `${cmd} --help mentions ${m}\n${r.stdout}`);
       });

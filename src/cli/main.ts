@@ -76,10 +76,14 @@ function makeClient(opts: { url: string[]; syncer: SyncerType; node: string }, o
   return new SyncClient({ urls: opts.url, syncerType: opts.syncer, node: opts.node, clientName: 'calico-fanout-cli', onUpdates, onStatus, logger });
 }
 
-function deadline(secs: string, what: string): void {
+/** Waits for the client to be in sync, giving up (exit 1) after --timeout seconds. */
+async function syncWithin(client: SyncClient, secs: string, what: string): Promise<void> {
   const s = Number(secs);
   if (!Number.isFinite(s) || s < 0) fatal(2, `--timeout must be a number of seconds`);
-  if (s > 0) setTimeout(() => fatal(1, `${what}: not in sync within ${s}s`), s * 1000).unref();
+  const timer = s > 0 ? setTimeout(() => fatal(1, `${what}: not in sync within ${s}s`), s * 1000) : undefined;
+  client.start();
+  await client.inSync();
+  clearTimeout(timer);
 }
 
 clientOptions(program.command('watch'))
@@ -92,9 +96,7 @@ clientOptions(program.command('watch'))
       else out(`${u.value === null ? 'DEL' : 'SET'} ${u.key} rev=${u.revision}`);
     };
     const client = makeClient(opts, (us) => us.forEach(print), (s) => { if (!opts.json) out(`status: ${s}`); });
-    deadline(opts.timeout, 'watch');
-    client.start();
-    await client.inSync();
+    await syncWithin(client, opts.timeout, 'watch');
     if (opts.untilInSync) {
       out(`in sync: ${client.size} keys`);
       await client.stop();
@@ -108,9 +110,7 @@ clientOptions(program.command('dump'))
   .description("print a view's current content as NDJSON ({key, revision, value} per line, sorted by key)")
   .action(async (opts) => {
     const client = makeClient(opts);
-    deadline(opts.timeout, 'dump');
-    client.start();
-    await client.inSync();
+    await syncWithin(client, opts.timeout, 'dump');
     const rows = [...client.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     for (const [key, v] of rows) out(JSON.stringify({ key, revision: v.revision, value: v.value }));
     await client.stop();

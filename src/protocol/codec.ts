@@ -31,6 +31,15 @@ export function decodeMessage(data: Buffer): Record<string, unknown> & { t: stri
   return msg as Record<string, unknown> & { t: string };
 }
 
+/** Untrusted values in error messages: never throws (BigInt, cycles) and stays short. */
+function show(x: unknown): string {
+  try {
+    return (typeof x === 'bigint' ? `${x}n` : String(JSON.stringify(x))).slice(0, 40);
+  } catch {
+    return typeof x;
+  }
+}
+
 const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
@@ -47,14 +56,14 @@ export function decodeClientMessage(data: Buffer): ClientMessage {
       if (!isCount(m.seq)) throw new ProtocolError(CloseCode.malformed, 'ack needs a non-negative integer seq');
       return { t: 'ack', seq: m.seq };
     default:
-      throw new ProtocolError(CloseCode.unexpectedMessage, `unknown message type ${JSON.stringify(m.t).slice(0, 40)}`);
+      throw new ProtocolError(CloseCode.unexpectedMessage, `unknown message type ${show(m.t)}`);
   }
 }
 
 function validateHello(m: Record<string, unknown>): Hello {
   if (m.v !== PROTOCOL_VERSION) {
     throw new ProtocolError(CloseCode.unsupportedVersion,
-      `protocol version ${JSON.stringify(m.v)} is not supported; this server speaks ${PROTOCOL_VERSION}`);
+      `protocol version ${show(m.v)} is not supported; this server speaks ${PROTOCOL_VERSION}`);
   }
   if (!isSyncerType(m.syncer)) {
     throw new ProtocolError(CloseCode.badHello, `syncer must be one of ${SYNCER_TYPES.join(', ')}`);
