@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,7 +13,7 @@ import type { SyncClient } from '../client/index.js';
 import { decodeClientMessage, ProtocolError } from '../src/protocol/codec.js';
 import type { DecodedFrame } from '../src/protocol/frames.js';
 import { CloseCode } from '../src/protocol/messages.js';
-import { Clients, node, rawConnect, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
+import { Clients, freePort, node, rawConnect, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
 
 const MAX_INBOUND = 2048;
 const HANDSHAKE_SECS = 0.3;
@@ -287,14 +286,6 @@ const BIGINT_VERSION_HELLO = Buffer.from('82a174a568656c6c6fa176d44201', 'hex');
 test('a hello whose v is a msgpackr BigInt (ext 0x42) is rejected as unsupportedVersion', () => {
   assert.throws(() => decodeClientMessage(BIGINT_VERSION_HELLO), (err: unknown) => err instanceof ProtocolError && err.code === CloseCode.unsupportedVersion);
 });
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 test('a 14-byte BigInt-version hello does not crash the server process', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'fanout-bigint-'));

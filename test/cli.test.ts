@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { loadResources } from '../src/datastore/seed.js';
 import { parseKey } from '../src/model/kinds.js';
 import { VIEWS } from '../src/model/views.js';
+import { freePort } from './support/harness.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEMO = join(ROOT, 'examples', 'demo-cluster');
@@ -57,14 +58,6 @@ function collect(child: ChildProcess, timeoutMs: number): Promise<Result> {
 }
 
 const describeResult = (r: Result) => `exit ${r.code ?? r.signal}\n--- stdout:\n${r.stdout.slice(-1500)}\n--- stderr:\n${r.stderr.slice(-1500)}`;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function httpGet(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

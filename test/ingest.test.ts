@@ -14,7 +14,7 @@ import { checksumHex, entryHash } from '../src/protocol/checksum.js';
 import { unpackr } from '../src/protocol/codec.js';
 import { decodeServerFrame, itemsFrame, type RawItem } from '../src/protocol/frames.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
-import { node, resource, sleep, waitFor, wep } from './support/harness.js';
+import { metricValue, node, resource, sleep, waitFor, wep } from './support/harness.js';
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -38,14 +38,6 @@ function decodeItemList(items: readonly Buffer[]): RawItem[] {
 let rev = 0;
 const ev = (r: { key: string; value: unknown }): DatastoreEvent => ({ key: r.key, value: r.value, revision: String(++rev) });
 const delEv = (key: string): DatastoreEvent => ({ key, value: null, revision: String(++rev) });
-
-async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = metrics.registry.getSingleMetric(name);
-  assert.ok(m, `metric ${name} exists`);
-  const data = await m.get();
-  const v = data.values.find((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l));
-  return v?.value ?? 0;
-}
 
 /** Recursively rebuilds an object with its keys in reverse order. */
 function reversed(v: unknown): unknown {

@@ -15,7 +15,7 @@ import { entryHash } from '../src/protocol/checksum.js';
 import { unpackr } from '../src/protocol/codec.js';
 import { decodeServerFrame, itemsFrame, type RawItem } from '../src/protocol/frames.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
-import { node, resource, sleep, wep } from './support/harness.js';
+import { metricValue, node, resource, sleep, wep } from './support/harness.js';
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -78,14 +78,6 @@ function applyItems(state: Map<string, string>, items: readonly RawItem[]): Map<
     else out.set(it.key, it.value.toString('hex'));
   }
   return out;
-}
-
-async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = metrics.registry.getSingleMetric(name);
-  assert.ok(m, `metric ${name} exists`);
-  const data = await m.get();
-  const v = data.values.find((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l));
-  return v?.value ?? 0;
 }
 
 const POOL = (name: string, extra: Record<string, unknown> = {}) =>
