@@ -93,7 +93,7 @@ export class Connection {
     this.hello = hello;
     this.filter = new ViewFilter(hello.syncer, hello.node);
     const r = hello.resume;
-    const canResume = r !== undefined && r.epoch === store.epoch && store.catchUp(r.seq, this.filter) !== undefined;
+    const canResume = r !== undefined && r.epoch === store.epoch && store.canCatchUp(r.seq);
     const mode: SyncMode = canResume ? 'resume' : 'snapshot';
     this.send({
       t: 'welcome', v: PROTOCOL_VERSION, serverId: this.ctx.serverId, serverVersion: this.ctx.serverVersion,

@@ -116,9 +116,14 @@ export class Store {
     for (const l of this.listeners) l.onStatus(status);
   }
 
+  /** Whether the history still reaches back to `seq` (a position of this epoch). */
+  canCatchUp(seq: number): boolean {
+    return seq >= this.log.floor && seq <= this._head;
+  }
+
   /** Items a client of `filter` at position `seq` needs to reach the head; undefined → snapshot. */
   catchUp(seq: number, filter: ViewFilter): Buffer[] | undefined {
-    if (seq > this._head) return undefined;
+    if (!this.canCatchUp(seq)) return undefined;
     return this.log.since(seq, (e) => {
       if (filter.matches(e.kind, e.node)) return e.item;
       if (e.moved && filter.matches(e.kind, e.moved.node)) return e.moved.item;

@@ -10,6 +10,7 @@ export class ChurnGenerator {
   private budget = 0;
   private counter = 0;
   private readonly created: string[] = [];
+  private weps: string[] | undefined;
 
   constructor(private readonly ds: MemoryDatastore, private readonly perSecond: number, private readonly maxCreated = 200) {}
 
@@ -31,26 +32,28 @@ export class ChurnGenerator {
 
   /** One change: mostly relabels, sometimes a pod created or deleted. */
   step(): void {
-    const weps = [...this.ds.keys()].filter((k) => k.startsWith(WEP_PREFIX));
-    if (weps.length === 0) return;
-    const r = Math.random();
+    // The endpoint list is read once; keys that vanished since are skipped.
+    this.weps ??= [...this.ds.keys()].filter((k) => k.startsWith(WEP_PREFIX));
+    const key = this.weps[Math.floor(Math.random() * this.weps.length)];
+    const current = key === undefined ? undefined : this.ds.get(key);
+    if (!current) return;
     const n = ++this.counter;
+    const r = Math.random();
     if (r < 0.15 && this.created.length > 0) {
       this.ds.delete(this.created.splice(Math.floor(Math.random() * this.created.length), 1)[0]!);
-    } else if (r < 0.3 && this.created.length < this.maxCreated) {
-      const template = structuredClone(this.ds.get(weps[Math.floor(Math.random() * weps.length)]!)) as any;
+      return;
+    }
+    const v = structuredClone(current) as any;
+    v.metadata.labels = { ...v.metadata.labels, 'churn-generation': String(n) };
+    if (r < 0.3 && this.created.length < this.maxCreated) {
       const pod = `churn-${n}`;
-      template.metadata.name = `${String(template.spec.node).replace(/-/g, '--')}-k8s-${pod}-eth0`;
-      template.spec.pod = pod;
-      template.metadata.labels = { ...template.metadata.labels, 'churn-generation': String(n) };
-      const key = keyForResource(template);
-      this.created.push(key);
-      this.ds.put(key, template);
+      v.metadata.name = `${String(v.spec.node).replace(/-/g, '--')}-k8s-${pod}-eth0`;
+      v.spec.pod = pod;
+      const created = keyForResource(v);
+      this.created.push(created);
+      this.ds.put(created, v);
     } else {
-      const key = weps[Math.floor(Math.random() * weps.length)]!;
-      const v = structuredClone(this.ds.get(key)) as any;
-      v.metadata.labels = { ...v.metadata.labels, 'churn-generation': String(n) };
-      this.ds.put(key, v);
+      this.ds.put(key!, v);
     }
   }
 }
