@@ -79,6 +79,7 @@ export class SyncClient {
   private retryAfterMs = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  private lastFrameAt = 0;
   private ackTimer: NodeJS.Timeout | undefined;
   private acked = 0;
 
@@ -100,7 +101,7 @@ export class SyncClient {
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.reconnectTimer);
-    clearTimeout(this.idleTimer);
+    clearInterval(this.idleTimer);
     clearTimeout(this.ackTimer);
     const ws = this.ws;
     this.ws = undefined;
@@ -151,6 +152,7 @@ export class SyncClient {
     this.ws = ws;
     ws.on('open', () => {
       this.log.debug({ url }, 'connected');
+      this.watchIdle(ws);
       ws.send(encode({
         t: 'hello', v: PROTOCOL_VERSION, syncer: this.opts.syncerType, node: this.opts.node ?? '',
         clientName: this.opts.clientName ?? 'calico-fanout-client', clientVersion: this.opts.clientVersion ?? VERSION,
@@ -158,11 +160,10 @@ export class SyncClient {
         known: this.epoch !== undefined ? { epoch: this.epoch, seq: this.known } : undefined,
         compression: [],
       }));
-      this.touch();
     });
     ws.on('message', (data: Buffer) => {
       if (this.ws !== ws) return;
-      this.touch();
+      this.lastFrameAt = Date.now();
       try {
         this.onFrame(data);
       } catch (err) {
@@ -176,7 +177,7 @@ export class SyncClient {
     ws.on('close', (code, reason) => {
       if (this.ws !== ws) return;
       this.ws = undefined;
-      clearTimeout(this.idleTimer);
+      clearInterval(this.idleTimer);
       // A snapshot cut off midway proves nothing about keys it did not reach: no sweep.
       if (this.cache.marking) { this.cache.abandonMark(); this.forgetPosition(); }
       this.synced = false;
@@ -196,13 +197,16 @@ export class SyncClient {
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
-  private touch(): void {
-    clearTimeout(this.idleTimer);
-    const ws = this.ws;
-    this.idleTimer = setTimeout(() => {
+  /** Reconnects when the server sends nothing, not even a ping, for serverTimeoutMs. */
+  private watchIdle(ws: WebSocket): void {
+    const timeout = this.opts.serverTimeoutMs ?? 90_000;
+    this.lastFrameAt = Date.now();
+    clearInterval(this.idleTimer);
+    this.idleTimer = setInterval(() => {
+      if (Date.now() - this.lastFrameAt < timeout) return;
       this.log.warn({}, 'server silent for too long; reconnecting');
-      ws?.terminate();
-    }, this.opts.serverTimeoutMs ?? 90_000);
+      ws.terminate();
+    }, Math.max(10, timeout / 4));
     this.idleTimer.unref();
   }
 
