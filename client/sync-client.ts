@@ -173,7 +173,8 @@ export class SyncClient {
         ws.terminate();
       }
     });
-    ws.on('error', (err) => this.log.debug({ url, err: err.message }, 'connection error'));
+    let lastError: string | undefined;
+    ws.on('error', (err) => { lastError = err.message; });
     ws.on('close', (code, reason) => {
       if (this.ws !== ws) return;
       this.ws = undefined;
@@ -181,7 +182,7 @@ export class SyncClient {
       // A snapshot cut off midway proves nothing about keys it did not reach: no sweep.
       if (this.cache.marking) { this.cache.abandonMark(); this.forgetPosition(); }
       this.synced = false;
-      this.log.info({ url, code, reason: reason.toString() }, 'disconnected');
+      this.log.info({ url, code, reason: reason.toString() || undefined, err: lastError }, 'disconnected');
       this.scheduleReconnect();
     });
   }

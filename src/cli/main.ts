@@ -68,11 +68,12 @@ const clientOptions = (cmd: Command) => cmd
   .option('--url <url...>', 'server URL(s), rotated on reconnect', ['ws://127.0.0.1:5473'])
   .addOption(new Option('--syncer <type>', `syncer type (${SYNCER_TYPES.join(', ')})`).argParser(syncerArg).default('felix'))
   .option('--node <name>', 'this node\'s name (required by tunnel-ip-allocation and node-status)', '')
-  .option('--timeout <secs>', 'give up (exit 1) if not in sync within this many seconds; 0 waits forever', '0');
+  .option('--timeout <secs>', 'give up (exit 1) if not in sync within this many seconds; 0 waits forever', '0')
+  .option('--log-level <level>', 'client log level on stderr (DEBUG, INFO, WARNING, ERROR, NONE)', 'INFO');
 
-function makeClient(opts: { url: string[]; syncer: SyncerType; node: string }, onUpdates?: (u: Update[]) => void, onStatus?: (s: string) => void): SyncClient {
+function makeClient(opts: { url: string[]; syncer: SyncerType; node: string; logLevel: string }, onUpdates?: (u: Update[]) => void, onStatus?: (s: string) => void): SyncClient {
   if (needsNode(opts.syncer) && !opts.node) fatal(2, `--node is required for --syncer ${opts.syncer}`);
-  const logger = createLogger(process.env.CALICO_FANOUT_LOG ?? 'WARNING', 2);
+  const logger = createLogger(opts.logLevel, 2);
   return new SyncClient({ urls: opts.url, syncerType: opts.syncer, node: opts.node, clientName: 'calico-fanout-cli', onUpdates, onStatus, logger });
 }
 
