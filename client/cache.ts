@@ -62,19 +62,22 @@ export class ClientCache {
 
   /**
    * Ends a snapshot: deletes every key the snapshot did not contain. The datastore revision of
-   * such a deletion is unknown; it is reported with the key's last known revision.
+   * such a deletion is unknown; it is reported with the key's last known revision. The checksum
+   * is recomputed from the entries: a snapshot is where a cache that went wrong is put right, so
+   * the running XOR must not carry an old error across it.
    */
   sweep(): Update[] {
     const seen = this.marked;
     this.marked = undefined;
     if (!seen) return [];
     const gone: Update[] = [];
+    let xor = 0n;
     for (const [key, cur] of this.map) {
-      if (seen.has(key)) continue;
+      if (seen.has(key)) { xor ^= cur.hash; continue; }
       this.map.delete(key);
-      this.xor ^= cur.hash;
       gone.push({ key, kind: kindOf(key), value: null, revision: cur.revision });
     }
+    this.xor = xor;
     return gone;
   }
 

@@ -297,9 +297,10 @@ export class SyncClient {
       this.status = status;
       this.opts.onStatus?.(status);
     }
-    if (status === 'in-sync' && this.pos !== undefined) {
+    if (status !== 'in-sync') {
+      this.synced = false;
+    } else if (this.pos !== undefined) {
       this.synced = true;
-      this.attempt = 0;
       this.sendAck();
       for (const w of this.waiters.splice(0)) w();
     }
@@ -312,6 +313,9 @@ export class SyncClient {
     const mine = this.checksum();
     if (mine.value === value && mine.count === count) {
       this.stats.checksumsVerified++;
+      // Backoff restarts only once a sync is proven good: a client that keeps disagreeing with
+      // the server must not pull a full snapshot every initialBackoffMs.
+      this.attempt = 0;
       return;
     }
     this.stats.checksumMismatches++;

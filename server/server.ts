@@ -78,6 +78,8 @@ export class FanoutServer implements ServerContext {
   }
 
   get address(): AddressInfo { return this.http.address() as AddressInfo; }
+  /** True from the start of a graceful stop: new connections are refused, readiness drops. */
+  get isDraining(): boolean { return this.draining; }
 
   private onBatch(batch: Batch): void {
     this.publishTimes.record(batch.to, batch.at);

@@ -55,8 +55,9 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
   const http: HttpServer[] = [];
   const ports: App['ports'] = { server: 0 };
   const readiness = {
-    ready: () => store.status === 'in-sync',
-    detail: () => ({ datastore: datastore.name, status: store.status, seq: store.head, connections: server.connections.size }),
+    // A draining server stops being ready at once, so the Service sends no one new to it.
+    ready: () => store.status === 'in-sync' && !server.isDraining,
+    detail: () => ({ datastore: datastore.name, status: store.status, draining: server.isDraining, seq: store.head, connections: server.connections.size }),
   };
   const want: { port: number; handlers: Handler[]; host: string; names: ('health' | 'metrics')[] }[] = [];
   const add = (enabled: boolean, host: string, port: number, dflt: number, name: 'health' | 'metrics', h: Handler) => {

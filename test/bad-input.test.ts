@@ -13,7 +13,8 @@ import type { SyncClient } from '../client/index.js';
 import { decodeClientMessage, ProtocolError } from '../src/protocol/codec.js';
 import type { DecodedFrame } from '../src/protocol/frames.js';
 import { CloseCode } from '../src/protocol/messages.js';
-import { Clients, freePort, node, rawConnect, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
+import { Clients, node, rawConnect, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
+import { freePort } from './support/metrics.js';
 
 const MAX_INBOUND = 2048;
 const HANDSHAKE_SECS = 0.3;

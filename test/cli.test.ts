@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { loadResources } from '../src/datastore/seed.js';
 import { parseKey } from '../src/model/kinds.js';
 import { VIEWS } from '../src/model/views.js';
-import { freePort } from './support/harness.js';
+import { freePort } from './support/metrics.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEMO = join(ROOT, 'examples', 'demo-cluster');

@@ -14,7 +14,8 @@ import { checksumHex, entryHash } from '../src/protocol/checksum.js';
 import { unpackr } from '../src/protocol/codec.js';
 import { decodeServerFrame, itemsFrame, type RawItem } from '../src/protocol/frames.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
-import { metricValue, node, resource, sleep, waitFor, wep } from './support/harness.js';
+import { node, resource, sleep, waitFor, wep } from './support/harness.js';
+import { metricNamed } from './support/metrics.js';
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -88,12 +89,12 @@ describe('no-op suppression', () => {
     assert.equal(store.head, head, 'nothing more was published');
     assert.equal(published().length, 1);
     for (const syncer of ['felix', 'bgp', 'tunnel-ip-allocation']) {
-      assert.equal(await metricValue(metrics, 'typha_updates_skipped', { syncer }), 3, `skipped for ${syncer}`);
-      assert.equal(await metricValue(metrics, 'typha_updates_total', { syncer }), 4, `total for ${syncer}`);
-      assert.equal(await metricValue(metrics, 'calico_fanout_updates_published_total', { syncer }), 1);
+      assert.equal(await metricNamed(metrics, 'typha_updates_skipped', { syncer }), 3, `skipped for ${syncer}`);
+      assert.equal(await metricNamed(metrics, 'typha_updates_total', { syncer }), 4, `total for ${syncer}`);
+      assert.equal(await metricNamed(metrics, 'calico_fanout_updates_published_total', { syncer }), 1);
     }
-    assert.equal(await metricValue(metrics, 'typha_updates_skipped', { syncer: 'node-status' }), 0);
-    assert.equal(await metricValue(metrics, 'calico_fanout_datastore_updates_total'), 4);
+    assert.equal(await metricNamed(metrics, 'typha_updates_skipped', { syncer: 'node-status' }), 0);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_datastore_updates_total'), 4);
 
     // A real change goes through.
     ingest.onUpdates([ev(node('noop', { asNumber: 64513, labels: { a: '1', b: '2' } }))]);
@@ -115,7 +116,7 @@ describe('no-op suppression', () => {
     ingest.onUpdates([delEv(n.key)]);
     ingest.flush();
     assert.equal(store.head, 2);
-    assert.equal(await metricValue(metrics, 'typha_updates_skipped', { syncer: 'felix' }), 2);
+    assert.equal(await metricNamed(metrics, 'typha_updates_skipped', { syncer: 'felix' }), 2);
   });
 
   test('the timer path dedupes too', async () => {
@@ -124,9 +125,9 @@ describe('no-op suppression', () => {
     ingest.onUpdates([ev(n)]);
     await waitFor(() => store.head === 1, 'the first flush');
     ingest.onUpdates([ev({ key: n.key, value: reversed(n.value) })]);
-    await until(async () => (await metricValue(metrics, 'typha_updates_total', { syncer: 'felix' })) === 2, 'the second flush');
+    await until(async () => (await metricNamed(metrics, 'typha_updates_total', { syncer: 'felix' })) === 2, 'the second flush');
     assert.equal(store.head, 1);
-    assert.equal(await metricValue(metrics, 'typha_updates_skipped', { syncer: 'felix' }), 1);
+    assert.equal(await metricNamed(metrics, 'typha_updates_skipped', { syncer: 'felix' }), 1);
     ingest.stop();
   });
 });
@@ -149,8 +150,8 @@ describe('per-key coalescing', () => {
     assert.deepEqual((unpackr.unpack(co.value!) as any).spec.gen, 4);
     assert.equal(co.revision, String(rev - 1), 'the last revision of the key');
     assert.equal(batches().length, 1);
-    assert.equal(await metricValue(metrics, 'calico_fanout_updates_coalesced_total'), 4);
-    assert.equal(await metricValue(metrics, 'calico_fanout_datastore_updates_total'), 6);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_updates_coalesced_total'), 4);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_datastore_updates_total'), 6);
   });
 
   test('updates arriving within the window after a flush are coalesced into the next one', async () => {
@@ -170,7 +171,7 @@ describe('per-key coalescing', () => {
     const items = published();
     assert.equal(items.length, 2);
     assert.equal((unpackr.unpack(items[1]!.value!) as any).spec.gen, 3);
-    assert.equal(await metricValue(metrics, 'calico_fanout_updates_coalesced_total'), 3);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_updates_coalesced_total'), 3);
   });
 
   test('A → B → A within one window publishes nothing when A is stored', async () => {
@@ -180,22 +181,22 @@ describe('per-key coalescing', () => {
     ingest.onUpdates([ev(a)]);
     ingest.flush();
     assert.equal(store.head, 1);
-    const skippedBefore = await metricValue(metrics, 'typha_updates_skipped', { syncer: 'felix' });
+    const skippedBefore = await metricNamed(metrics, 'typha_updates_skipped', { syncer: 'felix' });
     ingest.onUpdates([ev(b)]);
     ingest.onUpdates([ev(b), ev(a)]);
-    await until(async () => (await metricValue(metrics, 'typha_updates_skipped', { syncer: 'felix' })) > skippedBefore, 'the flush');
+    await until(async () => (await metricNamed(metrics, 'typha_updates_skipped', { syncer: 'felix' })) > skippedBefore, 'the flush');
     ingest.stop();
     assert.equal(store.head, 1, 'nothing published');
     assert.deepEqual(unpackr.unpack(store.valueOf(a.key)!), unpackr.unpack(encodeValue(a.value)));
-    assert.equal(await metricValue(metrics, 'calico_fanout_updates_coalesced_total'), 2);
-    assert.equal(await metricValue(metrics, 'typha_updates_skipped', { syncer: 'felix' }), skippedBefore + 1);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_updates_coalesced_total'), 2);
+    assert.equal(await metricNamed(metrics, 'typha_updates_skipped', { syncer: 'felix' }), skippedBefore + 1);
   });
 
   test('create then delete of a new key within a window publishes nothing', async () => {
     const { ingest, store, metrics } = setup({ windowMs: 50 });
     const n = node('flash');
     ingest.onUpdates([ev(n), delEv(n.key)]);
-    await until(async () => (await metricValue(metrics, 'typha_updates_skipped', { syncer: 'felix' })) === 1, 'the flush');
+    await until(async () => (await metricNamed(metrics, 'typha_updates_skipped', { syncer: 'felix' })) === 1, 'the flush');
     ingest.stop();
     assert.equal(store.head, 0);
     assert.equal(store.valueOf(n.key), undefined);
@@ -253,9 +254,9 @@ describe('bad values', () => {
     assert.deepEqual(published().map((x) => x.key).sort(), [good1.key, good2.key].sort());
     for (const b of bad) assert.equal(store.valueOf(b.key), undefined, `${b.key} kept out`);
     assert.equal(store.valueOf(wepKey), undefined);
-    assert.equal(await metricValue(metrics, 'calico_fanout_invalid_values_total', { kind: 'Node' }), bad.length);
-    assert.equal(await metricValue(metrics, 'calico_fanout_invalid_values_total', { kind: 'WorkloadEndpoint' }), 1);
-    assert.equal(await metricValue(metrics, 'calico_fanout_ignored_keys_total'), 0);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_invalid_values_total', { kind: 'Node' }), bad.length);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_invalid_values_total', { kind: 'WorkloadEndpoint' }), 1);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_ignored_keys_total'), 0);
   });
 
   test('keys outside the layout are ignored and counted', async () => {
@@ -270,7 +271,7 @@ describe('bad values', () => {
       { key: '/calico/foo/bar', value: null, revision: '2' },
     ]);
     ingest.flush();
-    assert.equal(await metricValue(metrics, 'calico_fanout_ignored_keys_total'), 5);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_ignored_keys_total'), 5);
     assert.equal(store.head, 1);
     assert.equal(store.size, 1);
     assert.notEqual(store.valueOf(good.key), undefined);

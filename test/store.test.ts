@@ -15,7 +15,8 @@ import { entryHash } from '../src/protocol/checksum.js';
 import { unpackr } from '../src/protocol/codec.js';
 import { decodeServerFrame, itemsFrame, type RawItem } from '../src/protocol/frames.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
-import { metricValue, node, resource, sleep, wep } from './support/harness.js';
+import { node, resource, sleep, wep } from './support/harness.js';
+import { metricNamed } from './support/metrics.js';
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -321,9 +322,9 @@ describe('history eviction', () => {
     assert.equal(store.valueOf(rs[0]!.key), undefined);
     assert.equal(store.valueOf(rs.at(-1)!.key), null);
     assert.equal(store.size, items.length);
-    assert.equal(await metricValue(metrics, 'calico_fanout_history_floor_seq'), store.floor);
-    assert.equal(await metricValue(metrics, 'calico_fanout_history_bytes'), store.historyBytes);
-    assert.equal(await metricValue(metrics, 'typha_breadcrumb_seq_number'), store.head);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_history_floor_seq'), store.floor);
+    assert.equal(await metricNamed(metrics, 'calico_fanout_history_bytes'), store.historyBytes);
+    assert.equal(await metricNamed(metrics, 'typha_breadcrumb_seq_number'), store.head);
   });
 
   test('a revived key\'s tombstone no longer counts, and is not evicted from under the live key', () => {
@@ -586,9 +587,9 @@ describe('view filtering and node scoping', () => {
       }
     }
     // typha_cache_size counts node-scoped kinds across all nodes.
-    assert.equal(await metricValue(metrics, 'typha_cache_size', { syncer: 'node-status' }), 3);
-    assert.equal(await metricValue(metrics, 'typha_cache_size', { syncer: 'tunnel-ip-allocation' }), 4);
-    assert.equal(await metricValue(metrics, 'typha_cache_size', { syncer: 'felix' }), 9);
+    assert.equal(await metricNamed(metrics, 'typha_cache_size', { syncer: 'node-status' }), 3);
+    assert.equal(await metricNamed(metrics, 'typha_cache_size', { syncer: 'tunnel-ip-allocation' }), 4);
+    assert.equal(await metricNamed(metrics, 'typha_cache_size', { syncer: 'felix' }), 9);
   });
 });
 
@@ -613,18 +614,18 @@ describe('snapshot cache', () => {
     const b = cache.get(new ViewFilter('felix', 'whatever'));
     assert.ok(a === b, 'same object');
     assert.equal(a.seq, store.head);
-    assert.equal(await metricValue(metrics, 'typha_snapshots_generated', { syncer: 'felix' }), 1);
-    assert.equal(await metricValue(metrics, 'typha_snapshots_reused', { syncer: 'felix' }), 1);
+    assert.equal(await metricNamed(metrics, 'typha_snapshots_generated', { syncer: 'felix' }), 1);
+    assert.equal(await metricNamed(metrics, 'typha_snapshots_reused', { syncer: 'felix' }), 1);
     const metricText = await metrics.registry.getSingleMetricAsString('typha_snapshots_reused');
     assert.match(metricText, /typha_snapshots_reused\{syncer="felix"\} 1\b/);
-    assert.equal(await metricValue(metrics, 'typha_snapshot_raw_bytes', { syncer: 'felix' }), a.bytes);
+    assert.equal(await metricNamed(metrics, 'typha_snapshot_raw_bytes', { syncer: 'felix' }), a.bytes);
 
     // Within the reuse window a snapshot older than the head is still served (clients catch up).
     put(store, node('late').key, node('late').value);
     const c = cache.get(felix);
     assert.ok(c === a);
     assert.ok(c.seq < store.head);
-    assert.equal(await metricValue(metrics, 'typha_snapshots_reused', { syncer: 'felix' }), 2);
+    assert.equal(await metricNamed(metrics, 'typha_snapshots_reused', { syncer: 'felix' }), 2);
   });
 
   test('with no reuse window, a change forces a new snapshot at the new head', async () => {
@@ -641,8 +642,8 @@ describe('snapshot cache', () => {
     assert.equal(b.count, a.count + 1);
     const keys = b.frames.flatMap((f) => decodeServerFrame(f).items!.map((x) => x.key));
     assert.ok(keys.includes(late.key));
-    assert.equal(await metricValue(metrics, 'typha_snapshots_generated', { syncer: 'felix' }), 2);
-    assert.equal(await metricValue(metrics, 'typha_snapshots_reused', { syncer: 'felix' }), 1);
+    assert.equal(await metricNamed(metrics, 'typha_snapshots_generated', { syncer: 'felix' }), 2);
+    assert.equal(await metricNamed(metrics, 'typha_snapshots_reused', { syncer: 'felix' }), 1);
   });
 
   test('small chunks: numbered frames, last only on the final one, items == the view\'s entries', () => {

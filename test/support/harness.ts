@@ -1,7 +1,5 @@
 // Test support: a whole server (the real wiring of `serve`) on random loopback ports, with a
 // memory datastore the test writes to, plus clients and raw sockets to poke it with.
-import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import WebSocket from 'ws';
 import { SyncClient, type SyncClientOptions } from '../../client/index.js';
 import { startApp, type App } from '../../src/app.js';
@@ -9,7 +7,6 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { keyForResource } from '../../src/model/kinds.js';
 import { silentLogger } from '../../src/logging.js';
-import type { Metrics } from '../../src/metrics.js';
 import { decodeServerFrame, type DecodedFrame } from '../../src/protocol/frames.js';
 
 export interface TestServer {
@@ -91,24 +88,4 @@ export function rawConnect(url: string, opts: WebSocket.ClientOptions = {}): Raw
   const opened = new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   return { ws, frames, opened, closed };
-}
-
-// ---- odds and ends -----------------------------------------------------------------------
-
-/** A port free at the time of asking, for child processes that must be told their port. */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** A metric's value (the first series whose labels include `labels`); 0 when not yet observed. */
-export async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = metrics.registry.getSingleMetric(name);
-  assert.ok(m, `metric ${name} exists`);
-  const data = await m.get();
-  const v = data.values.find((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l));
-  return v?.value ?? 0;
 }

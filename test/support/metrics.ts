@@ -2,6 +2,7 @@
 // health and metrics listeners.
 import { get } from 'node:http';
 import { createServer } from 'node:net';
+import type { Metrics } from '../../src/metrics.js';
 
 interface Readable {
   get(): Promise<{ values: { value: number; labels: Record<string, unknown>; metricName?: string }[] }>;
@@ -15,6 +16,13 @@ export async function metricValue(metric: Readable, labels: Record<string, strin
   const m = await metric.get();
   // Counters and gauges report no metricName; histograms do (…_bucket, …_sum, …_count).
   return m.values.filter((v) => v.metricName === undefined && labelsMatch(v.labels, labels)).reduce((s, v) => s + v.value, 0);
+}
+
+/** metricValue of a metric found by name in a server's registry. */
+export async function metricNamed(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = metrics.registry.getSingleMetric(name);
+  if (!m) throw new Error(`no metric ${name}`);
+  return metricValue(m as unknown as Readable, labels);
 }
 
 /** A histogram's observation count and sum (over all label sets matching `labels`). */
