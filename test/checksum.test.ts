@@ -2,7 +2,7 @@
 // of exactly what it was sent; a client whose cache went wrong notices it on the next checksum,
 // resyncs with a snapshot and tells its agent only about the keys that were repaired.
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { Update } from '../client/index.js';
 import type { ClientCache } from '../client/cache.js';
 import { ViewFilter } from '../dedupe/view-filter.js';
@@ -12,15 +12,9 @@ import { checksumHex, entryHash } from '../src/protocol/checksum.js';
 import { encode } from '../src/protocol/codec.js';
 import type { DecodedFrame } from '../src/protocol/frames.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
-import { Clients, node, rawConnect, resource, sleep, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
+import { cleanupAfterFile, LIMIT, node, rawConnect, resource, sleep, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
 
-const clients = new Clients();
-/** Servers a test left open (a test that times out skips its finally) are closed at the end. */
-const open = new Set<{ close(): Promise<void> }>();
-const track = <T extends { close(): Promise<void> }>(s: T): T => { open.add(s); return s; };
-after(async () => { await clients.stopAll(); await Promise.all([...open].map((s) => s.close())); });
-/** Nothing here may hang the run: a regression fails the test instead. */
-const LIMIT = { timeout: 30_000 };
+const { clients, track } = cleanupAfterFile();
 
 const FAST_CHECKSUMS = { checksumIntervalSecs: 0.2 };
 const seed = [

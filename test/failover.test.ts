@@ -2,20 +2,14 @@
 // shuts down (a new epoch: a snapshot that its agent sees as no change when the replicas agree),
 // and waits as long as the goaway tells it to before coming back.
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { Update } from '../client/index.js';
 import { encode } from '../src/protocol/codec.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
-import { Clients, rawConnect, resource, startTestServer, waitFor, wep } from './support/harness.js';
+import { cleanupAfterFile, LIMIT, rawConnect, resource, startTestServer, waitFor, wep } from './support/harness.js';
 import { freePort, metricValue } from './support/metrics.js';
 
-const clients = new Clients();
-/** Servers a test left open (a test that times out skips its finally) are closed at the end. */
-const open = new Set<{ close(): Promise<void> }>();
-const track = <T extends { close(): Promise<void> }>(s: T): T => { open.add(s); return s; };
-after(async () => { await clients.stopAll(); await Promise.all([...open].map((s) => s.close())); });
-/** Nothing here may hang the run: a regression fails the test instead. */
-const LIMIT = { timeout: 30_000 };
+const { clients, track } = cleanupAfterFile();
 
 const seed = [
   ...Array.from({ length: 40 }, (_, i) => wep(`node-${i % 4}`, `pod-${i}`, 'default', { app: `app-${i % 3}` })),

@@ -2,7 +2,7 @@
 // sync state; /metrics serves Prometheus text; both can share one port. A datastore that takes
 // its time to reach in-sync is simulated by a test adapter that says in-sync only when told.
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { SyncStatus } from '../client/index.js';
 import { startApp, type App } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
@@ -10,16 +10,10 @@ import type { Datastore, DatastoreEvent, DatastoreSink } from '../src/datastore/
 import { MemoryDatastore } from '../src/datastore/memory.js';
 import { silentLogger } from '../src/logging.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
-import { Clients, node, resource, sleep, startTestServer, waitFor, wep } from './support/harness.js';
+import { cleanupAfterFile, LIMIT, node, resource, sleep, startTestServer, waitFor, wep } from './support/harness.js';
 import { freePort, httpGet } from './support/metrics.js';
 
-const clients = new Clients();
-/** Servers a test left open (a test that times out skips its finally) are closed at the end. */
-const open = new Set<{ close(): Promise<void> }>();
-const track = <T extends { close(): Promise<void> }>(s: T): T => { open.add(s); return s; };
-after(async () => { await clients.stopAll(); await Promise.all([...open].map((s) => s.close())); });
-/** Nothing here may hang the run: a regression fails the test instead. */
-const LIMIT = { timeout: 30_000 };
+const { clients, track } = cleanupAfterFile();
 
 const seed = [
   ...Array.from({ length: 10 }, (_, i) => wep(`node-${i % 2}`, `pod-${i}`)),

@@ -3,21 +3,15 @@
 // server turns acks into the client-lag histogram) and reconnects, resuming, when the server
 // falls silent for longer than its server timeout.
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { encode } from '../src/protocol/codec.js';
 import { decodeServerFrame } from '../src/protocol/frames.js';
 import { CloseCode } from '../src/protocol/messages.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
-import { Clients, rawConnect, sleep, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
+import { cleanupAfterFile, LIMIT, rawConnect, sleep, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
 import { histogram, metricValue } from './support/metrics.js';
 
-const clients = new Clients();
-/** Servers a test left open (a test that times out skips its finally) are closed at the end. */
-const open = new Set<{ close(): Promise<void> }>();
-const track = <T extends { close(): Promise<void> }>(s: T): T => { open.add(s); return s; };
-after(async () => { await clients.stopAll(); await Promise.all([...open].map((s) => s.close())); });
-/** Nothing here may hang the run: a regression fails the test instead. */
-const LIMIT = { timeout: 30_000 };
+const { clients, track } = cleanupAfterFile();
 
 const FAST_PINGS = { serverPingIntervalSecs: 0.1, serverPongTimeoutSecs: 0.5 };
 const seed = Array.from({ length: 20 }, (_, i) => wep(`node-${i % 2}`, `pod-${i}`));

@@ -1,5 +1,6 @@
 // Test support: a whole server (the real wiring of `serve`) on random loopback ports, with a
 // memory datastore the test writes to, plus clients and raw sockets to poke it with.
+import { after } from 'node:test';
 import WebSocket from 'ws';
 import { SyncClient, type SyncClientOptions } from '../../client/index.js';
 import { startApp, type App } from '../../src/app.js';
@@ -51,6 +52,20 @@ export class Clients {
   async stopAll(): Promise<void> {
     await Promise.all(this.all.splice(0).map((c) => c.stop()));
   }
+}
+
+/** Nothing may hang the run: a regression fails its test instead. */
+export const LIMIT = { timeout: 30_000 };
+
+/**
+ * Clients and servers of one test file, closed when the file ends: a test that times out skips
+ * its own finally.
+ */
+export function cleanupAfterFile(): { clients: Clients; track: <T extends { close(): Promise<void> }>(s: T) => T } {
+  const clients = new Clients();
+  const open = new Set<{ close(): Promise<void> }>();
+  after(async () => { await clients.stopAll(); await Promise.all([...open].map((s) => s.close())); });
+  return { clients, track: (s) => { open.add(s); return s; } };
 }
 
 // ---- resources ---------------------------------------------------------------------------
