@@ -50,14 +50,6 @@ export const IPAM_CONFIG = 'IPAMConfig';
 const byPlural = new Map(RESOURCE_KINDS.map((k) => [k.plural, k]));
 const byKind = new Map(RESOURCE_KINDS.map((k) => [k.kind, k]));
 
-export function resourceKind(kind: string): KindInfo | undefined {
-  return byKind.get(kind);
-}
-
-export const ALL_KINDS: readonly string[] = [
-  ...RESOURCE_KINDS.map((k) => k.kind), IPAM_BLOCK, BLOCK_AFFINITY, IPAM_HANDLE, IPAM_CONFIG,
-];
-
 export interface ParsedKey {
   kind: string;
   name: string;

@@ -13,16 +13,6 @@ export function encodeItem(key: string, value: Buffer | null, revision: string):
   return Buffer.concat([ITEM_HEADER, strBytes(key), value ?? NIL, strBytes(revision)]);
 }
 
-/** The value bytes inside an encoded item (a view, not a copy); null for a deletion. */
-export function itemValue(item: Buffer): Buffer | null {
-  const r = new MsgReader(item, 1);
-  r.str();
-  const start = r.pos;
-  if (r.nil()) return null;
-  r.skip();
-  return item.subarray(start, r.pos);
-}
-
 export interface DeltaHead { t: 'delta'; from: number; to: number }
 export interface SnapshotHead { t: 'snapshot'; seq: number; i: number; last: boolean }
 

@@ -4,7 +4,6 @@ import type { SyncerType } from '../model/views.js';
 export const PROTOCOL_VERSION = 1;
 
 export type SyncStatus = 'wait-for-datastore' | 'resync-in-progress' | 'in-sync';
-export const SYNC_STATUSES: readonly SyncStatus[] = ['wait-for-datastore', 'resync-in-progress', 'in-sync'];
 
 export interface ResumeToken { epoch: string; seq: number }
 
