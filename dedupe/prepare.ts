@@ -23,6 +23,7 @@ export function prepare(ev: DatastoreEvent): Prepared {
   const parsed = parseKey(ev.key);
   if (!parsed) return { ok: false, ignored: true };
   const revision = String(ev.revision);
+  if (ev.invalid !== undefined) return { ok: false, ignored: false, kind: parsed.kind, reason: ev.invalid };
   if (ev.value === null || ev.value === undefined) {
     return { ok: true, change: { key: ev.key, kind: parsed.kind, node: undefined, value: null, revision } };
   }

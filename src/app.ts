@@ -8,6 +8,7 @@ import { FanoutServer } from '../server/server.js';
 import { ConfigError, effectivePort, type Config } from './config.js';
 import { ChurnGenerator } from './datastore/churn.js';
 import type { Datastore } from './datastore/datastore.js';
+import { EtcdDatastore } from './datastore/etcd.js';
 import { MemoryDatastore } from './datastore/memory.js';
 import { loadResources } from './datastore/seed.js';
 import type { Logger } from './logging.js';
@@ -22,16 +23,32 @@ export interface App {
   close(): Promise<void>;
 }
 
-export function createDatastore(config: Config): Datastore {
+export function createDatastore(config: Config, logger: Logger): Datastore {
   switch (config.datastoreType) {
     case 'memory':
       return new MemoryDatastore(loadResources(config.memorySeedPaths));
+    case 'etcdv3':
+      return new EtcdDatastore({
+        endpoints: config.etcdEndpoints,
+        prefix: config.etcdPrefix,
+        caFile: config.etcdCaFile || undefined,
+        certFile: config.etcdCertFile || undefined,
+        keyFile: config.etcdKeyFile || undefined,
+        username: config.etcdUsername || undefined,
+        password: config.etcdPassword || undefined,
+        pageSize: config.etcdPageSize,
+        progressIntervalMs: config.etcdProgressIntervalSecs * 1000,
+        watchTimeoutMs: config.etcdWatchTimeoutSecs * 1000,
+        initialBackoffMs: 100,
+        maxBackoffMs: 10_000,
+        logger: logger.child({ stage: 'etcd' }),
+      });
     default:
       throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${config.datastoreType} is not available in this build yet; use memory`);
   }
 }
 
-export async function startApp(config: Config, logger: Logger, datastore: Datastore = createDatastore(config)): Promise<App> {
+export async function startApp(config: Config, logger: Logger, datastore: Datastore = createDatastore(config, logger)): Promise<App> {
   const metrics = new Metrics();
   const store = new Store(config.historyMaxBytes, metrics);
   const ingest = new Ingest(store, {
@@ -57,7 +74,7 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
   const readiness = {
     // A draining server stops being ready at once, so the Service sends no one new to it.
     ready: () => store.status === 'in-sync' && !server.isDraining,
-    detail: () => ({ datastore: datastore.name, status: store.status, draining: server.isDraining, seq: store.head, connections: server.connections.size }),
+    detail: () => ({ datastore: datastore.name, datastoreError: datastore.lastError, status: store.status, draining: server.isDraining, seq: store.head, connections: server.connections.size }),
   };
   const want: { port: number; handlers: Handler[]; host: string; names: ('health' | 'metrics')[] }[] = [];
   const add = (enabled: boolean, host: string, port: number, dflt: number, name: 'health' | 'metrics', h: Handler) => {

@@ -2,11 +2,11 @@
 // defaults, an optional YAML/JSON config file, TYPHA_* environment variables and CLI flags.
 // Typha's names are used where Typha has the setting (research/typha.md §5). A bad value is an
 // error naming the setting and where it came from; the CLI exits 2 on it.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 
-type Kind = 'int' | 'port' | 'seconds' | 'bytes' | 'number' | 'bool' | 'string' | 'list' | 'oneof';
+type Kind = 'int' | 'port' | 'seconds' | 'bytes' | 'number' | 'bool' | 'string' | 'file' | 'list' | 'oneof';
 
 interface Setting {
   /** camelCase name: the config file key and the Config field. */
@@ -27,6 +27,16 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'datastoreType', typha: 'DatastoreType', flag: 'datastore', kind: 'oneof', choices: ['memory', 'etcdv3', 'kubernetes'], default: 'memory', help: 'where the data comes from; memory serves the seed files' },
   { name: 'memorySeedPaths', typha: 'MemorySeedPaths', flag: 'seed', kind: 'list', default: [DEMO_CLUSTER], help: 'YAML/JSON files or directories of Calico resources for the memory datastore' },
   { name: 'simulateChurn', typha: 'SimulateChurn', flag: 'simulate-churn', kind: 'number', min: 0, default: 0, help: 'memory datastore: rewrite workload endpoints at this many updates/s' },
+  { name: 'etcdEndpoints', typha: 'EtcdEndpoints', flag: 'etcd-endpoints', kind: 'list', default: ['http://127.0.0.1:2379'], help: 'etcd client URLs, comma-separated' },
+  { name: 'etcdCaFile', typha: 'EtcdCaFile', flag: 'etcd-ca-file', kind: 'file', default: '', help: 'CA bundle to verify etcd (TLS)' },
+  { name: 'etcdCertFile', typha: 'EtcdCertFile', flag: 'etcd-cert-file', kind: 'file', default: '', help: 'client certificate for etcd (TLS)' },
+  { name: 'etcdKeyFile', typha: 'EtcdKeyFile', flag: 'etcd-key-file', kind: 'file', default: '', help: 'client key for etcd (TLS)' },
+  { name: 'etcdUsername', typha: 'EtcdUsername', flag: 'etcd-username', kind: 'string', default: '', help: 'etcd user (etcd authentication)' },
+  { name: 'etcdPassword', typha: 'EtcdPassword', kind: 'string', default: '', help: 'etcd password (environment or config file only)' },
+  { name: 'etcdPrefix', typha: 'EtcdPrefix', flag: 'etcd-prefix', kind: 'string', default: '/calico/', help: 'key prefix to list and watch' },
+  { name: 'etcdPageSize', typha: 'EtcdPageSize', kind: 'int', min: 1, default: 500, help: 'keys per range request when listing' },
+  { name: 'etcdProgressIntervalSecs', typha: 'EtcdProgressIntervalSecs', kind: 'seconds', min: 0.01, default: 10, help: 'ask the etcd watch for progress this often' },
+  { name: 'etcdWatchTimeoutSecs', typha: 'EtcdWatchTimeoutSecs', kind: 'seconds', min: 0.01, default: 30, help: 'restart a watch that answers nothing this long' },
   { name: 'serverHost', typha: 'ServerHost', flag: 'server-host', kind: 'string', default: '', help: 'client port bind address ("" = all interfaces)' },
   { name: 'serverPort', typha: 'ServerPort', flag: 'server-port', kind: 'port', default: 5473, help: 'client port (0 = 5473, -1 = ephemeral)' },
   { name: 'healthEnabled', typha: 'HealthEnabled', kind: 'bool', default: true, help: 'serve /livez and /readyz' },
@@ -52,6 +62,16 @@ export const SETTINGS: readonly Setting[] = [
 export interface Config {
   datastoreType: 'memory' | 'etcdv3' | 'kubernetes';
   memorySeedPaths: string[];
+  etcdEndpoints: string[];
+  etcdCaFile: string;
+  etcdCertFile: string;
+  etcdKeyFile: string;
+  etcdUsername: string;
+  etcdPassword: string;
+  etcdPrefix: string;
+  etcdPageSize: number;
+  etcdProgressIntervalSecs: number;
+  etcdWatchTimeoutSecs: number;
   simulateChurn: number;
   serverHost: string;
   serverPort: number;
@@ -136,6 +156,10 @@ function parseValue(s: Setting, raw: unknown, source: string): unknown {
     case 'string':
       if (typeof text !== 'string') fail('is not a string');
       return text;
+    case 'file':
+      if (typeof text !== 'string') fail('is not a file path');
+      if (text !== '' && !existsSync(text as string)) fail('names a file that does not exist');
+      return text;
   }
 }
 
@@ -163,7 +187,27 @@ export function loadConfig({ flags = {}, env = process.env, configFile }: Config
     if (fromFlag !== undefined) value = parseValue(s, fromFlag, `flag --${s.flag ?? s.name}`);
     out[s.name] = value;
   }
-  return out as unknown as Config;
+  const config = out as unknown as Config;
+  validate(config);
+  return config;
+}
+
+/** Rules across settings. */
+function validate(c: Config): void {
+  for (const e of c.etcdEndpoints) {
+    let url: URL | undefined;
+    try { url = new URL(e); } catch { /* reported below */ }
+    if (!url || !['http:', 'https:'].includes(url.protocol) || !url.port) {
+      throw new ConfigError(`etcdEndpoints (TYPHA_ETCDENDPOINTS): ${JSON.stringify(e)} is not an http(s)://host:port URL`);
+    }
+  }
+  if (Boolean(c.etcdCertFile) !== Boolean(c.etcdKeyFile)) {
+    throw new ConfigError('etcdCertFile (TYPHA_ETCDCERTFILE) and etcdKeyFile (TYPHA_ETCDKEYFILE) go together: set both or neither');
+  }
+  if (c.etcdCaFile && c.etcdEndpoints.some((e) => e.startsWith('http:'))) {
+    throw new ConfigError('etcdCaFile (TYPHA_ETCDCAFILE) is set but etcdEndpoints (TYPHA_ETCDENDPOINTS) has http:// URLs: use https://');
+  }
+  if (!c.etcdPrefix.startsWith('/')) throw new ConfigError(`etcdPrefix (TYPHA_ETCDPREFIX): ${JSON.stringify(c.etcdPrefix)} must start with /`);
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { SyncClient, type Update } from '../../client/index.js';
 import { startApp } from '../app.js';
 import { ConfigError, envName, loadConfig, SETTINGS } from '../config.js';
+import { EtcdError } from '../datastore/etcd.js';
 import { SeedError } from '../datastore/seed.js';
 import { createLogger } from '../logging.js';
 import { isSyncerType, needsNode, SYNCER_TYPES, type SyncerType } from '../model/views.js';
@@ -41,7 +42,7 @@ serve.action(async (opts: Record<string, unknown>) => {
   try {
     app = await startApp(config, logger);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof SeedError) fatal(2, `configuration error: ${err.message}`);
+    if (err instanceof ConfigError || err instanceof SeedError || err instanceof EtcdError) fatal(2, `configuration error: ${err.message}`);
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES') fatal(1, `cannot listen: ${e.message}`);
     throw err;

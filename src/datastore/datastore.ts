@@ -10,6 +10,11 @@ export interface DatastoreEvent {
   value: unknown;
   /** The datastore's revision of this change (etcd mod revision, Kubernetes resourceVersion). */
   revision: string;
+  /**
+   * Set when the stored bytes could not be read as a value (bad JSON): the event is counted and
+   * logged by ingest and otherwise dropped, so one bad key never stops the stream.
+   */
+  invalid?: string;
 }
 
 export interface DatastoreSink {
@@ -20,6 +25,8 @@ export interface DatastoreSink {
 
 export interface Datastore {
   readonly name: string;
+  /** The last error talking to the datastore while it is failing (readiness shows it). */
+  readonly lastError?: string;
   start(sink: DatastoreSink): Promise<void>;
   stop(): Promise<void>;
 }

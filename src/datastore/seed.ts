@@ -3,7 +3,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { keyForResource } from '../model/kinds.js';
+import { BLOCK_AFFINITY, IPAM_BLOCK, keyForResource } from '../model/kinds.js';
 
 export interface SeedResource { key: string; value: Record<string, unknown> }
 
@@ -43,7 +43,9 @@ function loadFile(file: string): SeedResource[] {
       return;
     }
     try {
-      out.push({ key: keyForResource(doc), value: doc });
+      // IPAM documents are stored as Calico's etcd datastore stores them: the model, not a resource.
+      const ipam = doc.kind === IPAM_BLOCK || doc.kind === BLOCK_AFFINITY;
+      out.push({ key: keyForResource(doc), value: ipam ? doc.spec : doc });
     } catch (err) {
       throw new SeedError(`${where}: ${(err as Error).message}`);
     }

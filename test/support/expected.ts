@@ -7,10 +7,10 @@ import type { MemoryDatastore } from '../../src/datastore/memory.js';
 import { parseKey } from '../../src/model/kinds.js';
 import { nodeOf, type SyncerType } from '../../src/model/views.js';
 
-export function expectedView(ds: MemoryDatastore, syncer: SyncerType, nodeName: string): Map<string, unknown> {
+export function expectedView(ds: MemoryDatastore | Map<string, unknown>, syncer: SyncerType, nodeName: string): Map<string, unknown> {
   const f = new ViewFilter(syncer, nodeName);
   const out = new Map<string, unknown>();
-  for (const [key, value] of ds.snapshot()) {
+  for (const [key, value] of ds instanceof Map ? ds : ds.snapshot()) {
     const p = parseKey(key);
     if (p && f.matches(p.kind, nodeOf(p, value))) out.set(key, value);
   }

@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import { SyncClient, type SyncClientOptions } from '../../client/index.js';
 import { startApp, type App } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
+import type { Datastore } from '../../src/datastore/datastore.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { keyForResource } from '../../src/model/kinds.js';
 import { silentLogger } from '../../src/logging.js';
@@ -17,7 +18,8 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(overrides: Partial<Config> = {}, seed: { key: string; value: unknown }[] = []): Promise<TestServer> {
+/** The whole server on random loopback ports over the given datastore. */
+export async function startServerOn<D extends Datastore>(ds: D, overrides: Partial<Config> = {}): Promise<{ app: App; ds: D; url: string; close(): Promise<void> }> {
   const config: Config = {
     ...loadConfig({ env: {} }),
     serverHost: '127.0.0.1', serverPort: -1,
@@ -25,9 +27,12 @@ export async function startTestServer(overrides: Partial<Config> = {}, seed: { k
     prometheusMetricsHost: '127.0.0.1', prometheusMetricsPort: -1,
     ...overrides,
   };
-  const ds = new MemoryDatastore(seed);
   const app = await startApp(config, silentLogger, ds);
   return { app, ds, url: `ws://127.0.0.1:${app.ports.server}`, close: () => app.close() };
+}
+
+export function startTestServer(overrides: Partial<Config> = {}, seed: { key: string; value: unknown }[] = []): Promise<TestServer> {
+  return startServerOn(new MemoryDatastore(seed), overrides);
 }
 
 export async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
