@@ -55,12 +55,14 @@ export interface ClientStats {
   itemsReceived: number;
   checksumsVerified: number;
   checksumMismatches: number;
+  /** Frames from the server that broke the protocol (each costs a reconnect and a snapshot). */
+  protocolErrors: number;
 }
 
 const noLog: ClientLogger = { debug() {}, info() {}, warn() {} };
 
 export class SyncClient {
-  readonly stats: ClientStats = { connects: 0, snapshots: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0 };
+  readonly stats: ClientStats = { connects: 0, snapshots: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0, protocolErrors: 0 };
   private readonly cache: ClientCache;
   private readonly urls: string[];
   private readonly log: ClientLogger;
@@ -168,6 +170,7 @@ export class SyncClient {
         this.onFrame(data);
       } catch (err) {
         const e = err as Error;
+        this.stats.protocolErrors++;
         this.log.warn({ url, err: e.message }, 'bad frame from server; reconnecting with a fresh sync');
         this.forgetPosition();
         ws.terminate();
@@ -247,7 +250,8 @@ export class SyncClient {
       }
       case 'delta': {
         const from = num(msg.from, 'from');
-        if (this.pos === undefined || from !== this.pos) throw new ProtocolError(0, `delta from ${from} does not follow position ${this.pos}`);
+        // A gap (from > pos) is changes outside this view that the server skipped; going back is not.
+        if (this.pos === undefined || from < this.pos) throw new ProtocolError(0, `delta from ${from} is behind position ${this.pos}`);
         const updates = this.applyItems(items ?? []);
         this.setPos(num(msg.to, 'to'));
         this.scheduleAck();

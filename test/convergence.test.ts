@@ -92,6 +92,7 @@ for (let round = 0; round < 2; round++) {
       assert.deepEqual(violations, []);
       assert.ok(all.some((x) => x.c.stats.resumes > 0), 'some clients resumed');
       assert.equal(all.reduce((n, x) => n + x.c.stats.checksumMismatches, 0), 0, 'no checksum mismatch on the way');
+      assert.equal(all.reduce((n, x) => n + x.c.stats.protocolErrors, 0), 0, 'no protocol error on the way');
     } finally {
       await clients.stopAll();
       await ts.close();

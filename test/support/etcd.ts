@@ -99,7 +99,9 @@ export async function etcdContent(client: Etcd3, prefix = '/calico/'): Promise<M
 }
 
 /** Puts many keys, 100 per transaction (etcd allows 128 operations in one). */
-export async function putMany(client: Etcd3, kvs: readonly { key: string; value: unknown }[]): Promise<void> {
+export async function putMany(client: Etcd3, all: readonly { key: string; value: unknown }[]): Promise<void> {
+  // A transaction may name a key once: the last value of each key wins, as sequential puts would.
+  const kvs = [...new Map(all.map((kv) => [kv.key, kv])).values()];
   for (let i = 0; i < kvs.length; i += 100) {
     const success = kvs.slice(i, i + 100).map(({ key, value }) => ({
       request_put: { key: Buffer.from(key), value: Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)) },

@@ -1,0 +1,18 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { Etcd3 } from 'etcd3';
+import { makeCerts } from './certs.js';
+const dir = mkdtempSync(join(tmpdir(), 'tlsx-'));
+const c = makeCerts(dir);
+const p = spawn('/usr/bin/etcd', ['--name', 't', '--data-dir', join(dir, 'data'), '--listen-client-urls', 'https://127.0.0.1:23790', '--advertise-client-urls', 'https://127.0.0.1:23790',
+ '--listen-peer-urls', 'http://127.0.0.1:23800', '--initial-advertise-peer-urls', 'http://127.0.0.1:23800', '--initial-cluster', 't=http://127.0.0.1:23800',
+ '--cert-file', c.serverCert, '--key-file', c.serverKey, '--trusted-ca-file', c.ca, '--log-level', 'error', '--logger', 'zap'], { stdio: ['ignore', 'ignore', 'pipe'] });
+const cl = new Etcd3({ hosts: 'https://127.0.0.1:23790', credentials: { rootCertificate: readFileSync(c.ca), certChain: readFileSync(c.clientCert), privateKey: readFileSync(c.clientKey) } });
+const t0 = Date.now();
+for (let i = 0; i < 30; i++) {
+  try { console.log(Date.now() - t0, 'get', await cl.get('/x').string()); break; } catch (e) { console.log(Date.now() - t0, 'ERR', (e as Error).constructor.name, (e as Error).message); }
+  await new Promise((r) => setTimeout(r, 100));
+}
+cl.close(); p.kill();

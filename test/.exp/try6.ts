@@ -1,0 +1,12 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeCerts } from './certs.js';
+import { startEtcd } from './etcd-dbg.js';
+const dir = mkdtempSync(join(tmpdir(), 'tlsx-'));
+const c = makeCerts(dir);
+const mode = process.argv[2];
+const t0 = Date.now();
+const etcd = await startEtcd(mode === 'plain' ? {} : { tls: { caFile: c.ca, certFile: c.serverCert, keyFile: c.serverKey, clientCertAuth: mode === 'cca' } });
+console.log('etcd up', Date.now() - t0, etcd.endpoint);
+await etcd.stop();
