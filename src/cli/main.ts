@@ -1,10 +1,10 @@
-// calico-fanout: serve | watch | dump.
+// calico-fanout: serve | watch | dump | load-etcd.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SyncClient, type Update } from '../../client/index.js';
 import { startApp } from '../app.js';
-import { ConfigError, envName, loadConfig, SETTINGS } from '../config.js';
-import { EtcdError } from '../datastore/etcd.js';
-import { SeedError } from '../datastore/seed.js';
+import { ConfigError, envName, loadConfig, SETTINGS, type Config } from '../config.js';
+import { EtcdError, etcdClient } from '../datastore/etcd.js';
+import { loadResources, SeedError } from '../datastore/seed.js';
 import { createLogger } from '../logging.js';
 import { isSyncerType, needsNode, SYNCER_TYPES, type SyncerType } from '../model/views.js';
 import { VERSION } from '../version.js';
@@ -13,30 +13,41 @@ const program = new Command('calico-fanout')
   .description('Typha-style fan-out cache for Calico: one datastore watch, deltas to many agents over WebSocket+msgpack')
   .version(VERSION);
 
-// ---- serve -------------------------------------------------------------------------------
-const serve = program.command('serve')
-  .description('serve the configured datastore to agents (with nothing configured: the demo cluster from the memory datastore)')
-  .option('-c, --config-file <path>', 'YAML or JSON file of settings (camelCase or Typha names)');
-for (const s of SETTINGS) {
-  if (!s.flag) continue;
-  const arg = s.kind === 'list' ? `<${s.flag}...>` : s.kind === 'bool' ? '' : '<value>';
-  serve.addOption(new Option(`--${s.flag}${arg ? ' ' + arg : ''}`, `${s.help} [env ${envName(s)}, default ${JSON.stringify(s.default)}]`));
+// ---- settings as flags ---------------------------------------------------------------------
+type SettingFilter = (name: string) => boolean;
+
+/** Adds a flag for every setting that has one (and passes the filter), plus --config-file. */
+function withSettings(cmd: Command, want: SettingFilter = () => true): Command {
+  cmd.option('-c, --config-file <path>', 'YAML or JSON file of settings (camelCase or Typha names)');
+  for (const s of SETTINGS) {
+    if (!s.flag || !want(s.name)) continue;
+    const arg = s.kind === 'list' ? `<${s.flag}...>` : s.kind === 'bool' ? '' : '<value>';
+    cmd.addOption(new Option(`--${s.flag}${arg ? ' ' + arg : ''}`, `${s.help} [env ${envName(s)}, default ${JSON.stringify(s.default)}]`));
+  }
+  return cmd;
 }
-serve.addHelpText('after', `\nEvery setting can also be given as an environment variable:\n${SETTINGS.map((s) => `  ${envName(s).padEnd(38)} ${s.help}`).join('\n')}`);
-serve.action(async (opts: Record<string, unknown>) => {
+
+/** The configuration from flags, environment, config file and defaults; exit 2 when it is bad. */
+function configFrom(opts: Record<string, unknown>): Config {
   const flags: Record<string, unknown> = {};
   for (const s of SETTINGS) {
-    if (!s.flag) continue;
-    const v = opts[camel(s.flag)];
+    const v = s.flag ? opts[camel(s.flag)] : undefined;
     if (v !== undefined) flags[s.name] = v;
   }
-  let config;
   try {
-    config = loadConfig({ flags, configFile: opts.configFile as string | undefined });
+    return loadConfig({ flags, configFile: opts.configFile as string | undefined });
   } catch (err) {
     if (err instanceof ConfigError) fatal(2, `configuration error: ${err.message}`);
     throw err;
   }
+}
+
+// ---- serve -------------------------------------------------------------------------------
+const serve = withSettings(program.command('serve')
+  .description('serve the configured datastore to agents (with nothing configured: the demo cluster from the memory datastore)'));
+serve.addHelpText('after', `\nEvery setting can also be given as an environment variable:\n${SETTINGS.map((s) => `  ${envName(s).padEnd(38)} ${s.help}`).join('\n')}`);
+serve.action(async (opts: Record<string, unknown>) => {
+  const config = configFrom(opts);
   const logger = createLogger(config.logSeverityScreen);
   let app;
   try {
@@ -117,6 +128,36 @@ clientOptions(program.command('dump'))
     for (const [key, v] of rows) out(JSON.stringify({ key, revision: v.revision, value: v.value }));
     await client.stop();
     process.exit(0);
+  });
+
+// ---- load-etcd ---------------------------------------------------------------------------
+withSettings(program.command('load-etcd'), (n) => n.startsWith('etcd') || n === 'memorySeedPaths')
+  .description('write Calico resources from YAML/JSON files (default: the demo cluster) into etcd, as Calico\'s etcd datastore stores them')
+  .action(async (opts: Record<string, unknown>) => {
+    const config = configFrom(opts);
+    let resources;
+    try {
+      resources = loadResources(config.memorySeedPaths);
+    } catch (err) {
+      if (err instanceof SeedError) fatal(2, err.message);
+      throw err;
+    }
+    const client = etcdClient({
+      endpoints: config.etcdEndpoints, caFile: config.etcdCaFile || undefined, certFile: config.etcdCertFile || undefined,
+      keyFile: config.etcdKeyFile || undefined, username: config.etcdUsername || undefined, password: config.etcdPassword || undefined,
+    });
+    try {
+      // 100 puts per transaction: etcd allows 128 operations in one.
+      for (let i = 0; i < resources.length; i += 100) {
+        const success = resources.slice(i, i + 100).map((r) => ({ request_put: { key: Buffer.from(r.key), value: Buffer.from(JSON.stringify(r.value)) } }));
+        await client.kv.txn({ success });
+      }
+    } catch (err) {
+      fatal(1, `cannot write to etcd at ${config.etcdEndpoints.join(', ')}: ${(err as Error).message}`);
+    } finally {
+      client.close();
+    }
+    out(`loaded ${resources.length} resources into ${config.etcdEndpoints.join(', ')}`);
   });
 
 function camel(flag: string): string {

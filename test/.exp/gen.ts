@@ -1,0 +1,2 @@
+import { makeCerts } from './certs.js';
+console.log(JSON.stringify(makeCerts('/tmp/tmp.PTDCbEofzm')));
