@@ -292,3 +292,47 @@ test('regression: a catch-up of 600 × 8 KiB values (past gRPC\'s 4 MiB default)
     await proxy.close();
   }
 });
+
+test('an unreachable etcd at start: the server serves (not ready) and syncs once etcd is reachable', SLOW, async () => {
+  await clearEtcd();
+  await putMany(etcd.client, [node('n1'), node('n2')]);
+  const proxy = track(await startProxy(Number(new URL(etcd.endpoint).port)));
+  proxy.block();
+  const ds = etcdDatastore(`http://127.0.0.1:${proxy.port}`);
+  const ts = track(await startServerOn(ds)); // must not hang on the unreachable etcd
+  try {
+    const c = clients.make({ url: ts.url, syncerType: 'bgp' });
+    await waitFor(() => ds.lastError !== undefined, 'the adapter to report the failure');
+    assert.notEqual(ts.app.store.status, 'in-sync');
+    assert.equal(c.isInSync, false);
+    proxy.unblock();
+    await c.inSync();
+    assert.equal(c.size, 2);
+    assert.equal(ds.lastError, undefined, 'the error clears once the watch is up');
+  } finally {
+    await clients.stopAll();
+    await ts.close();
+    await proxy.close();
+  }
+});
+
+test('several endpoints: a dead one does not keep the server from the live one', SLOW, async () => {
+  await clearEtcd();
+  await putMany(etcd.client, [node('n1')]);
+  const dead = await startProxy(1);
+  dead.block(); // refuses every connection
+  // Both orders, so the test does not depend on which endpoint the client tries first.
+  for (const endpoints of [[`http://127.0.0.1:${dead.port}`, etcd.endpoint], [etcd.endpoint, `http://127.0.0.1:${dead.port}`]]) {
+    const multi = createDatastore({
+      ...loadConfig({ env: {} }), datastoreType: 'etcdv3', etcdEndpoints: endpoints, etcdProgressIntervalSecs: 0.2, etcdWatchTimeoutSecs: 2,
+    }, silentLogger);
+    const ts = track(await startServerOn(multi));
+    try {
+      await waitFor(() => ts.app.store.status === 'in-sync', `in sync via ${endpoints.join(', ')}`, 30_000);
+      assert.ok(ts.app.store.valueOf(node('n1').key));
+    } finally {
+      await ts.close();
+    }
+  }
+  await dead.close();
+});

@@ -220,6 +220,7 @@ export class EtcdDatastore implements Datastore {
           if (res.created) {
             created = true;
             this.attempt = 0;
+            this.lastError = undefined;
             // Ask at once whether we are current; the answer comes after the catch-up.
             stream.write({ progress_request: {} });
             return;
