@@ -159,10 +159,11 @@ describe('etcd over TLS with client-certificate authentication', () => {
     }
   });
 
-  test('with the wrong CA the server starts but is never ready, and /readyz says why', LIMIT, async () => {
+  test('with the wrong CA the server starts but is never ready, and /readyz says why', LIMIT, async (t) => {
     const ts = await serveEtcd({ etcdEndpoints: [etcd.endpoint], etcdCaFile: certs.otherCa, etcdCertFile: certs.clientCert, etcdKeyFile: certs.clientKey });
     try {
       const err = await assertNeverInSync(ts, 3000);
+      t.diagnostic(`datastoreError: ${err}`);
       // Observed (grpc-js over Node's TLS): "14 UNAVAILABLE: No connection established. Last
       // error: Error: unable to verify the first certificate. ..."
       assert.match(err, /certificate|verify|SSL|TLS|handshake/i, `datastoreError should name the TLS failure: ${JSON.stringify(err)}`);
@@ -171,10 +172,11 @@ describe('etcd over TLS with client-certificate authentication', () => {
     }
   });
 
-  test('without a client certificate, against client-cert-auth etcd, the server is never ready', LIMIT, async () => {
+  test('without a client certificate, against client-cert-auth etcd, the server is never ready', LIMIT, async (t) => {
     const ts = await serveEtcd({ etcdEndpoints: [etcd.endpoint], etcdCaFile: certs.ca });
     try {
       const err = await assertNeverInSync(ts, 3000);
+      t.diagnostic(`datastoreError: ${err}`);
       // Observed: "14 UNAVAILABLE: No connection established. Last error: ...:SSL routines:
       // ssl3_read_bytes:sslv3 alert bad certificate:...:SSL alert number 42".
       assert.match(err, /certificate|SSL|TLS|handshake/i, `datastoreError should name the TLS failure: ${JSON.stringify(err)}`);
@@ -273,10 +275,11 @@ describe('etcd with authentication enabled', () => {
     }
   });
 
-  test('with a wrong password the server is never ready, and /readyz says why', LIMIT, async () => {
+  test('with a wrong password the server is never ready, and /readyz says why', LIMIT, async (t) => {
     const ts = await serveEtcd({ etcdEndpoints: [etcd.endpoint], etcdUsername: 'root', etcdPassword: 'not-the-password' });
     try {
       const err = await assertNeverInSync(ts, 3000);
+      t.diagnostic(`datastoreError: ${err}`);
       // Observed: "3 INVALID_ARGUMENT: etcdserver: authentication failed, invalid user ID or password".
       assert.match(err, /authentication failed|password/i, `datastoreError should name the auth failure: ${JSON.stringify(err)}`);
     } finally {

@@ -121,7 +121,12 @@ async function connectAll(url: string) {
   return all;
 }
 
+let sentinels = 0;
 async function assertAllMatchEtcd(ts: { app: App }, all: Awaited<ReturnType<typeof connectAll>>): Promise<void> {
+  // The watch is ordered: once a key written last has arrived, so has everything before it.
+  const sentinel = resource('GlobalNetworkSet', { name: `sentinel-${++sentinels}` }, { nets: [] });
+  await etcd.client.put(sentinel.key).value(JSON.stringify(sentinel.value));
+  await waitFor(() => ts.app.store.valueOf(sentinel.key) != null, 'the store to catch up with etcd', 30_000);
   await waitFor(() => converged(ts.app, all), 'every client to match the server', 30_000);
   const content = await etcdContent(etcd.client);
   for (const x of all) assertClientMatches(x.c, expectedView(content, x.syncer, x.node), `${x.syncer}/${x.node}`);
