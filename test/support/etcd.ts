@@ -5,9 +5,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
 import { freePort } from './metrics.js';
 
+/** etcd's TLS files; the test's own client presents the same certificate (it needs clientAuth too). */
 export interface EtcdTls { caFile: string; certFile: string; keyFile: string; clientCertAuth?: boolean }
 
 export interface EtcdServer {
@@ -48,6 +50,8 @@ export async function startEtcd(opts: { progressNotifyMs?: number; tls?: EtcdTls
       ? { rootCertificate: readFileSync(opts.tls.caFile), certChain: readFileSync(opts.tls.certFile), privateKey: readFileSync(opts.tls.keyFile) }
       : undefined,
     grpcOptions: { 'grpc.max_receive_message_length': 512 << 20 },
+    // etcd3's breaker would stall the readiness probe for 5 s after the first refused connection.
+    faultHandling: { host: () => noop, global: noop },
   });
 
   const launch = async () => {
@@ -71,7 +75,14 @@ export async function startEtcd(opts: { progressNotifyMs?: number; tls?: EtcdTls
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return resolve();
     proc.once('exit', () => resolve());
   });
-  await launch();
+  try {
+    await launch();
+  } catch (err) {
+    client.close();
+    proc?.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     endpoint, dataDir, client,
     async kill(signal = 'SIGKILL') {

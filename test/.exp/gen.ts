@@ -1,2 +1,0 @@
-import { makeCerts } from './certs.js';
-console.log(JSON.stringify(makeCerts('/tmp/tmp.PTDCbEofzm')));
