@@ -22,14 +22,15 @@ export interface EtcdServer {
   stop(): Promise<void>;
 }
 
-const ETCD = '/usr/bin/etcd';
+/** etcd from PATH (Debian's etcd-server installs /usr/bin/etcd); ETCD_BIN overrides. */
+const ETCD = process.env.ETCD_BIN ?? 'etcd';
 
 export function haveEtcd(): boolean {
   return spawnSync(ETCD, ['--version']).status === 0;
 }
 
 export async function startEtcd(opts: { progressNotifyMs?: number; tls?: EtcdTls } = {}): Promise<EtcdServer> {
-  if (!haveEtcd()) throw new Error(`${ETCD} not found: install Debian's etcd-server (npm test does it via scripts/ensure-etcd.sh when run as root)`);
+  if (!haveEtcd()) throw new Error(`${ETCD} not found: install Debian's etcd-server (apt-get install etcd-server; npm test does it through scripts/ensure-etcd.sh when run as root)`);
   const dataDir = mkdtempSync(join(tmpdir(), 'fanout-etcd-'));
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const scheme = opts.tls ? 'https' : 'http';
