@@ -24,7 +24,10 @@ export class ClientCache {
   /** Keys seen since a snapshot began; what is not seen again is swept at its end. */
   private marked: Set<string> | undefined;
 
-  /** `keepValues` false keeps only hashes: enough to verify checksums (load-test clients). */
+  /**
+   * `keepValues` false keeps only hashes, enough to verify checksums; values are still decoded
+   * for the updates reported (load-test clients read their timestamps), just not kept.
+   */
   constructor(private readonly keepValues = true) {}
 
   get size(): number { return this.map.size; }
@@ -47,10 +50,10 @@ export class ClientCache {
       cur.revision = revision;
       return undefined;
     }
-    const value = this.keepValues ? decodeValue(raw, revision) : null;
+    const value = decodeValue(raw, revision);
     if (cur) this.xor ^= cur.hash;
     this.xor ^= hash;
-    this.map.set(key, { value, revision, hash });
+    this.map.set(key, { value: this.keepValues ? value : null, revision, hash });
     return { key, kind: kindOf(key), value, revision };
   }
 

@@ -40,7 +40,7 @@ export interface SyncClientOptions {
   connectTimeoutMs?: number;
   /** How often applied positions are acknowledged. */
   ackIntervalMs?: number;
-  /** false: keep only hashes (enough to verify checksums), not decoded values. */
+  /** false: keep only hashes (enough to verify checksums), not decoded values; updates still carry them. */
   keepValues?: boolean;
   /** Passed to the WebSocket (TLS options such as ca, cert, key). */
   wsOptions?: WebSocket.ClientOptions;

@@ -14,6 +14,8 @@ export interface EtcdTls { caFile: string; certFile: string; keyFile: string; cl
 
 export interface EtcdServer {
   endpoint: string;
+  /** The etcd process (changes on restart). */
+  readonly pid: number;
   dataDir: string;
   /** A client for the test itself (writes, compaction, reads to compare against). */
   client: Etcd3;
@@ -29,7 +31,7 @@ export function haveEtcd(): boolean {
   return spawnSync(ETCD, ['--version']).status === 0;
 }
 
-export async function startEtcd(opts: { progressNotifyMs?: number; tls?: EtcdTls } = {}): Promise<EtcdServer> {
+export async function startEtcd(opts: { progressNotifyMs?: number; tls?: EtcdTls; cpus?: string } = {}): Promise<EtcdServer> {
   if (!haveEtcd()) throw new Error(`${ETCD} not found: install Debian's etcd-server (apt-get install etcd-server; npm test does it through scripts/ensure-etcd.sh when run as root)`);
   const dataDir = mkdtempSync(join(tmpdir(), 'fanout-etcd-'));
   const [clientPort, peerPort] = [await freePort(), await freePort()];
@@ -56,7 +58,8 @@ export async function startEtcd(opts: { progressNotifyMs?: number; tls?: EtcdTls
   });
 
   const launch = async () => {
-    const p = spawn(ETCD, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Pinned to a core when asked (benchmarks keep the serving side off the clients' core).
+    const p = opts.cpus ? spawn('taskset', ['-c', opts.cpus, ETCD, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(ETCD, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     p.stderr!.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
     proc = p;
@@ -86,6 +89,7 @@ export async function startEtcd(opts: { progressNotifyMs?: number; tls?: EtcdTls
   }
   return {
     endpoint, dataDir, client,
+    get pid() { return proc!.pid!; },
     async kill(signal = 'SIGKILL') {
       proc?.kill(signal);
       if (signal === 'SIGKILL' || signal === 'SIGTERM') await exited();

@@ -1,0 +1,213 @@
+// steady: N agents, R updates/s for D seconds, on each system in turn, the same payload and the
+// same client processes. Serving side pinned to CPU 0, clients and writer to CPU 1 (calibration's
+// layout). Per run: latency write → client callback, delivered/s, completeness, CPU and peak RSS
+// of every process, upstream watches.
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
+import { startEtcd, type EtcdServer } from '../../test/support/etcd.js';
+import { freePort } from '../../test/support/metrics.js';
+import type { System, WorkerCommand, WorkerReport } from '../agent-worker.js';
+import { preload, writeSteady } from '../lib/writer.js';
+import { nowUs } from '../lib/payload.js';
+import { cpuSeconds, peakRssMiB, start, waitUntil, type Proc } from '../lib/procs.js';
+
+export const SYSTEMS = ['fanout', 'raw-batch', 'raw-frame', 'direct', 'grpc-proxy'] as const;
+export type SystemName = (typeof SYSTEMS)[number];
+
+export interface SteadyOptions {
+  clients: number;
+  rate: number;
+  durationS: number;
+  keys: number;
+  workers: number;
+  mode: 'full' | 'light';
+  serverCpus: string;
+  clientCpus: string;
+  drainTimeoutS: number;
+  progress?: (msg: string) => void;
+}
+
+export interface RunResult {
+  system: SystemName;
+  clients: number;
+  rate: number;
+  durationS: number;
+  written: number;
+  expectedDeliveries: number;
+  delivered: number;
+  deliveredPerSec: number;
+  allComplete: boolean;
+  completeClients: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  drainS: number;
+  cpuS: { serving: Record<string, number>; servingTotal: number; clients: number; writer: number };
+  servingCpuUsPerDelivered: number;
+  peakRssMiB: Record<string, number>;
+  upstreamWatches: number | null;
+  reconnects: number;
+  snapshots: number;
+  histogram: string;
+}
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const WORKER = fileURLToPath(new URL('../agent-worker.ts', import.meta.url));
+
+class Worker {
+  private readonly waiters: ((m: any) => void)[] = [];
+  constructor(readonly child: ChildProcess) {
+    child.on('message', (m: any) => {
+      if (m.ev === 'error') throw new Error(`client worker failed: ${m.message}`);
+      this.waiters.shift()?.(m);
+    });
+  }
+  ask<T>(cmd: WorkerCommand): Promise<T> {
+    return new Promise((resolve) => { this.waiters.push(resolve); this.child.send(cmd); });
+  }
+}
+
+function startWorkers(o: SteadyOptions): Worker[] {
+  return Array.from({ length: o.workers }, () => {
+    const child = fork(WORKER, [], {
+      execArgv: ['--import', 'tsx', '--max-old-space-size=4096'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
+    });
+    return new Worker(child);
+  });
+}
+
+/** Serving side of one system; returns the URLs clients use and the processes to account for. */
+async function serve(system: SystemName, o: SteadyOptions, cleanup: (() => Promise<void>)[]): Promise<{
+  clientSystem: System; urls: string[]; procs: { name: string; pid: () => number }[]; etcd?: EtcdServer; raw?: ChildProcess; watches: () => Promise<number | null>;
+}> {
+  if (system === 'raw-batch' || system === 'raw-frame') {
+    const raw = fork(fileURLToPath(new URL('../systems/raw-server.ts', import.meta.url)), [], {
+      execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
+    });
+    cleanup.push(async () => { raw.kill('SIGKILL'); });
+    const port = await new Promise<number>((resolve) => raw.once('message', (m: any) => resolve(m.port)));
+    pin(raw.pid!, o.serverCpus);
+    return { clientSystem: 'raw', urls: [`ws://127.0.0.1:${port}`], procs: [{ name: 'server', pid: () => raw.pid! }], raw, watches: async () => null };
+  }
+  const etcd = await startEtcd({ cpus: o.serverCpus, progressNotifyMs: 5000 });
+  cleanup.push(() => etcd.stop());
+  await preload(etcd.client, o.keys);
+  const watches = () => etcdWatchers(etcd.endpoint);
+  if (system === 'direct') {
+    return { clientSystem: 'etcd', urls: [etcd.endpoint], procs: [{ name: 'etcd', pid: () => etcd.pid }], etcd, watches };
+  }
+  if (system === 'grpc-proxy') {
+    const port = await freePort();
+    const proxy = start('grpc-proxy', 'etcd', ['grpc-proxy', 'start', `--endpoints=${etcd.endpoint.replace('http://', '')}`, `--listen-addr=127.0.0.1:${port}`], { cpus: o.serverCpus });
+    cleanup.push(() => proxy.stop());
+    await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok).catch(() => false)), 'grpc-proxy', 15_000);
+    return { clientSystem: 'etcd', urls: [`http://127.0.0.1:${port}`], procs: [{ name: 'etcd', pid: () => etcd.pid }, { name: 'grpc-proxy', pid: () => proxy.pid }], etcd, watches };
+  }
+  const [port, health] = [await freePort(), await freePort()];
+  const server: Proc = start('calico-fanout', process.execPath, [
+    'bin/calico-fanout.js', 'serve', '--datastore', 'etcdv3', '--etcd-endpoints', etcd.endpoint, '--server-host', '127.0.0.1',
+    '--server-port', String(port), '--health-port', String(health), '--health-host', '127.0.0.1', '--metrics-port', String(health), '--log-level', 'WARNING',
+  ], { cpus: o.serverCpus, cwd: ROOT });
+  cleanup.push(() => server.stop());
+  await waitUntil(async () => (await fetch(`http://127.0.0.1:${health}/readyz`).then((r) => r.ok).catch(() => false)), 'calico-fanout ready', 30_000);
+  return {
+    clientSystem: 'fanout', urls: [`ws://127.0.0.1:${port}`], etcd, watches,
+    procs: [{ name: 'etcd', pid: () => etcd.pid }, { name: 'calico-fanout', pid: () => server.pid }],
+  };
+}
+
+/** Moves a running process to the given cores ('' leaves it where it is, as smoke tests do). */
+function pin(pid: number, cpus: string): void {
+  if (cpus) start('taskset', 'taskset', ['-pc', cpus, String(pid)]);
+}
+
+/** Watchers etcd itself counts (its debugging gauge), whatever sits between it and the clients. */
+async function etcdWatchers(endpoint: string): Promise<number | null> {
+  const text = await fetch(`${endpoint}/metrics`).then((r) => r.text()).catch(() => '');
+  const m = /^etcd_debugging_mvcc_watcher_total (\d+)/m.exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+export async function runSteady(system: SystemName, o: SteadyOptions): Promise<RunResult> {
+  const cleanup: (() => Promise<void>)[] = [];
+  const say = o.progress ?? (() => {});
+  try {
+    say(`${system}: starting the serving side`);
+    const s = await serve(system, o, cleanup);
+    const workers = startWorkers(o);
+    cleanup.push(async () => { for (const w of workers) w.child.kill('SIGKILL'); });
+    for (const w of workers) pin(w.child.pid!, o.clientCpus);
+    pin(process.pid, o.clientCpus);
+    say(`${system}: connecting ${o.clients} clients`);
+    const per = Math.ceil(o.clients / o.workers);
+    await Promise.all(workers.map((w, i) => w.ask({
+      cmd: 'start', system: s.clientSystem, urls: s.urls, first: i * per, count: Math.max(0, Math.min(per, o.clients - i * per)), keys: o.keys, mode: o.mode,
+    })));
+
+    // Warm-up (seq 0, ignored by the clients), then the measured pass.
+    const write = async (rate: number, durationS: number, firstSeq: number) => {
+      if (s.raw) {
+        s.raw.send({ cmd: 'run', rate, durationS, keys: o.keys, mode: system === 'raw-frame' ? 'frame' : 'batch', firstSeq });
+        await new Promise((resolve) => s.raw!.once('message', resolve));
+        const lastSeq = new Array<number>(o.keys).fill(0);
+        const total = Math.round(rate * durationS);
+        if (firstSeq > 0) for (let i = 0; i < total; i++) lastSeq[i % o.keys] = firstSeq + i;
+        return { written: total, lastSeq, lastPutAt: nowUs() };
+      }
+      return writeSteady(s.etcd!.client, { rate, durationS, keys: o.keys, firstSeq });
+    };
+    say(`${system}: warm-up`);
+    await write(Math.min(200, o.rate), 1, 0);
+    await new Promise((r) => setTimeout(r, 1000));
+
+    const pids = () => s.procs.map((p) => ({ name: p.name, pid: p.pid() }));
+    const cpu0 = Object.fromEntries(pids().map((p) => [p.name, cpuSeconds(p.pid)]));
+    const clientCpu0 = workers.reduce((n, w) => n + cpuSeconds(w.child.pid!), 0);
+    const writer0 = process.cpuUsage();
+    const t0 = nowUs();
+    say(`${system}: ${o.rate}/s for ${o.durationS} s to ${o.clients} clients`);
+    const w = await write(o.rate, o.durationS, 1);
+    const expected = w.written * o.clients;
+
+    // Drain: until every client has every update, or the drain timeout.
+    let delivered = 0;
+    const deadline = Date.now() + o.drainTimeoutS * 1000;
+    while (Date.now() < deadline) {
+      const p = await Promise.all(workers.map((x) => x.ask<{ received: number }>({ cmd: 'progress' })));
+      delivered = p.reduce((n, x) => n + x.received, 0);
+      if (delivered >= expected) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const tEnd = nowUs();
+    const cpu1 = Object.fromEntries(pids().map((p) => [p.name, cpuSeconds(p.pid) - cpu0[p.name]!]));
+    const clientCpu = workers.reduce((n, x) => n + cpuSeconds(x.child.pid!), 0) - clientCpu0;
+    const writerCpu = process.cpuUsage(writer0);
+    const rss = Object.fromEntries(pids().map((p) => [p.name, Math.round(peakRssMiB(p.pid))]));
+    const watches = await s.watches();
+
+    const reports = await Promise.all(workers.map((x) => x.ask<WorkerReport>({ cmd: 'report', lastSeq: w.lastSeq })));
+    const merged = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
+    for (const r of reports) merged.add(hdr.decodeFromCompressedBase64(r.histogram));
+    const received = reports.flatMap((r) => r.received);
+    delivered = received.reduce((a, b) => a + b, 0);
+    const completeClients = reports.reduce((n, r) => n + r.complete, 0);
+    const servingTotal = Object.values(cpu1).reduce((a, b) => a + b, 0);
+    const ms = (us: number) => Math.round(us / 10) / 100;
+    return {
+      system, clients: o.clients, rate: o.rate, durationS: o.durationS, written: w.written,
+      expectedDeliveries: expected, delivered,
+      deliveredPerSec: Math.round(delivered / ((tEnd - t0) / 1e6)),
+      allComplete: completeClients === o.clients, completeClients,
+      latencyMs: { p50: ms(merged.getValueAtPercentile(50)), p90: ms(merged.getValueAtPercentile(90)), p99: ms(merged.getValueAtPercentile(99)), max: ms(merged.maxValue) },
+      drainS: Math.round((tEnd - w.lastPutAt) / 1e4) / 100,
+      cpuS: { serving: cpu1, servingTotal, clients: clientCpu, writer: (writerCpu.user + writerCpu.system) / 1e6 },
+      servingCpuUsPerDelivered: delivered ? Math.round((servingTotal * 1e6 / delivered) * 100) / 100 : NaN,
+      peakRssMiB: rss,
+      upstreamWatches: system === 'fanout' || system === 'direct' || system === 'grpc-proxy' ? watches : null,
+      reconnects: reports.reduce((n, r) => n + r.reconnects, 0),
+      snapshots: reports.reduce((n, r) => n + r.snapshots, 0),
+      histogram: hdr.encodeIntoCompressedBase64(merged),
+    };
+  } finally {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+  }
+}
