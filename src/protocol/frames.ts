@@ -2,15 +2,21 @@
 // re-encoded: an item is the msgpack array [key, value | nil, revision] with the value's canonical
 // bytes spliced in as they sit in the store. One frame is built once and written to every client
 // that needs it.
-import { arrayHeader, MsgReader, MsgpackFormatError, strBytes } from './msgpack-raw.js';
+import { arrayHeader, MsgReader, MsgpackFormatError, strSize, writeStr } from './msgpack-raw.js';
 import { CloseCode } from './messages.js';
 import { ProtocolError, packr, unpackr } from './codec.js';
 
-const NIL = Buffer.from([0xc0]);
-const ITEM_HEADER = Buffer.from([0x93]);
-
+/** The item [key, value | nil, revision], written in one allocation. */
 export function encodeItem(key: string, value: Buffer | null, revision: string): Buffer {
-  return Buffer.concat([ITEM_HEADER, strBytes(key), value ?? NIL, strBytes(revision)]);
+  const keyLen = Buffer.byteLength(key);
+  const revLen = Buffer.byteLength(revision);
+  const item = Buffer.allocUnsafe(1 + strSize(keyLen) + (value ? value.length : 1) + strSize(revLen));
+  item[0] = 0x93;
+  let o = writeStr(item, 1, key, keyLen);
+  if (value) o += value.copy(item, o);
+  else item[o++] = 0xc0;
+  writeStr(item, o, revision, revLen);
+  return item;
 }
 
 export interface DeltaHead { t: 'delta'; from: number; to: number }

@@ -18,17 +18,13 @@ export function arrayHeader(n: number): Buffer {
   return b;
 }
 
-/** A string in its shortest msgpack form. */
-export function strBytes(s: string): Buffer {
-  const len = Buffer.byteLength(s);
-  let b: Buffer;
-  let o: number;
-  if (len < 32) { b = Buffer.allocUnsafe(1 + len); b[0] = 0xa0 | len; o = 1; }
-  else if (len < 0x100) { b = Buffer.allocUnsafe(2 + len); b[0] = 0xd9; b[1] = len; o = 2; }
-  else if (len < 0x10000) { b = Buffer.allocUnsafe(3 + len); b[0] = 0xda; b.writeUInt16BE(len, 1); o = 3; }
-  else { b = Buffer.allocUnsafe(5 + len); b[0] = 0xdb; b.writeUInt32BE(len, 1); o = 5; }
-  b.write(s, o, 'utf8');
-  return b;
+/** Writes a string in its shortest msgpack form at `o`; returns the offset after it. */
+export function writeStr(b: Buffer, o: number, s: string, len = Buffer.byteLength(s)): number {
+  if (len < 32) b[o++] = 0xa0 | len;
+  else if (len < 0x100) { b[o++] = 0xd9; b[o++] = len; }
+  else if (len < 0x10000) { b[o++] = 0xda; b.writeUInt16BE(len, o); o += 2; }
+  else { b[o++] = 0xdb; b.writeUInt32BE(len, o); o += 4; }
+  return o + b.write(s, o, len, 'utf8');
 }
 
 /**
@@ -126,8 +122,7 @@ export class MsgReader {
   private advance(n: number): void { this.need(n); this.pos += n; }
 }
 
-/** Encoded size of a string (header included), without encoding it. */
-export function strSize(s: string): number {
-  const len = Buffer.byteLength(s);
+/** Encoded size of a string of `len` UTF-8 bytes, header included. */
+export function strSize(len: number): number {
   return len + (len < 32 ? 1 : len < 0x100 ? 2 : len < 0x10000 ? 3 : 5);
 }
