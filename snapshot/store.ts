@@ -72,7 +72,7 @@ export class Store {
     for (const c of changes) {
       const seq = ++this._head;
       const item = encodeItem(c.key, c.value, c.revision);
-      const valueEnd = item.length - strSize(c.revision);
+      const valueEnd = item.length - strSize(Buffer.byteLength(c.revision));
       const value = c.value ? item.subarray(valueEnd - c.value.length, valueEnd) : null;
       const hash = value ? entryHash(c.key, value) : 0n;
       let e = this.byKey.get(c.key);
