@@ -45,9 +45,10 @@ const closers: (() => Promise<void> | void)[] = [];
 let reconnects = 0;
 let snapshots = 0;
 
-function receipt(client: number, s: Stamp | undefined): void {
+/** One update received by a client at `now` (read once per frame: the clock is not free). */
+function receipt(client: number, s: Stamp | undefined, now: number): void {
   if (!s || s.seq <= 0) return; // preload and warm-up
-  histogram.recordValue(Math.max(1, nowUs() - s.ts));
+  histogram.recordValue(Math.max(1, now - s.ts));
   received[client]!++;
   const slot = client * keys + s.key;
   if (s.seq > last[slot]!) last[slot] = s.seq;
@@ -59,7 +60,7 @@ async function startFanout(m: WorkerStart): Promise<void> {
     const c = new SyncClient({
       urls: m.urls, syncerType: 'felix', node: `node-${(m.first + i) % 500}`, clientName: 'bench',
       keepValues: m.mode === 'full', initialBackoffMs: 200, maxBackoffMs: 5000,
-      onUpdates: (us) => { for (const u of us) receipt(i, stampOf(u.value)); },
+      onUpdates: (us) => { const now = nowUs(); for (const u of us) receipt(i, stampOf(u.value), now); },
     });
     clients.push(c);
     c.start();
@@ -77,9 +78,10 @@ async function startRaw(m: WorkerStart): Promise<void> {
     const ws = new WebSocket(m.urls[0]!, { perMessageDeflate: false });
     sockets.push(ws);
     ws.on('message', (data: Buffer) => {
+      const now = nowUs();
       const msg = unpack(data) as { v: unknown } | { v: unknown }[];
-      if (Array.isArray(msg)) for (const u of msg) receipt(i, stampOf(u.v));
-      else receipt(i, stampOf(msg.v));
+      if (Array.isArray(msg)) for (const u of msg) receipt(i, stampOf(u.v), now);
+      else receipt(i, stampOf(msg.v), now);
     });
     ws.on('error', reject);
     ws.on('close', () => { if (!closing) reconnects++; });
@@ -104,10 +106,15 @@ async function startEtcdWatchers(m: WorkerStart): Promise<void> {
     const fix = () => { if (next > 0) (w.request as { start_revision?: string }).start_revision = String(next); };
     w.on('connected', fix);
     w.on('data', (r) => {
+      const now = nowUs();
+      // Events are read here rather than from 'put': the Watcher emits those before this listener runs.
+      for (const ev of r.events) {
+        if (ev.type !== 'Put') continue;
+        try { receipt(i, stampOf(JSON.parse(ev.kv.value.toString())), now); } catch { /* not ours */ }
+      }
       next = r.events.length ? Number(r.events[r.events.length - 1]!.kv.mod_revision) + 1 : Math.max(next, Number(r.header.revision) + 1);
       fix();
     });
-    w.on('put', (kv) => { try { receipt(i, stampOf(JSON.parse(kv.value.toString()))); } catch { /* not ours */ } });
     w.on('disconnected', () => { reconnects++; });
     w.on('error', () => { reconnects++; });
     await new Promise<void>((resolve) => w.once('connected', () => resolve()));

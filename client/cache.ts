@@ -96,6 +96,16 @@ function decodeValue(raw: Buffer, revision: string): Record<string, any> {
   return v;
 }
 
+// Every update names its kind; parsing the path each time showed in profiles. The kind depends
+// only on the path's collection, so it is remembered per collection prefix.
+const kindByPrefix = new Map<string, string>();
+
 function kindOf(key: string): string {
-  return parseKey(key)?.kind ?? 'Unknown';
+  const prefix = key.slice(0, key.lastIndexOf('/'));
+  let kind = kindByPrefix.get(prefix);
+  if (kind === undefined) {
+    kind = parseKey(key)?.kind ?? 'Unknown';
+    if (kindByPrefix.size < 10_000) kindByPrefix.set(prefix, kind);
+  }
+  return kind;
 }
