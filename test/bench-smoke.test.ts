@@ -1,0 +1,226 @@
+// Smoke test of the load-test harness (bench/): every system runs a tiny steady load end to end
+// and yields complete, self-consistent results; the report files are written and parse back; the
+// ingest scenario and the CLI work. Behaviour only, never timing thresholds. Every process the
+// harness starts must be gone afterwards.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, test } from 'node:test';
+import * as hdr from 'hdr-histogram-js';
+import { runIngest } from '../bench/scenarios/ingest.js';
+import { runSteady, SYSTEMS, type RunResult, type SteadyOptions, type SystemName } from '../bench/scenarios/steady.js';
+import { writeResults } from '../bench/lib/report.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SLOW = { timeout: 120_000 };
+
+const temps: string[] = [];
+const tempDir = (tag: string) => { const d = mkdtempSync(join(tmpdir(), `bench-smoke-${tag}-`)); temps.push(d); return d; };
+
+// ---- leftover processes ------------------------------------------------------------------
+
+/** Processes the harness starts, recognised by their command line. */
+const HARNESS = /\betcd\b|raw-server|agent-worker|calico-fanout/;
+
+/** Every live descendant of `root` whose command line is one of the harness's processes. */
+function harnessDescendants(root = process.pid): { pid: number; args: string }[] {
+  const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid=,args=']).toString();
+  const rows = out.split('\n').map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l)).filter((m): m is RegExpExecArray => !!m)
+    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), args: m[3]! }));
+  const found: { pid: number; args: string }[] = [];
+  const walk = (pid: number) => {
+    for (const r of rows.filter((x) => x.ppid === pid)) {
+      if (HARNESS.test(r.args)) found.push({ pid: r.pid, args: r.args });
+      walk(r.pid);
+    }
+  };
+  walk(root);
+  return found;
+}
+
+/** Processes of one session (a detached child and everything it started, even if orphaned). */
+function sessionProcesses(sid: number): { pid: number; args: string }[] {
+  let out = '';
+  try { out = execFileSync('ps', ['-o', 'pid=,args=', '--sid', String(sid)]).toString(); } catch { return []; } // exit 1: none
+  return out.split('\n').map((l) => /^\s*(\d+)\s+(.*)$/.exec(l)).filter((m): m is RegExpExecArray => !!m)
+    .map((m) => ({ pid: Number(m[1]), args: m[2]! }));
+}
+
+async function settle<T>(look: () => T[], ms = 5000): Promise<T[]> {
+  const end = Date.now() + ms;
+  let left = look();
+  while (left.length && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = look();
+  }
+  return left;
+}
+
+const kill = (pid: number) => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } };
+
+after(() => {
+  // Whatever a failed or timed-out test left behind.
+  for (const p of harnessDescendants()) kill(p.pid);
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
+});
+
+// ---- steady ------------------------------------------------------------------------------
+
+const CLIENTS = 4;
+const options = (mode: SteadyOptions['mode']): SteadyOptions => ({
+  clients: CLIENTS, rate: 100, durationS: 1, keys: 50, workers: 1, mode,
+  serverCpus: '', clientCpus: '', drainTimeoutS: 15, progress: (m) => process.stderr.write(`[${new Date().toISOString()}] ${m}\n`),
+});
+
+/** The serving processes of each system, as the results name them. */
+const SERVING: Record<SystemName, string[]> = {
+  fanout: ['etcd', 'calico-fanout'],
+  'raw-batch': ['server'],
+  'raw-frame': ['server'],
+  direct: ['etcd'],
+  'grpc-proxy': ['etcd', 'grpc-proxy'],
+};
+
+function assertConsistent(r: RunResult, system: SystemName): void {
+  const what = (s: string) => `${system}: ${s} (${JSON.stringify({ ...r, histogram: undefined })})`;
+  assert.equal(r.system, system);
+  assert.equal(r.clients, CLIENTS);
+  assert.equal(r.written, 100, what('written'));
+  assert.equal(r.expectedDeliveries, r.written * r.clients, what('expected deliveries'));
+  assert.equal(r.delivered, r.expectedDeliveries, what('delivered'));
+  assert.equal(r.allComplete, true, what('all complete'));
+  assert.equal(r.completeClients, r.clients, what('complete clients'));
+
+  const { p50, p90, p99, max } = r.latencyMs;
+  for (const v of [p50, p90, p99, max]) assert.ok(Number.isFinite(v) && v > 0, what('latency positive'));
+  assert.ok(p50 <= p90 && p90 <= p99 && p99 <= max, what('percentiles ordered'));
+
+  const h = hdr.decodeFromCompressedBase64(r.histogram);
+  assert.equal(h.totalCount, r.delivered, what('histogram count'));
+
+  assert.deepEqual(Object.keys(r.cpuS.serving).sort(), [...SERVING[system]].sort(), what('serving processes'));
+  for (const v of [...Object.values(r.cpuS.serving), r.cpuS.servingTotal, r.cpuS.clients, r.cpuS.writer]) {
+    assert.ok(Number.isFinite(v) && v >= 0, what('cpu seconds'));
+  }
+  assert.deepEqual(Object.keys(r.peakRssMiB).sort(), [...SERVING[system]].sort(), what('rss processes'));
+  for (const [name, v] of Object.entries(r.peakRssMiB)) assert.ok(Number.isFinite(v) && v > 0, what(`peak RSS of ${name}`));
+
+  switch (system) {
+    case 'fanout': assert.equal(r.upstreamWatches, 1, what('one upstream watch')); break;
+    case 'direct': assert.ok(typeof r.upstreamWatches === 'number' && r.upstreamWatches >= r.clients, what('a watch per client')); break;
+    case 'grpc-proxy': assert.ok(typeof r.upstreamWatches === 'number' && r.upstreamWatches < r.clients, what('the proxy coalesces watches')); break;
+    default: assert.equal(r.upstreamWatches, null, what('no upstream'));
+  }
+  assert.equal(r.reconnects, 0, what('reconnects'));
+}
+
+const runs: RunResult[] = [];
+
+for (const system of SYSTEMS) {
+  test(`steady ${system} (light): every client gets every update, results consistent`, SLOW, async () => {
+    const r = await runSteady(system, options('light'));
+    runs.push(r);
+    assertConsistent(r, system);
+  });
+}
+
+test('steady fanout (full clients): every client gets every update, results consistent', SLOW, async () => {
+  const r = await runSteady('fanout', options('full'));
+  runs.push(r);
+  assertConsistent(r, 'fanout');
+});
+
+// ---- report ------------------------------------------------------------------------------
+
+test('writeResults writes results.json, report.md and latency.svg for the runs', SLOW, () => {
+  assert.equal(runs.length, SYSTEMS.length + 1, 'every steady run produced a result');
+  const dir = tempDir('report');
+  writeResults(dir, 'steady smoke', 'node --test test/bench-smoke.test.ts', runs, 'Machine: test');
+
+  const json = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as { scenario: string; runs: RunResult[] };
+  assert.equal(json.scenario, 'steady smoke');
+  assert.equal(json.runs.length, runs.length);
+  assert.deepEqual(json.runs.map((r) => r.system), runs.map((r) => r.system));
+
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  assert.match(md, /\| p99 ÷ raw-batch \| CPU\/delivered ÷ raw-batch \|/);
+  const header = md.split('\n').find((l) => l.startsWith('| system |'))!;
+  const columns = header.split('|').length;
+  for (const system of SYSTEMS) {
+    const rows = md.split('\n').filter((l) => l.startsWith(`| ${system} | ${CLIENTS} | 100 |`));
+    assert.equal(rows.length, 1, `one row for ${system}`);
+    const row = rows[0]!;
+    assert.equal(row.split('|').length, columns, `${system} row has every column`);
+    const cells = row.split('|').slice(1, -1).map((c) => c.trim());
+    assert.equal(cells[3], String(runs.filter((r) => r.system === system).length), `${system} run count`);
+    assert.equal(cells[5], 'yes', `${system} complete`);
+    // The ratio columns: each a ratio to raw-batch (CPU may be '—' when raw-batch used no measurable CPU).
+    assert.match(cells.at(-2)!, /^\d+\.\d\d×$/, `${system} p99 ratio`);
+    assert.match(cells.at(-1)!, /^(\d+\.\d\d×|—)$/, `${system} CPU ratio`);
+    if (system === 'raw-batch') assert.equal(cells.at(-2), '1.00×');
+  }
+
+  const svg = readFileSync(join(dir, 'latency.svg'), 'utf8');
+  assert.ok(svg.startsWith('<svg'), 'an SVG document');
+  assert.ok(svg.trimEnd().endsWith('</svg>'));
+  assert.equal(svg.match(/<path /g)?.length, SYSTEMS.length, 'one curve per system');
+  for (const system of SYSTEMS) assert.ok(svg.includes(`>${system} N=${CLIENTS} R=100</text>`), `legend for ${system}`);
+  assert.doesNotMatch(svg, /NaN|Infinity/);
+});
+
+// ---- ingest ------------------------------------------------------------------------------
+
+test('ingest pushes every update through the pipeline', SLOW, () => {
+  const r = runIngest({ updates: 2000, keys: 200, batch: 100 });
+  assert.equal(r.updates, 2000);
+  assert.equal(r.keys, 200);
+  assert.ok(Number.isFinite(r.updatesPerSec) && r.updatesPerSec > 0);
+  assert.ok(r.framesBuilt > 0);
+  assert.ok(r.frameBytes > 0);
+});
+
+// ---- CLI ---------------------------------------------------------------------------------
+
+test('bench CLI: steady writes the three result files and exits 0', SLOW, async () => {
+  const out = tempDir('cli');
+  const args = ['--import', 'tsx', 'bench/cli.ts', 'steady', '--clients', '2', '--rate', '50', '--duration', '1', '--keys', '20',
+    '--systems', 'fanout,raw-batch', '--server-cpus', '', '--client-cpus', '', '--out', out];
+  // Its own session, so anything it leaves behind can be found even once orphaned.
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 100_000);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
+  clearTimeout(timer);
+
+  const left = await settle(() => sessionProcesses(child.pid!));
+  for (const p of left) kill(p.pid);
+  assert.equal(code, 0, `exit ${code ?? signal}\n--- stdout:\n${stdout.slice(-1500)}\n--- stderr:\n${stderr.slice(-3000)}`);
+  assert.deepEqual(left, [], 'the CLI left processes behind');
+  assert.match(stdout, new RegExp(`results in ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+
+  for (const f of ['results.json', 'report.md', 'latency.svg']) assert.ok(existsSync(join(out, f)), `${f} written`);
+  const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { runs: RunResult[] };
+  assert.deepEqual(json.runs.map((r) => r.system), ['fanout', 'raw-batch']);
+  for (const r of json.runs) {
+    assert.equal(r.written, 50);
+    assert.equal(r.delivered, r.expectedDeliveries);
+    assert.equal(r.expectedDeliveries, 100);
+    assert.equal(r.allComplete, true);
+  }
+  assert.ok(readFileSync(join(out, 'latency.svg'), 'utf8').startsWith('<svg'));
+  assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /^\| fanout \| 2 \| 50 \|/m);
+});
+
+// ---- nothing left running ----------------------------------------------------------------
+
+test('no process the harness started outlives its run', SLOW, async () => {
+  const left = await settle(() => harnessDescendants());
+  for (const p of left) kill(p.pid);
+  assert.deepEqual(left, [], 'leftover harness processes (killed now)');
+});
