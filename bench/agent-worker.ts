@@ -74,6 +74,7 @@ async function startFanout(m: WorkerStart): Promise<void> {
 
 async function startRaw(m: WorkerStart): Promise<void> {
   const sockets: WebSocket[] = [];
+  let closing = false;
   await Promise.all(Array.from({ length: m.count }, (_, i) => new Promise<void>((resolve, reject) => {
     const ws = new WebSocket(m.urls[0]!, { perMessageDeflate: false });
     sockets.push(ws);
@@ -87,7 +88,6 @@ async function startRaw(m: WorkerStart): Promise<void> {
     ws.on('close', () => { if (!closing) reconnects++; });
     ws.once('open', () => resolve());
   })));
-  let closing = false;
   closers.push(() => { closing = true; for (const ws of sockets) ws.terminate(); });
 }
 

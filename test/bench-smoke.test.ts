@@ -72,7 +72,7 @@ after(() => {
 const CLIENTS = 4;
 const options = (mode: SteadyOptions['mode']): SteadyOptions => ({
   clients: CLIENTS, rate: 100, durationS: 1, keys: 50, workers: 1, mode,
-  serverCpus: '', clientCpus: '', drainTimeoutS: 15, progress: (m) => process.stderr.write(`[${new Date().toISOString()}] ${m}\n`),
+  serverCpus: '', clientCpus: '', drainTimeoutS: 15,
 });
 
 /** The serving processes of each system, as the results name them. */

@@ -54,16 +54,39 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WORKER = fileURLToPath(new URL('../agent-worker.ts', import.meta.url));
 
 class Worker {
-  private readonly waiters: ((m: any) => void)[] = [];
+  private readonly waiters: { resolve: (m: any) => void; reject: (e: Error) => void }[] = [];
+  private failed?: Error;
   constructor(readonly child: ChildProcess) {
     child.on('message', (m: any) => {
-      if (m.ev === 'error') throw new Error(`client worker failed: ${m.message}`);
-      this.waiters.shift()?.(m);
+      if (m.ev === 'error') this.fail(new Error(`client worker failed: ${m.message}`));
+      else this.waiters.shift()?.resolve(m);
     });
+    // A worker that dies fails the run (which then cleans up) instead of leaving it waiting forever.
+    child.on('error', (err) => this.fail(err));
+    child.once('exit', (code, signal) => this.fail(new Error(`client worker exited (${code ?? signal})`)));
+  }
+  private fail(err: Error): void {
+    this.failed ??= err;
+    for (const w of this.waiters.splice(0)) w.reject(this.failed);
   }
   ask<T>(cmd: WorkerCommand): Promise<T> {
-    return new Promise((resolve) => { this.waiters.push(resolve); this.child.send(cmd); });
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => { this.waiters.push({ resolve, reject }); this.child.send(cmd); });
   }
+}
+
+/** The next IPC message of a child; rejects if the child exits first instead of waiting forever. */
+function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`${what} has exited`));
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: T) => { child.off('exit', onExit); resolve(m); };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+      child.off('message', onMessage);
+      reject(new Error(`${what} exited (${code ?? signal})`));
+    };
+    child.once('message', onMessage);
+    child.once('exit', onExit);
+  });
 }
 
 function startWorkers(o: SteadyOptions): Worker[] {
@@ -84,7 +107,8 @@ async function serve(system: SystemName, o: SteadyOptions, cleanup: (() => Promi
       execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
     });
     cleanup.push(async () => { raw.kill('SIGKILL'); });
-    const port = await new Promise<number>((resolve) => raw.once('message', (m: any) => resolve(m.port)));
+    raw.on('error', () => {}); // a send to a dead server: its exit fails the run (nextMessage)
+    const { port } = await nextMessage<{ port: number }>(raw, 'raw server');
     pin(raw.pid!, o.serverCpus);
     return { clientSystem: 'raw', urls: [`ws://127.0.0.1:${port}`], procs: [{ name: 'server', pid: () => raw.pid! }], raw, watches: async () => null };
   }
@@ -146,8 +170,9 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
     // Warm-up (seq 0, ignored by the clients), then the measured pass.
     const write = async (rate: number, durationS: number, firstSeq: number) => {
       if (s.raw) {
+        const done = nextMessage(s.raw, 'raw server');
         s.raw.send({ cmd: 'run', rate, durationS, keys: o.keys, mode: system === 'raw-frame' ? 'frame' : 'batch', firstSeq });
-        await new Promise((resolve) => s.raw!.once('message', resolve));
+        await done;
         const lastSeq = new Array<number>(o.keys).fill(0);
         const total = Math.round(rate * durationS);
         if (firstSeq > 0) for (let i = 0; i < total; i++) lastSeq[i % o.keys] = firstSeq + i;
