@@ -224,3 +224,11 @@ test('no process the harness started outlives its run', SLOW, async () => {
   for (const p of left) kill(p.pid);
   assert.deepEqual(left, [], 'leftover harness processes (killed now)');
 });
+
+test('calico-fanout bench runs the harness (ingest)', SLOW, async () => {
+  const out = execFileSync(process.execPath, ['bin/calico-fanout.js', 'bench', 'ingest', '--updates', '2000', '--keys', '100', '--repeat', '1'], { cwd: ROOT }).toString();
+  const r = JSON.parse(out) as { median: number; runs: { updates: number }[] };
+  assert.equal(r.runs.length, 1);
+  assert.equal(r.runs[0]!.updates, 2000);
+  assert.ok(r.median > 0);
+});

@@ -1,4 +1,4 @@
-// calico-fanout: serve | watch | dump | load-etcd.
+// calico-fanout: serve | watch | dump | load-etcd | bench.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SyncClient, type Update } from '../../client/index.js';
 import { startApp } from '../app.js';
@@ -158,6 +158,19 @@ withSettings(program.command('load-etcd'), (n) => n.startsWith('etcd') || n === 
       client.close();
     }
     out(`loaded ${resources.length} resources into ${config.etcdEndpoints.join(', ')}`);
+  });
+
+// ---- bench ---------------------------------------------------------------------------------
+program.command('bench')
+  .description('load tests and benchmarks: the same as `npm run bench -- <scenario> [options]` (see bench/cli.ts, BENCHMARKS.md)')
+  .argument('[args...]', 'scenario and its options, e.g. steady --clients 500 --rate 200')
+  .allowUnknownOption()
+  .helpOption(false)
+  .action(async (args: string[]) => {
+    // The harness reads its own command line; it is only loaded when asked for.
+    process.argv = [process.argv[0]!, 'bench', ...args];
+    const harness = '../../bench/cli.js'; // a variable: the build of the product leaves bench/ out
+    await import(harness);
   });
 
 function camel(flag: string): string {
