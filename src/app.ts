@@ -8,7 +8,7 @@ import { FanoutServer } from '../server/server.js';
 import { ConfigError, effectivePort, type Config } from './config.js';
 import { ChurnGenerator } from './datastore/churn.js';
 import type { Datastore } from './datastore/datastore.js';
-import { EtcdDatastore } from './datastore/etcd.js';
+import { EtcdDatastore, type EtcdConnection } from './datastore/etcd.js';
 import { MemoryDatastore } from './datastore/memory.js';
 import { loadResources } from './datastore/seed.js';
 import type { Logger } from './logging.js';
@@ -23,19 +23,22 @@ export interface App {
   close(): Promise<void>;
 }
 
+/** How to reach etcd, from the settings ('' means not set). */
+export function etcdConnection(c: Config): EtcdConnection {
+  return {
+    endpoints: c.etcdEndpoints, caFile: c.etcdCaFile || undefined, certFile: c.etcdCertFile || undefined,
+    keyFile: c.etcdKeyFile || undefined, username: c.etcdUsername || undefined, password: c.etcdPassword || undefined,
+  };
+}
+
 export function createDatastore(config: Config, logger: Logger): Datastore {
   switch (config.datastoreType) {
     case 'memory':
       return new MemoryDatastore(loadResources(config.memorySeedPaths));
     case 'etcdv3':
       return new EtcdDatastore({
-        endpoints: config.etcdEndpoints,
+        ...etcdConnection(config),
         prefix: config.etcdPrefix,
-        caFile: config.etcdCaFile || undefined,
-        certFile: config.etcdCertFile || undefined,
-        keyFile: config.etcdKeyFile || undefined,
-        username: config.etcdUsername || undefined,
-        password: config.etcdPassword || undefined,
         pageSize: config.etcdPageSize,
         progressIntervalMs: config.etcdProgressIntervalSecs * 1000,
         watchTimeoutMs: config.etcdWatchTimeoutSecs * 1000,

@@ -2,6 +2,7 @@
 // put each costs etcd3 ~0.4 ms of CPU: the writer must not be the bottleneck). Each value is
 // stamped just before its transaction is sent, so commit latency counts in the measured latency.
 import type { Etcd3 } from 'etcd3';
+import { putAll } from '../../src/datastore/etcd.js';
 import { keyOf, nowUs, valueOf } from './payload.js';
 
 export interface WriteResult { written: number; lastSeq: number[]; lastPutAt: number; putErrors: number }
@@ -34,10 +35,6 @@ export async function writeSteady(client: Etcd3, o: { rate: number; durationS: n
 }
 
 /** The keys' initial values (seq 0), so every system starts from the same content. */
-export async function preload(client: Etcd3, keys: number): Promise<void> {
-  for (let k = 0; k < keys; k += 100) {
-    const success = [];
-    for (let i = k; i < Math.min(keys, k + 100); i++) success.push({ request_put: { key: Buffer.from(keyOf(i)), value: Buffer.from(JSON.stringify(valueOf(i, 0, 0))) } });
-    await client.kv.txn({ success });
-  }
+export function preload(client: Etcd3, keys: number): Promise<void> {
+  return putAll(client, Array.from({ length: keys }, (_, i) => ({ key: keyOf(i), value: valueOf(i, 0, 0) })));
 }

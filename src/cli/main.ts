@@ -1,9 +1,9 @@
 // calico-fanout: serve | watch | dump | load-etcd | bench.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SyncClient, type Update } from '../../client/index.js';
-import { startApp } from '../app.js';
+import { etcdConnection, startApp } from '../app.js';
 import { ConfigError, envName, loadConfig, SETTINGS, type Config } from '../config.js';
-import { EtcdError, etcdClient } from '../datastore/etcd.js';
+import { EtcdError, etcdClient, putAll } from '../datastore/etcd.js';
 import { loadResources, SeedError } from '../datastore/seed.js';
 import { createLogger } from '../logging.js';
 import { isSyncerType, needsNode, SYNCER_TYPES, type SyncerType } from '../model/views.js';
@@ -142,16 +142,9 @@ withSettings(program.command('load-etcd'), (n) => n.startsWith('etcd') || n === 
       if (err instanceof SeedError) fatal(2, err.message);
       throw err;
     }
-    const client = etcdClient({
-      endpoints: config.etcdEndpoints, caFile: config.etcdCaFile || undefined, certFile: config.etcdCertFile || undefined,
-      keyFile: config.etcdKeyFile || undefined, username: config.etcdUsername || undefined, password: config.etcdPassword || undefined,
-    });
+    const client = etcdClient(etcdConnection(config));
     try {
-      // 100 puts per transaction: etcd allows 128 operations in one.
-      for (let i = 0; i < resources.length; i += 100) {
-        const success = resources.slice(i, i + 100).map((r) => ({ request_put: { key: Buffer.from(r.key), value: Buffer.from(JSON.stringify(r.value)) } }));
-        await client.kv.txn({ success });
-      }
+      await putAll(client, resources);
     } catch (err) {
       fatal(1, `cannot write to etcd at ${config.etcdEndpoints.join(', ')}: ${(err as Error).message}`);
     } finally {

@@ -53,7 +53,9 @@ export function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
-export function etcdClient(o: Pick<EtcdOptions, 'endpoints' | 'caFile' | 'certFile' | 'keyFile' | 'username' | 'password'>): Etcd3 {
+export type EtcdConnection = Pick<EtcdOptions, 'endpoints' | 'caFile' | 'certFile' | 'keyFile' | 'username' | 'password'>;
+
+export function etcdClient(o: EtcdConnection): Etcd3 {
   const read = (what: string, path: string): Buffer => {
     try { return readFileSync(path); } catch (err) { throw new EtcdError(`cannot read etcd ${what} ${path}: ${(err as Error).message}`); }
   };
@@ -77,6 +79,20 @@ export function etcdClient(o: Pick<EtcdOptions, 'endpoints' | 'caFile' | 'certFi
     // Our loop retries with its own backoff; etcd3's breaker would fail every call for 5 s.
     faultHandling: { host: () => noop, global: noop },
   });
+}
+
+/**
+ * Writes values (JSON-encoded unless already a string) in transactions of 100 puts: etcd allows
+ * 128 operations in one, and may name a key only once, so the last value of each key wins.
+ */
+export async function putAll(client: Etcd3, kvs: readonly { key: string; value: unknown }[]): Promise<void> {
+  const unique = [...new Map(kvs.map((kv) => [kv.key, kv])).values()];
+  for (let i = 0; i < unique.length; i += 100) {
+    const success = unique.slice(i, i + 100).map(({ key, value }) => ({
+      request_put: { key: Buffer.from(key), value: Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)) },
+    }));
+    await client.kv.txn({ success });
+  }
 }
 
 export class EtcdDatastore implements Datastore {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
+import { putAll } from '../../src/datastore/etcd.js';
 import { freePort } from './metrics.js';
 
 /** etcd's TLS files; the test's own client presents the same certificate (it needs clientAuth too). */
@@ -114,14 +115,5 @@ export async function etcdContent(client: Etcd3, prefix = '/calico/'): Promise<M
   return out;
 }
 
-/** Puts many keys, 100 per transaction (etcd allows 128 operations in one). */
-export async function putMany(client: Etcd3, all: readonly { key: string; value: unknown }[]): Promise<void> {
-  // A transaction may name a key once: the last value of each key wins, as sequential puts would.
-  const kvs = [...new Map(all.map((kv) => [kv.key, kv])).values()];
-  for (let i = 0; i < kvs.length; i += 100) {
-    const success = kvs.slice(i, i + 100).map(({ key, value }) => ({
-      request_put: { key: Buffer.from(key), value: Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)) },
-    }));
-    await client.kv.txn({ success });
-  }
-}
+/** Puts many keys the way load-etcd does (see putAll). */
+export const putMany = putAll;
