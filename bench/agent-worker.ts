@@ -9,7 +9,7 @@ import { unpack } from 'msgpackr';
 import WebSocket from 'ws';
 import { Etcd3 } from 'etcd3';
 import { SyncClient } from '../client/index.js';
-import { nowUs, PREFIX, stampOf, type Stamp } from './lib/payload.js';
+import { nowUs, PREFIX, stampOf, stampsIn, type OnStamp } from './lib/payload.js';
 
 export type System = 'fanout' | 'raw' | 'etcd';
 
@@ -45,22 +45,34 @@ const closers: (() => Promise<void> | void)[] = [];
 let reconnects = 0;
 let snapshots = 0;
 
-/** One update received by a client at `now` (read once per frame: the clock is not free). */
-function receipt(client: number, s: Stamp | undefined, now: number): void {
-  if (!s || s.seq <= 0) return; // preload and warm-up
-  histogram.recordValue(Math.max(1, now - s.ts));
-  received[client]!++;
-  const slot = client * keys + s.key;
-  if (s.seq > last[slot]!) last[slot] = s.seq;
+/** The receipt callback of one client for updates that arrived at `now` (read once per frame). */
+function receiptOf(client: number): { at(now: number): OnStamp } {
+  let now = 0;
+  const on: OnStamp = (key, seq, ts) => {
+    if (seq <= 0) return; // preload and warm-up
+    histogram.recordValue(Math.max(1, now - ts));
+    received[client]!++;
+    const slot = client * keys + key;
+    if (seq > last[slot]!) last[slot] = seq;
+  };
+  return { at(t) { now = t; return on; } };
 }
 
 async function startFanout(m: WorkerStart): Promise<void> {
   const clients: SyncClient[] = [];
   for (let i = 0; i < m.count; i++) {
+    const r = receiptOf(i);
     const c = new SyncClient({
       urls: m.urls, syncerType: 'felix', node: `node-${(m.first + i) % 500}`, clientName: 'bench',
       keepValues: m.mode === 'full', initialBackoffMs: 200, maxBackoffMs: 5000,
-      onUpdates: (us) => { const now = nowUs(); for (const u of us) receipt(i, stampOf(u.value), now); },
+      onUpdates: (us) => {
+        const on = r.at(nowUs());
+        for (const u of us) {
+          if (!u.bytes) continue;
+          if (m.mode === 'full') stampOf(u.value, on);
+          else stampsIn(u.bytes, on);
+        }
+      },
     });
     clients.push(c);
     c.start();
@@ -78,11 +90,13 @@ async function startRaw(m: WorkerStart): Promise<void> {
   await Promise.all(Array.from({ length: m.count }, (_, i) => new Promise<void>((resolve, reject) => {
     const ws = new WebSocket(m.urls[0]!, { perMessageDeflate: false });
     sockets.push(ws);
+    const r = receiptOf(i);
     ws.on('message', (data: Buffer) => {
-      const now = nowUs();
+      const on = r.at(nowUs());
+      if (m.mode === 'light') return stampsIn(data, on);
       const msg = unpack(data) as { v: unknown } | { v: unknown }[];
-      if (Array.isArray(msg)) for (const u of msg) receipt(i, stampOf(u.v), now);
-      else receipt(i, stampOf(msg.v), now);
+      if (Array.isArray(msg)) for (const u of msg) stampOf(u.v, on);
+      else stampOf(msg.v, on);
     });
     ws.on('error', reject);
     ws.on('close', () => { if (!closing) reconnects++; });
@@ -105,12 +119,14 @@ async function startEtcdWatchers(m: WorkerStart): Promise<void> {
     let next = 0;
     const fix = () => { if (next > 0) (w.request as { start_revision?: string }).start_revision = String(next); };
     w.on('connected', fix);
+    const rc = receiptOf(i);
     w.on('data', (r) => {
-      const now = nowUs();
+      const on = rc.at(nowUs());
       // Events are read here rather than from 'put': the Watcher emits those before this listener runs.
       for (const ev of r.events) {
         if (ev.type !== 'Put') continue;
-        try { receipt(i, stampOf(JSON.parse(ev.kv.value.toString())), now); } catch { /* not ours */ }
+        if (m.mode === 'light') stampsIn(ev.kv.value, on);
+        else try { stampOf(JSON.parse(ev.kv.value.toString()), on); } catch { /* not ours */ }
       }
       next = r.events.length ? Number(r.events[r.events.length - 1]!.kv.mod_revision) + 1 : Math.max(next, Number(r.header.revision) + 1);
       fix();

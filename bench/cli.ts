@@ -32,7 +32,8 @@ program.command('steady')
   .option('--workers <n>', 'client processes', int, 2)
   .option('--client-mode <mode>', 'full (keeps the cache) or light (hashes only)', 'light')
   .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
-  .option('--client-cpus <list>', 'cores for the clients and the writer', '1')
+  .option('--client-cpus <list>', 'cores for the client processes', '1')
+  .option('--writer-cpus <list>', 'cores for the writer (this process); default: the serving side\'s')
   .option('--drain-timeout <s>', 'give up waiting for deliveries this long after the last write', int, 30)
   .option('--out <dir>', 'results folder', '')
   .action(async (o) => {
@@ -43,7 +44,7 @@ program.command('steady')
       for (const system of systems) {
         const r = await runSteady(system, {
           clients: o.clients, rate: o.rate, durationS: o.duration, keys: o.keys, workers: o.workers, mode: o.clientMode,
-          serverCpus: o.serverCpus, clientCpus: o.clientCpus, drainTimeoutS: o.drainTimeout,
+          serverCpus: o.serverCpus, clientCpus: o.clientCpus, writerCpus: o.writerCpus, drainTimeoutS: o.drainTimeout,
           progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
         });
         process.stderr.write(`  → ${system}: ${r.deliveredPerSec}/s delivered, p99 ${r.latencyMs.p99} ms, complete ${r.completeClients}/${r.clients}, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery\n`);

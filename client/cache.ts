@@ -4,18 +4,45 @@ import { parseKey } from '../src/model/kinds.js';
 import { entryHash } from '../src/protocol/checksum.js';
 import { unpackr } from '../src/protocol/codec.js';
 
-export interface Update {
-  key: string;
-  kind: string;
+/**
+ * One changed key as the agent hears of it. The value is decoded on first read: decoding is most
+ * of a client's cost per update, and an agent that skips an update by key or kind, or only needs
+ * the bytes, should not pay for it.
+ */
+export class Update {
+  private decoded: Record<string, any> | null | undefined;
+
+  constructor(
+    readonly key: string,
+    readonly kind: string,
+    readonly revision: string,
+    /**
+     * The value's canonical msgpack bytes as received (PROTOCOL.md); null for a deletion. A view
+     * into the received frame: copy it to keep it beyond the callback without pinning the frame.
+     */
+    readonly bytes: Buffer | null,
+    decoded?: Record<string, any> | null,
+  ) {
+    this.decoded = decoded;
+  }
+
   /** The resource with `metadata.resourceVersion` set to the revision; null for a deletion. */
-  value: Record<string, any> | null;
-  revision: string;
+  get value(): Record<string, any> | null {
+    if (this.decoded === undefined) this.decoded = this.bytes && decodeValue(this.bytes, this.revision);
+    return this.decoded;
+  }
+
+  toJSON(): object {
+    return { key: this.key, kind: this.kind, value: this.value, revision: this.revision };
+  }
 }
 
 export interface CachedValue {
+  /** null when the cache keeps hashes only (keepValues false). */
   value: Record<string, any> | null;
   revision: string;
   hash: bigint;
+  kind: string;
 }
 
 export class ClientCache {
@@ -25,8 +52,8 @@ export class ClientCache {
   private marked: Set<string> | undefined;
 
   /**
-   * `keepValues` false keeps only hashes, enough to verify checksums; values are still decoded
-   * for the updates reported (load-test clients read their timestamps), just not kept.
+   * `keepValues` false keeps only hashes, enough to verify checksums; the updates reported still
+   * carry the values (decoded when read), they are just not kept.
    */
   constructor(private readonly keepValues = true) {}
 
@@ -43,18 +70,25 @@ export class ClientCache {
       if (!cur) return undefined;
       this.map.delete(key);
       this.xor ^= cur.hash;
-      return { key, kind: kindOf(key), value: null, revision };
+      return new Update(key, cur.kind, revision, null, null);
     }
     const hash = entryHash(key, raw);
     if (cur && cur.hash === hash) {
       cur.revision = revision;
       return undefined;
     }
-    const value = decodeValue(raw, revision);
-    if (cur) this.xor ^= cur.hash;
+    const kind = cur?.kind ?? kindOf(key);
+    const value = this.keepValues ? decodeValue(raw, revision) : undefined;
+    if (cur) {
+      this.xor ^= cur.hash;
+      cur.value = value ?? null;
+      cur.revision = revision;
+      cur.hash = hash;
+    } else {
+      this.map.set(key, { value: value ?? null, revision, hash, kind });
+    }
     this.xor ^= hash;
-    this.map.set(key, { value: this.keepValues ? value : null, revision, hash });
-    return { key, kind: kindOf(key), value, revision };
+    return new Update(key, kind, revision, raw, value);
   }
 
   beginMark(): void {
@@ -78,7 +112,7 @@ export class ClientCache {
     for (const [key, cur] of this.map) {
       if (seen.has(key)) { xor ^= cur.hash; continue; }
       this.map.delete(key);
-      gone.push({ key, kind: kindOf(key), value: null, revision: cur.revision });
+      gone.push(new Update(key, cur.kind, cur.revision, null, null));
     }
     this.xor = xor;
     return gone;

@@ -1,6 +1,5 @@
 // steady: N agents, R updates/s for D seconds, on each system in turn, the same payload and the
-// same client processes. Serving side pinned to CPU 0, clients and writer to CPU 1 (calibration's
-// layout). Per run: latency write → client callback, delivered/s, completeness, CPU and peak RSS
+// same client processes. Serving side and writer pinned to CPU 0, clients to CPU 1. Per run: latency write → client callback, delivered/s, completeness, CPU and peak RSS
 // of every process, upstream watches.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +23,8 @@ export interface SteadyOptions {
   mode: 'full' | 'light';
   serverCpus: string;
   clientCpus: string;
+  /** Cores for this process, which writes to the datastore; undefined: the serving side's. */
+  writerCpus?: string;
   drainTimeoutS: number;
   progress?: (msg: string) => void;
 }
@@ -92,10 +93,25 @@ function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
 function startWorkers(o: SteadyOptions): Worker[] {
   return Array.from({ length: o.workers }, () => {
     const child = fork(WORKER, [], {
-      execArgv: ['--import', 'tsx', '--max-old-space-size=4096'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
+      execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
     });
     return new Worker(child);
   });
+}
+
+/** BENCH_CPU_PROF=<dir>: calico-fanout and every client process write a V8 CPU profile there when it stops. */
+function profileArgs(): string[] {
+  const dir = process.env.BENCH_CPU_PROF;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
+/** Asks the workers to exit (so profiles get written), then kills what is left after 3 s. */
+async function stopWorkers(workers: Worker[]): Promise<void> {
+  const exited = workers.map((w) => w.child.exitCode !== null || w.child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => { w.child.once('exit', () => resolve()); try { w.child.send({ cmd: 'stop' }); } catch { /* already gone */ } }));
+  await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 3000))]);
+  for (const w of workers) w.child.kill('SIGKILL');
 }
 
 /** Serving side of one system; returns the URLs clients use and the processes to account for. */
@@ -128,7 +144,7 @@ async function serve(system: SystemName, o: SteadyOptions, cleanup: (() => Promi
   }
   const [port, health] = [await freePort(), await freePort()];
   const server: Proc = start('calico-fanout', process.execPath, [
-    'bin/calico-fanout.js', 'serve', '--datastore', 'etcdv3', '--etcd-endpoints', etcd.endpoint, '--server-host', '127.0.0.1',
+    ...profileArgs(), 'bin/calico-fanout.js', 'serve', '--datastore', 'etcdv3', '--etcd-endpoints', etcd.endpoint, '--server-host', '127.0.0.1',
     '--server-port', String(port), '--health-port', String(health), '--health-host', '127.0.0.1', '--metrics-port', String(health), '--log-level', 'WARNING',
   ], { cpus: o.serverCpus, cwd: ROOT });
   cleanup.push(() => server.stop());
@@ -158,9 +174,12 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
     say(`${system}: starting the serving side`);
     const s = await serve(system, o, cleanup);
     const workers = startWorkers(o);
-    cleanup.push(async () => { for (const w of workers) w.child.kill('SIGKILL'); });
+    cleanup.push(() => stopWorkers(workers));
     for (const w of workers) pin(w.child.pid!, o.clientCpus);
-    pin(process.pid, o.clientCpus);
+    // The writer is a datastore client and costs etcd3 ~1 ms of CPU per transaction: on the
+    // client core it took 12% of it and tipped it into saturation. The raw server makes its
+    // updates on the serving core too, so this keeps the systems alike.
+    pin(process.pid, o.writerCpus ?? o.serverCpus);
     say(`${system}: connecting ${o.clients} clients`);
     const per = Math.ceil(o.clients / o.workers);
     await Promise.all(workers.map((w, i) => w.ask({

@@ -2,7 +2,7 @@
 // re-encoded: an item is the msgpack array [key, value | nil, revision] with the value's canonical
 // bytes spliced in as they sit in the store. One frame is built once and written to every client
 // that needs it.
-import { arrayHeader, MsgReader, MsgpackFormatError, strSize, writeStr } from './msgpack-raw.js';
+import { arrayHeader, MsgReader, MsgpackFormatError, NOT_SCALAR, strSize, writeStr } from './msgpack-raw.js';
 import { CloseCode } from './messages.js';
 import { ProtocolError, packr, unpackr } from './codec.js';
 
@@ -73,6 +73,9 @@ export function decodeServerFrame(buf: Buffer): DecodedFrame {
           items.push({ key, value, revision: r.str() });
         }
       } else {
+        // Head fields are nearly always scalars: read in place, as unpackr costs a call each.
+        const v = r.scalar();
+        if (v !== NOT_SCALAR) { msg[field] = v; continue; }
         const start = r.pos;
         r.skip();
         msg[field] = unpackr.unpack(buf.subarray(start, r.pos));

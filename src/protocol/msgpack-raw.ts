@@ -3,6 +3,8 @@
 
 export class MsgpackFormatError extends Error {}
 
+export const NOT_SCALAR: unique symbol = Symbol('not a scalar');
+
 /** The header of an array of `n` elements. */
 export function arrayHeader(n: number): Buffer {
   if (n < 16) return Buffer.from([0x90 | n]);
@@ -116,6 +118,30 @@ export class MsgReader {
         case 0xdf: pending += 2 * this.u32(); break;
         default: throw new MsgpackFormatError(`invalid msgpack byte 0x${b.toString(16)} at ${this.pos - 1}`);
       }
+    }
+  }
+
+  /**
+   * Reads the next value when it is a string, a boolean, nil or an integer that fits a double
+   * exactly (everything a frame head holds); returns NOT_SCALAR, consuming nothing, otherwise.
+   */
+  scalar(): string | number | boolean | null | typeof NOT_SCALAR {
+    this.need(1);
+    const b = this.buf[this.pos]!;
+    if (b < 0x80) { this.pos++; return b; }
+    if (b >= 0xe0) { this.pos++; return b - 0x100; }
+    if ((b & 0xe0) === 0xa0 || b === 0xd9 || b === 0xda || b === 0xdb) return this.str();
+    switch (b) {
+      case 0xc0: this.pos++; return null;
+      case 0xc2: this.pos++; return false;
+      case 0xc3: this.pos++; return true;
+      case 0xcc: this.pos++; return this.byte();
+      case 0xcd: this.pos++; return this.u16();
+      case 0xce: this.pos++; return this.u32();
+      case 0xd0: this.pos++; return (this.byte() << 24) >> 24;
+      case 0xd1: this.pos++; return (this.u16() << 16) >> 16;
+      case 0xd2: this.pos++; return this.u32() | 0;
+      default: return NOT_SCALAR;
     }
   }
 
