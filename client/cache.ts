@@ -62,8 +62,11 @@ export class ClientCache {
   entries(): IterableIterator<[string, CachedValue]> { return this.map.entries(); }
   checksum(): { value: bigint; count: number } { return { value: this.xor, count: this.map.size }; }
 
-  /** Applies one item; returns the update to report, or undefined when nothing changed. */
-  apply(key: string, raw: Buffer | null, revision: string): Update | undefined {
+  /**
+   * Applies one item; returns the update to report, or undefined when nothing changed. Items from
+   * a frame come with their entry hash, taken in place.
+   */
+  apply(key: string, raw: Buffer | null, revision: string, hash = raw ? entryHash(key, raw) : 0n): Update | undefined {
     this.marked?.add(key);
     const cur = this.map.get(key);
     if (raw === null) {
@@ -72,7 +75,6 @@ export class ClientCache {
       this.xor ^= cur.hash;
       return new Update(key, cur.kind, revision, null, null);
     }
-    const hash = entryHash(key, raw);
     if (cur && cur.hash === hash) {
       cur.revision = revision;
       return undefined;

@@ -286,7 +286,7 @@ export class SyncClient {
     this.stats.itemsReceived += items.length;
     const out: Update[] = [];
     for (const it of items) {
-      const u = this.cache.apply(it.key, it.value, it.revision);
+      const u = this.cache.apply(it.key, it.value, it.revision, it.hash);
       if (u) out.push(u);
     }
     return out;

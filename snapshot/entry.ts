@@ -5,7 +5,7 @@ export interface Entry {
   readonly kind: string;
   /** The node the value belongs to (for node-scoped views); kept on deletion for filtering. */
   node: string | undefined;
-  /** msgpack [key, value | nil, revision], spliced into frames as is. */
+  /** msgpack [key, bin(value) | nil, revision], spliced into frames as is. */
   item: Buffer;
   /**
    * Where a node-scoped value last moved away from (a CalicoNodeStatus whose spec.node was

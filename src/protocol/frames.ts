@@ -1,19 +1,24 @@
 // Frames that carry updates (`snapshot`, `delta`) are assembled from pre-encoded items, never
-// re-encoded: an item is the msgpack array [key, value | nil, revision] with the value's canonical
-// bytes spliced in as they sit in the store. One frame is built once and written to every client
-// that needs it.
-import { arrayHeader, MsgReader, MsgpackFormatError, NOT_SCALAR, strSize, writeStr } from './msgpack-raw.js';
+// re-encoded: an item is the msgpack array [key, bin(value) | nil, revision] with the value's
+// canonical bytes spliced in as they sit in the store. The bin wrapper lets a reader step over a
+// value in O(1) instead of walking it. One frame is built once and written to every client that
+// needs it.
+import { arrayHeader, binSize, MsgReader, MsgpackFormatError, NOT_SCALAR, strSize, writeBinHeader, writeStr } from './msgpack-raw.js';
 import { CloseCode } from './messages.js';
+import { hashEntryBytes } from './checksum.js';
 import { ProtocolError, packr, unpackr } from './codec.js';
 
-/** The item [key, value | nil, revision], written in one allocation. */
+/** The item [key, bin(value) | nil, revision], written in one allocation. */
 export function encodeItem(key: string, value: Buffer | null, revision: string): Buffer {
   const keyLen = Buffer.byteLength(key);
   const revLen = Buffer.byteLength(revision);
-  const item = Buffer.allocUnsafe(1 + strSize(keyLen) + (value ? value.length : 1) + strSize(revLen));
+  const item = Buffer.allocUnsafe(1 + strSize(keyLen) + (value ? binSize(value.length) : 1) + strSize(revLen));
   item[0] = 0x93;
   let o = writeStr(item, 1, key, keyLen);
-  if (value) o += value.copy(item, o);
+  if (value) {
+    o = writeBinHeader(item, o, value.length);
+    o += value.copy(item, o);
+  }
   else item[o++] = 0xc0;
   writeStr(item, o, revision, revLen);
   return item;
@@ -46,7 +51,14 @@ export function* chunkFrames(
   }
 }
 
-export interface RawItem { key: string; value: Buffer | null; revision: string }
+export interface RawItem {
+  key: string;
+  /** Canonical value bytes, a view into the frame; null for a deletion. */
+  value: Buffer | null;
+  /** The entry hash (PROTOCOL.md), taken from the frame in place; 0n for a deletion. */
+  hash: bigint;
+  revision: string;
+}
 export interface DecodedFrame { msg: Record<string, unknown> & { t: string }; items?: RawItem[] }
 
 /**
@@ -65,12 +77,12 @@ export function decodeServerFrame(buf: Buffer): DecodedFrame {
         const count = r.arrayLength();
         items = [];
         for (let j = 0; j < count; j++) {
-          if (r.arrayLength() !== 3) throw new MsgpackFormatError('an item must be [key, value, revision]');
+          if (r.arrayLength() !== 3) throw new MsgpackFormatError('an item must be [key, bin(value) | nil, revision]');
+          const keyAt = r.pos;
           const key = r.str();
-          const start = r.pos;
-          let value: Buffer | null = null;
-          if (!r.nil()) { r.skip(); value = buf.subarray(start, r.pos); }
-          items.push({ key, value, revision: r.str() });
+          if (r.nil()) { items.push({ key, value: null, hash: 0n, revision: r.str() }); continue; }
+          const value = buf.subarray(r.bin(), r.pos);
+          items.push({ key, value, hash: hashEntryBytes(buf.subarray(keyAt, r.pos)), revision: r.str() });
         }
       } else {
         // Head fields are nearly always scalars: read in place, as unpackr costs a call each.

@@ -77,6 +77,19 @@ export class MsgReader {
     return s;
   }
 
+  /** Reads a bin; returns the offset of its first byte (its end is the new `pos`). */
+  bin(): number {
+    const b = this.byte();
+    let len: number;
+    if (b === 0xc4) len = this.byte();
+    else if (b === 0xc5) len = this.u16();
+    else if (b === 0xc6) len = this.u32();
+    else throw new MsgpackFormatError(`expected a bin at byte ${this.pos - 1}`);
+    const start = this.pos;
+    this.advance(len);
+    return start;
+  }
+
   /** True (and consumed) when the next value is nil. */
   nil(): boolean {
     this.need(1);
@@ -146,6 +159,19 @@ export class MsgReader {
   }
 
   private advance(n: number): void { this.need(n); this.pos += n; }
+}
+
+/** Writes the header of a bin of `len` bytes at `o`; returns the offset after it. */
+export function writeBinHeader(b: Buffer, o: number, len: number): number {
+  if (len < 0x100) { b[o++] = 0xc4; b[o++] = len; }
+  else if (len < 0x10000) { b[o++] = 0xc5; b.writeUInt16BE(len, o); o += 2; }
+  else { b[o++] = 0xc6; b.writeUInt32BE(len, o); o += 4; }
+  return o;
+}
+
+/** Encoded size of a bin of `len` bytes, header included. */
+export function binSize(len: number): number {
+  return len + (len < 0x100 ? 2 : len < 0x10000 ? 3 : 5);
 }
 
 /** Encoded size of a string of `len` UTF-8 bytes, header included. */
