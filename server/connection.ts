@@ -28,6 +28,8 @@ export class Connection {
   readonly connectedAt = Date.now();
 
   private frames: Iterator<Buffer> | undefined;
+  /** A snapshot owed to the client (from this seq up) once the store is complete. */
+  private snapshotDue: number | undefined;
   private framesEnd = 0;
   private sentStatus: SyncStatus | undefined;
   private checksumDue = true;
@@ -104,7 +106,7 @@ export class Connection {
     this.state = 'streaming';
     this.ctx.logger.info({ conn: this.id, remote: this.remote, syncer: hello.syncer, node: hello.node, client: hello.clientName, mode, from: r?.seq }, 'client syncing');
     if (canResume) this.pos = r.seq;
-    else this.startSnapshot(Math.max(...[r, hello.known].map((t) => (t?.epoch === store.epoch ? t.seq : 0))));
+    else this.snapshotDue = Math.max(...[r, hello.known].map((t) => (t?.epoch === store.epoch ? t.seq : 0)));
     this.pump();
   }
 
@@ -113,7 +115,7 @@ export class Connection {
   /** A batch was published: the fast path writes the view's shared frame. */
   onBatch(batch: Batch, frameFor: (f: ViewFilter) => Buffer | null): void {
     if (this.state !== 'streaming') return;
-    if (!this.frames && !this.waitingDrain && this.pos === batch.from && this.ws.bufferedAmount < this.ctx.opts.highWaterMark) {
+    if (!this.frames && this.snapshotDue === undefined && !this.waitingDrain && this.pos === batch.from && this.ws.bufferedAmount < this.ctx.opts.highWaterMark) {
       const frame = frameFor(this.filter!);
       if (frame) this.write(frame);
       this.pos = batch.to;
@@ -138,6 +140,12 @@ export class Connection {
     const { store, opts } = this.ctx;
     while (this.state === 'streaming' && !this.waitingDrain) {
       if (this.ws.bufferedAmount >= opts.highWaterMark) return this.waitForDrain();
+      if (this.snapshotDue !== undefined) {
+        // Until then the client hears the status (it keeps its cache) and pings.
+        if (!store.complete) return this.sendStatus();
+        this.startSnapshot(this.snapshotDue);
+        this.snapshotDue = undefined;
+      }
       if (this.frames) {
         const next = this.frames.next();
         if (!next.done) { this.write(next.value); continue; }
@@ -155,10 +163,7 @@ export class Connection {
         this.framesEnd = to;
         continue;
       }
-      if (this.sentStatus !== store.status) {
-        this.sentStatus = store.status;
-        this.send({ t: 'status', status: store.status });
-      }
+      this.sendStatus();
       if (this.checksumDue) {
         this.checksumDue = false;
         const c = store.checksum(this.filter!);
@@ -166,6 +171,13 @@ export class Connection {
       }
       return;
     }
+  }
+
+  private sendStatus(): void {
+    const { status } = this.ctx.store;
+    if (this.sentStatus === status) return;
+    this.sentStatus = status;
+    this.send({ t: 'status', status });
   }
 
   private waitForDrain(): void {

@@ -44,6 +44,7 @@ export class Store {
   private readonly listeners: StoreListener[] = [];
   private _head = 0;
   private _status: SyncStatus = 'wait-for-datastore';
+  private _complete = false;
 
   constructor(historyMaxBytes: number, private readonly metrics: Metrics) {
     this.log = new ChangeLog(historyMaxBytes);
@@ -52,6 +53,12 @@ export class Store {
   get head(): number { return this._head; }
   get floor(): number { return this.log.floor; }
   get status(): SyncStatus { return this._status; }
+  /**
+   * True once the datastore has been in sync: from then on the state is whole, if perhaps stale
+   * while the datastore is away. Before that it is a partial list, which must not be handed out
+   * as a snapshot: a client would sweep (delete) every key the list had not reached yet.
+   */
+  get complete(): boolean { return this._complete; }
   get historyBytes(): number { return this.log.bytes; }
 
   subscribe(l: StoreListener): () => void {
@@ -114,6 +121,7 @@ export class Store {
   setStatus(status: SyncStatus): void {
     if (status === this._status) return;
     this._status = status;
+    if (status === 'in-sync') this._complete = true;
     for (const l of this.listeners) l.onStatus(status);
   }
 

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import type { Update } from '../client/index.js';
 import { encode } from '../src/protocol/codec.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
-import { cleanupAfterFile, LIMIT, rawConnect, resource, startTestServer, waitFor, wep } from './support/harness.js';
+import type { DatastoreSink } from '../src/datastore/datastore.js';
+import { cleanupAfterFile, LIMIT, rawConnect, resource, sleep, startServerOn, startTestServer, waitFor, wep } from './support/harness.js';
 import { freePort, metricValue } from './support/metrics.js';
 
 const { clients, track } = cleanupAfterFile();
@@ -110,5 +111,46 @@ test('the client waits goaway.retryAfterMs before reconnecting', LIMIT, async ()
     await clients.stopAll();
     await a.close();
     await b.close();
+  }
+});
+
+/** A datastore that lists the first `partial` keys, then holds the rest until `finish()`. */
+class SlowListingDatastore {
+  readonly name = 'slow-listing';
+  private sink: DatastoreSink | undefined;
+  constructor(private readonly docs: { key: string; value: unknown }[], private readonly partial: number) {}
+  async start(sink: DatastoreSink): Promise<void> {
+    this.sink = sink;
+    sink.onStatus('resync-in-progress');
+    sink.onUpdates(this.docs.slice(0, this.partial).map((d, i) => ({ ...d, revision: String(i + 1) })));
+  }
+  finish(): void {
+    this.sink!.onUpdates(this.docs.slice(this.partial).map((d, i) => ({ ...d, revision: String(this.partial + i + 1) })));
+    this.sink!.onStatus('in-sync');
+  }
+  async stop(): Promise<void> {}
+}
+
+test('a replica still listing its datastore holds back the snapshot: the moving client deletes nothing', LIMIT, async () => {
+  const a = track(await startTestServer({}, seed));
+  const slow = new SlowListingDatastore(seed, 10);
+  const b = track(await startServerOn(slow));
+  try {
+    const heard: Update[] = [];
+    const statuses: string[] = [];
+    const c = clients.make({ urls: [a.url, b.url], url: a.url, syncerType: 'felix', onUpdates: (u) => heard.push(...u), onStatus: (s) => statuses.push(s) });
+    await c.inSync();
+    heard.length = 0;
+    await a.close();
+    await waitFor(() => b.app.server.connections.size === 1 && statuses.at(-1) === 'resync-in-progress', 'the client waiting on the listing replica');
+    await sleep(200);
+    assert.deepEqual(heard.map((u) => u.key), [], 'no snapshot of the partial list, so no key swept');
+    assert.equal(c.size, seed.length, 'the agent keeps its whole cache meanwhile');
+    slow.finish();
+    await c.inSync();
+    assert.deepEqual(heard.map((u) => u.key), [], 'same content once listed: nothing to report');
+    assert.equal(await metricValue(b.app.metrics.snapshotsGenerated, { syncer: 'felix' }), 1, 'one snapshot, of the whole list');
+  } finally {
+    await clients.stopAll();
   }
 });

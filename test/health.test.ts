@@ -79,19 +79,19 @@ test('readiness follows the datastore: 503 until in-sync, 200 after; liveness th
     }
     for (const path of ['/', '/metrics', '/readyzz', '/livez/extra']) assert.equal((await httpGet(hp, path)).status, 404, `${path} on the health port`);
 
-    // A client connecting now gets what exists and the status, but is not in sync.
+    // A client connecting now hears the status but gets no data: the list is not whole yet, and a
+    // snapshot of part of it would make a client with a cache delete the rest.
     const statuses: SyncStatus[] = [];
     const url = `ws://127.0.0.1:${app.ports.server}`;
     const c = clients.make({ url, syncerType: 'felix', onStatus: (s) => statuses.push(s) });
     let synced = false;
     void c.inSync().then(() => { synced = true; });
-    await waitFor(() => statuses.length > 0 && c.size === seed.length, 'the client to receive the data and a status');
+    await waitFor(() => statuses.length > 0, 'the client to receive a status');
     assert.deepEqual(statuses, ['resync-in-progress']);
-    assert.equal(c.isInSync, false);
     const late = wep('node-1', 'late-pod');
     ds.write([late]);
-    await waitFor(() => !!c.get(late.key), 'a write during the resync reaches the client');
     await sleep(200); // nothing says in-sync, so nothing may resolve
+    assert.equal(c.size, 0, 'no data before the datastore is in sync');
     assert.equal(synced, false, 'inSync() waits for the datastore');
     assert.equal(c.isInSync, false);
     assert.equal((await httpGet(hp, '/readyz')).status, 503);
