@@ -9,7 +9,7 @@ import { unpack } from 'msgpackr';
 import WebSocket from 'ws';
 import { Etcd3 } from 'etcd3';
 import { SyncClient } from '../client/index.js';
-import { nowUs, PREFIX, stampOf, stampsIn, type OnStamp } from './lib/payload.js';
+import { indexOfKey, nowUs, PREFIX, stampOf, stampsIn, type OnStamp } from './lib/payload.js';
 
 export type System = 'fanout' | 'raw' | 'etcd';
 
@@ -22,8 +22,10 @@ export interface WorkerStart {
   count: number;
   keys: number;
   mode: 'full' | 'light';
+  /** This worker's first `stalled` clients are the ones `stall` pauses (slow scenario). */
+  stalled?: number;
 }
-export type WorkerCommand = WorkerStart | { cmd: 'progress' } | { cmd: 'report'; lastSeq: number[] } | { cmd: 'stop' };
+export type WorkerCommand = WorkerStart | { cmd: 'progress'; lastSeq?: number[] } | { cmd: 'stall'; paused: boolean } | { cmd: 'report'; lastSeq: number[] } | { cmd: 'stop' };
 
 export interface WorkerReport {
   ev: 'report';
@@ -33,7 +35,26 @@ export interface WorkerReport {
   complete: number;
   reconnects: number;
   snapshots: number;
+  /** Deletions each client saw (churn). */
+  removed: number[];
+  /** Latency of the stalled clients, kept apart so they do not hide or inflate everyone else's. */
+  stalledHistogram: string;
+  stalled: StalledClient[];
 }
+
+/** What became of one stalled client. SyncClient counts its initial connect and snapshot too. */
+export interface StalledClient {
+  received: number;
+  complete: boolean;
+  connects: number;
+  snapshots: number;
+  resumes: number;
+  /** Its connection was closed and not reopened (raw clients do not reconnect). */
+  closed: boolean;
+}
+
+/** Reply to `progress`; with lastSeq, also how many clients are complete. */
+export interface WorkerProgress { ev: 'progress'; received: number; removed: number; complete: number }
 
 const send = (m: object) => process.send!(m);
 
@@ -44,18 +65,42 @@ const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 
 const closers: (() => Promise<void> | void)[] = [];
 let reconnects = 0;
 let snapshots = 0;
+let removed: Int32Array;
+let stalledCount = 0;
+const stalledHistogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
+/** Per stalled client: stop or restart reading, and what its connection went through. */
+const stallable: { pause(paused: boolean): void; outcome(): Omit<StalledClient, 'received' | 'complete'> }[] = [];
 
 /** The receipt callback of one client for updates that arrived at `now` (read once per frame). */
-function receiptOf(client: number): { at(now: number): OnStamp } {
+function receiptOf(client: number): { at(now: number): OnStamp; gone(key: string): void } {
   let now = 0;
+  const h = client < stalledCount ? stalledHistogram : histogram;
   const on: OnStamp = (key, seq, ts) => {
     if (seq <= 0) return; // preload and warm-up
-    histogram.recordValue(Math.max(1, now - ts));
+    h.recordValue(Math.max(1, now - ts));
     received[client]!++;
     const slot = client * keys + key;
     if (seq > last[slot]!) last[slot] = seq;
   };
-  return { at(t) { now = t; return on; } };
+  return {
+    at(t) { now = t; return on; },
+    // A deletion has no stamp: the key names the index, and -1 marks it absent.
+    gone(key) {
+      const k = indexOfKey(key);
+      if (k < 0 || k >= keys) return;
+      last[client * keys + k] = -1;
+      removed[client]!++;
+    },
+  };
+}
+
+/** The client's last seq per key equals lastSeq's (0: not checked; -1: deleted). */
+function isComplete(client: number, lastSeq: number[]): boolean {
+  for (let k = 0; k < keys; k++) {
+    const want = lastSeq[k] ?? 0;
+    if (want !== 0 && last[client * keys + k] !== want) return false;
+  }
+  return true;
 }
 
 async function startFanout(m: WorkerStart): Promise<void> {
@@ -68,13 +113,14 @@ async function startFanout(m: WorkerStart): Promise<void> {
       onUpdates: (us) => {
         const on = r.at(nowUs());
         for (const u of us) {
-          if (!u.bytes) continue;
+          if (!u.bytes) { r.gone(u.key); continue; }
           if (m.mode === 'full') stampOf(u.value, on);
           else stampsIn(u.bytes, on);
         }
       },
     });
     clients.push(c);
+    if (i < stalledCount) stallable.push(fanoutStaller(c));
     c.start();
   }
   closers.push(async () => {
@@ -84,6 +130,22 @@ async function startFanout(m: WorkerStart): Promise<void> {
   await Promise.all(clients.map((c) => c.inSync()));
 }
 
+/**
+ * Stops a SyncClient reading. The socket is private; while paused it is re-paused every 20 ms so
+ * that a connection the client opens after the server closed the stalled one stays unread too.
+ */
+function fanoutStaller(c: SyncClient): (typeof stallable)[number] {
+  const ws = () => (c as unknown as { ws?: WebSocket }).ws;
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    pause(paused) {
+      clearInterval(timer);
+      if (paused) { ws()?.pause(); timer = setInterval(() => ws()?.pause(), 20); } else ws()?.resume();
+    },
+    outcome: () => ({ connects: c.stats.connects, snapshots: c.stats.snapshots, resumes: c.stats.resumes, closed: false }),
+  };
+}
+
 async function startRaw(m: WorkerStart): Promise<void> {
   const sockets: WebSocket[] = [];
   let closing = false;
@@ -91,6 +153,12 @@ async function startRaw(m: WorkerStart): Promise<void> {
     const ws = new WebSocket(m.urls[0]!, { perMessageDeflate: false });
     sockets.push(ws);
     const r = receiptOf(i);
+    if (i < stalledCount) {
+      stallable.push({
+        pause: (paused) => (paused ? ws.pause() : ws.resume()),
+        outcome: () => ({ connects: 1, snapshots: 0, resumes: 0, closed: ws.readyState !== WebSocket.OPEN }),
+      });
+    }
     ws.on('message', (data: Buffer) => {
       const on = r.at(nowUs());
       if (m.mode === 'light') return stampsIn(data, on);
@@ -124,6 +192,7 @@ async function startEtcdWatchers(m: WorkerStart): Promise<void> {
       const on = rc.at(nowUs());
       // Events are read here rather than from 'put': the Watcher emits those before this listener runs.
       for (const ev of r.events) {
+        if (ev.type === 'Delete') { rc.gone(ev.kv.key.toString()); continue; }
         if (ev.type !== 'Put') continue;
         if (m.mode === 'light') stampsIn(ev.kv.value, on);
         else try { stampOf(JSON.parse(ev.kv.value.toString()), on); } catch { /* not ours */ }
@@ -144,23 +213,33 @@ process.on('message', async (m: WorkerCommand) => {
       case 'start':
         keys = m.keys;
         received = new Int32Array(m.count);
+        removed = new Int32Array(m.count);
+        stalledCount = Math.min(m.stalled ?? 0, m.count);
         last = new Int32Array(m.count * m.keys);
         await (m.system === 'fanout' ? startFanout(m) : m.system === 'raw' ? startRaw(m) : startEtcdWatchers(m));
         send({ ev: 'ready' });
         return;
-      case 'progress':
-        send({ ev: 'progress', received: received.reduce((a, b) => a + b, 0), min: received.reduce((a, b) => Math.min(a, b), Infinity) });
+      case 'progress': {
+        const sum = (a: Int32Array) => a.reduce((n, x) => n + x, 0);
+        let complete = 0;
+        if (m.lastSeq) for (let c = 0; c < received.length; c++) if (isComplete(c, m.lastSeq)) complete++;
+        const p: WorkerProgress = { ev: 'progress', received: sum(received), removed: sum(removed), complete };
+        send(p);
+        return;
+      }
+      case 'stall':
+        for (const s of stallable) s.pause(m.paused);
+        send({ ev: 'stall' });
         return;
       case 'report': {
         let complete = 0;
-        for (let c = 0; c < received.length; c++) {
-          let ok = true;
-          for (let k = 0; k < keys && ok; k++) ok = m.lastSeq[k]! <= 0 || last[c * keys + k] === m.lastSeq[k];
-          if (ok) complete++;
-        }
+        for (let c = 0; c < received.length; c++) if (isComplete(c, m.lastSeq)) complete++;
+        const stalled = stallable.map((s, c) => ({ received: received[c]!, complete: isComplete(c, m.lastSeq), ...s.outcome() }));
+        for (const s of stallable) s.pause(false);
         for (const close of closers.splice(0)) await close();
         const report: WorkerReport = {
           ev: 'report', histogram: hdr.encodeIntoCompressedBase64(histogram), received: [...received], complete, reconnects, snapshots,
+          removed: [...removed], stalledHistogram: hdr.encodeIntoCompressedBase64(stalledHistogram), stalled,
         };
         send(report);
         return;

@@ -8,6 +8,14 @@ import { VERSION } from '../src/version.js';
 import { runIngest } from './scenarios/ingest.js';
 import { runSteady, SYSTEMS, type RunResult, type SystemName } from './scenarios/steady.js';
 import { writeResults } from './lib/report.js';
+import { runStorm, STORM_SYSTEMS, type StormResult, type StormSystem } from './scenarios/storm.js';
+import { runIdle, IDLE_SYSTEMS, type IdleResult, type IdleSystem } from './scenarios/idle.js';
+import { writeIdleResults, writeStormResults } from './lib/report-scenarios.js';
+import { runSlow, SLOW_SYSTEMS, type SlowResult, type SlowSystem } from './scenarios/slow.js';
+import { runChurn, CHURN_SYSTEMS, type ChurnResult, type ChurnSystem } from './scenarios/churn.js';
+import { writeSlowResults } from './lib/report-slow.js';
+import { writeChurnResults } from './lib/report-churn.js';
+import { Progress } from './lib/progress.js';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 
@@ -21,38 +29,52 @@ const stamp = () => new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
 
 const program = new Command('bench').description('calico-fanout load tests and benchmarks (loopback only, bounded durations)');
 
-program.command('steady')
-  .description('N agents, R updates/s for D seconds, on calico-fanout and the baselines, side by side')
-  .option('--clients <n>', 'simulated agents', int, 100)
-  .option('--rate <r>', 'updates per second', int, 200)
-  .option('--duration <s>', 'measured seconds', int, 10)
-  .option('--keys <k>', 'distinct keys cycled', int, 1000)
-  .option('--systems <list>', `comma-separated, of ${SYSTEMS.join(', ')}`, 'fanout,raw-batch,direct,grpc-proxy')
-  .option('--repeat <n>', 'runs per system (report medians)', int, 1)
+/** The command as typed, empty and spaced arguments quoted, so that it can be pasted back. */
+const commandLine = () => `npm run bench -- ${process.argv.slice(2).map((a) => (a === '' || /\s/.test(a) ? `'${a}'` : a)).join(' ')}`;
+
+/** A comma-separated list of systems, each checked against `known`. */
+const systemsOf = <T extends string>(list: string, known: readonly T[]): T[] => {
+  const out = list.split(',').map((s) => s.trim()) as T[];
+  for (const s of out) if (!known.includes(s)) throw new Error(`unknown system ${s}`);
+  return out;
+};
+
+/** Options of the scenarios that run steady's load on steady's process layout (steady, slow, churn). */
+const withLoad = (c: Command, clients: number) => c
+  .option('--clients <n>', 'simulated agents', int, clients)
+  .option('--keys <k>', 'distinct keys', int, 1000)
   .option('--workers <n>', 'client processes', int, 2)
-  .option('--client-mode <mode>', 'full (keeps the cache) or light (hashes only)', 'light')
+  .option('--client-mode <mode>', 'full: agents decode every value (fanout: and keep a cache); light: stamps read from the value bytes (fanout: hashes kept, checksums verified)', 'light')
   .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
   .option('--client-cpus <list>', 'cores for the client processes', '1')
   .option('--writer-cpus <list>', 'cores for the writer (this process); default: the serving side\'s')
   .option('--drain-timeout <s>', 'give up waiting for deliveries this long after the last write', int, 30)
-  .option('--out <dir>', 'results folder', '')
+  .option('--out <dir>', 'results folder', '');
+
+withLoad(program.command('steady'), 100)
+  .description('N agents, R updates/s for D seconds, on calico-fanout and the baselines, side by side')
+  .option('--rate <r>', 'updates per second', int, 200)
+  .option('--duration <s>', 'measured seconds', int, 10)
+  .option('--systems <list>', `comma-separated, of ${SYSTEMS.join(', ')}`, 'fanout,raw-batch,direct,grpc-proxy')
+  .option('--repeat <n>', 'runs per system (report medians)', int, 1)
   .action(async (o) => {
-    const systems = String(o.systems).split(',').map((s) => s.trim()) as SystemName[];
-    for (const s of systems) if (!SYSTEMS.includes(s)) throw new Error(`unknown system ${s}`);
+    const systems = systemsOf<SystemName>(o.systems, SYSTEMS);
     const runs: RunResult[] = [];
+    const bar = new Progress();
     for (let rep = 0; rep < o.repeat; rep++) {
       for (const system of systems) {
         const r = await runSteady(system, {
           clients: o.clients, rate: o.rate, durationS: o.duration, keys: o.keys, workers: o.workers, mode: o.clientMode,
           serverCpus: o.serverCpus, clientCpus: o.clientCpus, writerCpus: o.writerCpus, drainTimeoutS: o.drainTimeout,
-          progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
+          progress: (m) => bar.say(`[${rep + 1}/${o.repeat}] ${m}`), meter: bar,
         });
-        process.stderr.write(`  → ${system}: ${r.deliveredPerSec}/s delivered, p99 ${r.latencyMs.p99} ms, complete ${r.completeClients}/${r.clients}, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery\n`);
+        bar.say(`  → ${system}: ${r.deliveredPerSec}/s delivered, p99 ${r.latencyMs.p99} ms, complete ${r.completeClients}/${r.clients}, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery`);
         runs.push(r);
       }
     }
+    bar.done();
     const dir = o.out || join(RESULTS, `${stamp()}-steady-N${o.clients}-R${o.rate}`);
-    writeResults(dir, `steady N=${o.clients} R=${o.rate} D=${o.duration}s`, `npm run bench -- ${process.argv.slice(2).join(' ')}`, runs, machine());
+    writeResults(dir, `steady N=${o.clients} R=${o.rate} D=${o.duration}s`, commandLine(), runs, machine());
     process.stdout.write(`results in ${dir}\n`);
     process.exit(0);
   });
@@ -67,6 +89,119 @@ program.command('ingest')
     const results = Array.from({ length: o.repeat }, () => runIngest(o));
     const rates = results.map((r) => r.updatesPerSec).sort((a, b) => a - b);
     process.stdout.write(JSON.stringify({ machine: machine(), median: rates[Math.floor((rates.length - 1) / 2)], runs: results }, null, 2) + '\n');
+  });
+
+program.command('storm')
+  .description('K keys, N clients connect at once: time and bytes until all are in sync; then calico-fanout restarts and they resync')
+  .option('--keys <k>', 'keys in etcd', int, 100_000)
+  .option('--clients <n>', 'clients connecting at once', int, 50)
+  .option('--systems <list>', `comma-separated, of ${STORM_SYSTEMS.join(', ')}`, STORM_SYSTEMS.join(','))
+  .option('--client-mode <mode>', 'fanout clients: full (keeps the cache) or light (hashes only)', 'light')
+  .option('--workers <n>', 'client processes', int, 2)
+  .option('--repeat <n>', 'runs per system (report medians)', int, 1)
+  .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
+  .option('--client-cpus <list>', 'cores for the client processes', '1')
+  .option('--timeout <s>', 'bound on each phase', int, 300)
+  .option('--out <dir>', 'results folder', '')
+  .action(async (o) => {
+    const runs: StormResult[] = [];
+    for (let rep = 0; rep < o.repeat; rep++) {
+      for (const system of systemsOf<StormSystem>(o.systems, STORM_SYSTEMS)) {
+        runs.push(await runStorm(system, {
+          keys: o.keys, clients: o.clients, workers: o.workers, mode: o.clientMode, serverCpus: o.serverCpus, clientCpus: o.clientCpus,
+          timeoutS: o.timeout, progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
+        }));
+      }
+    }
+    const dir = o.out || join(RESULTS, `${stamp()}-storm-K${o.keys}-N${o.clients}`);
+    writeStormResults(dir, `storm K=${o.keys} N=${o.clients}`, commandLine(), runs, machine());
+    process.stdout.write(`results in ${dir}\n`);
+    process.exit(0);
+  });
+
+program.command('idle')
+  .description('N idle clients: serving-process RSS per connected client')
+  .option('--clients <n>', 'idle clients', int, 1000)
+  .option('--keys <k>', 'keys preloaded into etcd (fanout)', int, 100)
+  .option('--systems <list>', `comma-separated, of ${IDLE_SYSTEMS.join(', ')}`, IDLE_SYSTEMS.join(','))
+  .option('--workers <n>', 'client processes', int, 2)
+  .option('--repeat <n>', 'runs per system (report medians)', int, 1)
+  .option('--settle <s>', 'pause after all are in sync, sampled for the RSS after', int, 3)
+  .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
+  .option('--client-cpus <list>', 'cores for the client processes', '1')
+  .option('--timeout <s>', 'bound on connecting', int, 120)
+  .option('--out <dir>', 'results folder', '')
+  .action(async (o) => {
+    const runs: IdleResult[] = [];
+    for (let rep = 0; rep < o.repeat; rep++) {
+      for (const system of systemsOf<IdleSystem>(o.systems, IDLE_SYSTEMS)) {
+        const r = await runIdle(system, {
+          clients: o.clients, keys: o.keys, workers: o.workers, serverCpus: o.serverCpus, clientCpus: o.clientCpus, settleS: o.settle,
+          timeoutS: o.timeout, progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
+        });
+        process.stderr.write(`  → ${system}: ${r.kibPerClient} KiB per idle client (${r.process} ${r.rssBeforeMiB} → ${r.rssAfterMiB} MiB)\n`);
+        runs.push(r);
+      }
+    }
+    const dir = o.out || join(RESULTS, `${stamp()}-idle-N${o.clients}`);
+    writeIdleResults(dir, `idle N=${o.clients}`, commandLine(), runs, machine());
+    process.stdout.write(`results in ${dir}\n`);
+    process.exit(0);
+  });
+
+withLoad(program.command('slow'), 500)
+  .description('steady\'s load; some clients stop reading mid-run, then read again: baseline and stalled runs per system')
+  .option('--rate <r>', 'updates per second', int, 200)
+  .option('--duration <s>', 'measured seconds', int, 10)
+  .option('--stalled <n>', 'clients that stop reading', int, 1)
+  .option('--stall-seconds <s>', 'how long they stop, centred on the measured pass', int, 5)
+  .option('--stall-timeout <s>', 'calico-fanout: close a client stalled this long (TYPHA_SERVERWRITETIMEOUTSECS); default: its own', int)
+  .option('--high-water-mark <bytes>', 'calico-fanout: per-client buffer bound (TYPHA_SERVERHIGHWATERMARKBYTES); default: its own', int)
+  .option('--systems <list>', `comma-separated, of ${SLOW_SYSTEMS.join(', ')}`, 'fanout,raw-batch')
+  .action(async (o) => {
+    const bar = new Progress();
+    const results: SlowResult[] = [];
+    for (const system of systemsOf<SlowSystem>(o.systems, SLOW_SYSTEMS)) {
+      const r = await runSlow(system, {
+        clients: o.clients, rate: o.rate, durationS: o.duration, keys: o.keys, workers: o.workers, mode: o.clientMode,
+        serverCpus: o.serverCpus, clientCpus: o.clientCpus, writerCpus: o.writerCpus, drainTimeoutS: o.drainTimeout,
+        stalled: o.stalled, stallS: o.stallSeconds, stallTimeoutS: o.stallTimeout, highWaterMarkBytes: o.highWaterMark,
+        progress: (m) => bar.say(m), meter: bar,
+      });
+      bar.say(`  → ${system}: ${r.servingProcess} peak RSS ${r.peakRssMiB.baseline} → ${r.peakRssMiB.stalled} MiB, others' p99 ${r.othersP99Ms.baseline} → ${r.othersP99Ms.stalled} ms; stalled: ${r.stalledClients.map((c) => c.outcome).join('; ')}`);
+      results.push(r);
+    }
+    bar.done();
+    const dir = o.out || join(RESULTS, `${stamp()}-slow-N${o.clients}-R${o.rate}-S${o.stalled}`);
+    writeSlowResults(dir, `slow N=${o.clients} R=${o.rate} D=${o.duration}s, ${o.stalled} stalled for ${o.stallSeconds} s`, commandLine(), results, machine());
+    process.stdout.write(`results in ${dir}\n`);
+    process.exit(0);
+  });
+
+withLoad(program.command('churn'), 100)
+  .description('rolling deployment on etcd: waves of pod deletions and creations; creation latency and every view against etcd\'s')
+  .option('--waves <n>', 'waves', int, 5)
+  .option('--wave-size <n>', 'pods deleted and created per wave', int, 200)
+  .option('--rate <r>', 'deletions or creations per second within a wave', int, 200)
+  .option('--pause <s>', 'seconds between waves', int, 1)
+  .option('--systems <list>', `comma-separated, of ${CHURN_SYSTEMS.join(', ')}`, CHURN_SYSTEMS.join(','))
+  .action(async (o) => {
+    const bar = new Progress();
+    const results: ChurnResult[] = [];
+    for (const system of systemsOf<ChurnSystem>(o.systems, CHURN_SYSTEMS)) {
+      const r = await runChurn(system, {
+        clients: o.clients, rate: o.rate, keys: o.keys, workers: o.workers, mode: o.clientMode, waves: o.waves, waveSize: o.waveSize, pauseS: o.pause,
+        serverCpus: o.serverCpus, clientCpus: o.clientCpus, writerCpus: o.writerCpus, drainTimeoutS: o.drainTimeout,
+        progress: (m) => bar.say(m), meter: bar,
+      });
+      bar.say(`  → ${system}: views = etcd's ${r.viewsMatchingEtcd}/${r.clients}, creation p99 ${r.latencyMs.p99} ms, drain ${r.drainS} s`);
+      results.push(r);
+    }
+    bar.done();
+    const dir = o.out || join(RESULTS, `${stamp()}-churn-N${o.clients}-W${o.waves}x${o.waveSize}`);
+    writeChurnResults(dir, `churn N=${o.clients}, ${o.waves} waves × ${o.waveSize} pods at ${o.rate}/s`, commandLine(), results, machine());
+    process.stdout.write(`results in ${dir}\n`);
+    process.exit(0);
   });
 
 await program.parseAsync(process.argv);

@@ -13,6 +13,7 @@ import * as hdr from 'hdr-histogram-js';
 import { runIngest } from '../bench/scenarios/ingest.js';
 import { runSteady, SYSTEMS, type RunResult, type SteadyOptions, type SystemName } from '../bench/scenarios/steady.js';
 import { writeResults } from '../bench/lib/report.js';
+import { harnessDescendants, kill, sessionProcesses, settle } from './support/leftovers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SLOW = { timeout: 120_000 };
@@ -21,45 +22,6 @@ const temps: string[] = [];
 const tempDir = (tag: string) => { const d = mkdtempSync(join(tmpdir(), `bench-smoke-${tag}-`)); temps.push(d); return d; };
 
 // ---- leftover processes ------------------------------------------------------------------
-
-/** Processes the harness starts, recognised by their command line. */
-const HARNESS = /\betcd\b|raw-server|agent-worker|calico-fanout/;
-
-/** Every live descendant of `root` whose command line is one of the harness's processes. */
-function harnessDescendants(root = process.pid): { pid: number; args: string }[] {
-  const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid=,args=']).toString();
-  const rows = out.split('\n').map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l)).filter((m): m is RegExpExecArray => !!m)
-    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), args: m[3]! }));
-  const found: { pid: number; args: string }[] = [];
-  const walk = (pid: number) => {
-    for (const r of rows.filter((x) => x.ppid === pid)) {
-      if (HARNESS.test(r.args)) found.push({ pid: r.pid, args: r.args });
-      walk(r.pid);
-    }
-  };
-  walk(root);
-  return found;
-}
-
-/** Processes of one session (a detached child and everything it started, even if orphaned). */
-function sessionProcesses(sid: number): { pid: number; args: string }[] {
-  let out = '';
-  try { out = execFileSync('ps', ['-o', 'pid=,args=', '--sid', String(sid)]).toString(); } catch { return []; } // exit 1: none
-  return out.split('\n').map((l) => /^\s*(\d+)\s+(.*)$/.exec(l)).filter((m): m is RegExpExecArray => !!m)
-    .map((m) => ({ pid: Number(m[1]), args: m[2]! }));
-}
-
-async function settle<T>(look: () => T[], ms = 5000): Promise<T[]> {
-  const end = Date.now() + ms;
-  let left = look();
-  while (left.length && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 100));
-    left = look();
-  }
-  return left;
-}
-
-const kill = (pid: number) => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } };
 
 after(() => {
   // Whatever a failed or timed-out test left behind.

@@ -13,6 +13,14 @@ export function keyOf(i: number): string {
   return `${PREFIX}${BENCH_NS}/node--${i % 500}-k8s-pod--${i}-eth0`;
 }
 
+const KEY_INDEX = /-k8s-pod--(\d+)-eth0$/;
+
+/** The index keyOf was given, or -1: a deletion carries no stamp, only its key. */
+export function indexOfKey(key: string): number {
+  const m = key.startsWith(PREFIX) ? KEY_INDEX.exec(key) : null;
+  return m ? Number(m[1]) : -1;
+}
+
 const hex = (n: number, len: number) => (n * 2654435761 >>> 0).toString(16).padStart(8, '0').repeat(Math.ceil(len / 8)).slice(0, len);
 
 export function valueOf(i: number, seq: number, ts: number): Record<string, unknown> {

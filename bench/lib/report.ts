@@ -4,11 +4,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as hdr from 'hdr-histogram-js';
 import type { RunResult } from '../scenarios/steady.js';
+import { rssLine } from './rss.js';
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN; };
-const fmtMs = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 10 ? ms.toFixed(0) : ms.toFixed(1));
+export const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN; };
+export const fmtMs = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 10 ? ms.toFixed(0) : ms.toFixed(1));
 const k = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${Math.round(n / 1e3)}k` : String(n));
 
 /** Runs of the same system and load, summarised by their medians (with the range). */
@@ -47,15 +48,21 @@ export function markdown(title: string, command: string, runs: RunResult[], mach
     ...[...groups.values()].map((g) => row(g, baselineFor(g[0]!))),
     '', 'Medians over runs (range in brackets). Latency is write → client callback on the shared monotonic clock; serving side = calico-fanout + etcd, etcd (+ grpc-proxy), or the raw server.',
     '', '![latency CDF](latency.svg)',
+    ...(runs.some((r) => r.rssSeries) ? ['', 'Serving side RSS (VmRSS, all its processes) during the measured pass and drain:', '', '![serving RSS over time](rss.svg)'] : []),
   ];
   return lines.join('\n') + '\n';
 }
 
 /** Latency CDF per system: x = latency (ms, log), y = share of deliveries at or below it. */
 export function latencySvg(runs: RunResult[]): string {
+  return cdfSvg([...summarise(runs).entries()].map(([name, g]) => ({ name, histogram: g[0]!.histogram }))); // first run of each group
+}
+
+/** Latency CDF of named histograms (HDR, compressed base64, in µs), one curve each. */
+export function cdfSvg(curves: { name: string; histogram: string }[]): string {
   const W = 720, H = 400, L = 60, B = 40, T = 20, R = 160;
-  const series = [...summarise(runs).entries()].map(([name, g]) => {
-    const h = hdr.decodeFromCompressedBase64(g[0]!.histogram); // first run of each group
+  const series = curves.map(({ name, histogram }) => {
+    const h = hdr.decodeFromCompressedBase64(histogram);
     const pts: [number, number][] = [];
     for (let p = 0; p <= 100; p += 0.5) pts.push([Math.max(0.01, h.getValueAtPercentile(Math.min(p, 99.999)) / 1000), p / 100]);
     return { name, pts };
@@ -82,10 +89,56 @@ ${paths.join('\n')}
 `;
 }
 
+/** RSS over time, one line per named series: x = seconds, y = MiB around the data (a few MiB must show). */
+export function rssSvg(lines: { name: string; t: number[]; mib: number[] }[], caption = 'seconds since the measured pass began'): string {
+  const W = 720, H = 400, L = 60, B = 40, T = 20, R = 200;
+  const finite = (v: number) => Number.isFinite(v);
+  const tMax = Math.max(1, ...lines.flatMap((l) => l.t));
+  const vs = lines.flatMap((l) => l.mib.filter(finite));
+  const pad = Math.max(1, (Math.max(...vs, 1) - Math.min(...vs, 0)) * 0.1);
+  const [yMin, yMax] = vs.length ? [Math.max(0, Math.min(...vs) - pad), Math.max(...vs) + pad] : [0, 1];
+  const x = (t: number) => L + (t / tMax) * (W - L - R);
+  const y = (v: number) => T + (1 - (v - yMin) / (yMax - yMin)) * (H - T - B);
+  const step = (span: number) => { const e = 10 ** Math.floor(Math.log10(span / 4)); return [1, 2, 5, 10].map((m) => m * e).find((s) => span / s <= 6)!; };
+  const grid = (lo: number, hi: number, f: (v: number) => string) => {
+    const st = step(hi - lo);
+    const out = [];
+    for (let v = Math.ceil(lo / st) * st; v <= hi; v += st) out.push(f(Math.round(v * 1000) / 1000));
+    return out.join('');
+  };
+  const paths = lines.map((l, i) => {
+    const c = COLORS[i % COLORS.length];
+    const d = l.t.map((t, j) => [t, l.mib[j]!] as const).filter(([, v]) => finite(v)).map(([t, v], j) => `${j ? 'L' : 'M'}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join('');
+    return `<path fill="none" stroke="${c}" stroke-width="2" d="${d || `M${L},${H - B}`}"/><text x="${W - R + 10}" y="${T + 16 + i * 18}" font-size="12" fill="${c}">${l.name}</text>`;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+${grid(0, tMax, (t) => `<line x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${T}" y2="${H - B}" stroke="#ddd"/><text x="${x(t).toFixed(1)}" y="${H - B + 16}" font-size="11" text-anchor="middle">${t} s</text>`)}
+${grid(yMin, yMax, (v) => `<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#eee"/><text x="${L - 6}" y="${(y(v) + 4).toFixed(1)}" font-size="11" text-anchor="end">${v} MiB</text>`)}
+<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="black"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="black"/>
+<text x="${(L + W - R) / 2}" y="${H - 6}" font-size="12" text-anchor="middle">${caption}</text>
+${paths.join('\n')}
+</svg>
+`;
+}
+
+/** steady's RSS lines: the whole serving side of each run (numbered when a system ran more than once). */
+export function steadyRssLines(runs: RunResult[]): { name: string; t: number[]; mib: number[] }[] {
+  const seen = new Map<string, number>();
+  return runs.filter((r) => r.rssSeries).map((r) => {
+    const key = `${r.system} N=${r.clients} R=${r.rate}`;
+    const n = (seen.get(key) ?? 0) + 1;
+    seen.set(key, n);
+    const repeated = runs.filter((x) => `${x.system} N=${x.clients} R=${x.rate}` === key).length > 1;
+    return { name: repeated ? `${key} #${n}` : key, t: r.rssSeries!.t, mib: rssLine(r.rssSeries!) };
+  });
+}
+
 export function writeResults(dir: string, name: string, command: string, runs: RunResult[], machine: string): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'results.json'), JSON.stringify({ scenario: name, command, machine, runs }, null, 2));
   writeFileSync(join(dir, 'latency.svg'), latencySvg(runs));
+  if (runs.some((r) => r.rssSeries)) writeFileSync(join(dir, 'rss.svg'), rssSvg(steadyRssLines(runs)));
   writeFileSync(join(dir, 'report.md'), markdown(`${name}`, command, runs, machine));
   return dir;
 }

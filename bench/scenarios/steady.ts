@@ -6,10 +6,12 @@ import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { startEtcd, type EtcdServer } from '../../test/support/etcd.js';
 import { freePort } from '../../test/support/metrics.js';
-import type { System, WorkerCommand, WorkerReport } from '../agent-worker.js';
+import type { StalledClient, System, WorkerCommand, WorkerProgress, WorkerReport } from '../agent-worker.js';
 import { preload, writeSteady } from '../lib/writer.js';
 import { nowUs } from '../lib/payload.js';
 import { cpuSeconds, peakRssMiB, start, waitUntil, type Proc } from '../lib/procs.js';
+import { pollDelivered, type Meter } from '../lib/progress.js';
+import { sampleRss, type RssSeries } from '../lib/rss.js';
 
 export const SYSTEMS = ['fanout', 'raw-batch', 'raw-frame', 'direct', 'grpc-proxy'] as const;
 export type SystemName = (typeof SYSTEMS)[number];
@@ -27,7 +29,16 @@ export interface SteadyOptions {
   writerCpus?: string;
   drainTimeoutS: number;
   progress?: (msg: string) => void;
+  /** Progress of the measured pass and drain (the CLI's progress bar). */
+  meter?: Meter;
+  /** slow: this many clients stop reading for stallS seconds in the middle of the measured pass. */
+  stalled?: number;
+  stallS?: number;
+  /** TYPHA_* settings for calico-fanout (e.g. its high-water mark and stall timeout). */
+  fanoutEnv?: Record<string, string>;
 }
+
+type Percentiles = { p50: number; p90: number; p99: number; max: number };
 
 export interface RunResult {
   system: SystemName;
@@ -49,12 +60,16 @@ export interface RunResult {
   reconnects: number;
   snapshots: number;
   histogram: string;
+  /** VmRSS of each serving process every 250 ms, from the start of the measured pass to the end of the drain. */
+  rssSeries?: RssSeries;
+  /** slow: the stalled clients, measured apart (latencyMs and histogram above are everyone else's). */
+  stalled?: { atS: number; forS: number; clients: StalledClient[]; othersComplete: number; latencyMs: Percentiles; histogram: string };
 }
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WORKER = fileURLToPath(new URL('../agent-worker.ts', import.meta.url));
 
-class Worker {
+export class Worker {
   private readonly waiters: { resolve: (m: any) => void; reject: (e: Error) => void }[] = [];
   private failed?: Error;
   constructor(readonly child: ChildProcess) {
@@ -90,7 +105,7 @@ function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
   });
 }
 
-function startWorkers(o: SteadyOptions): Worker[] {
+export function startWorkers(o: SteadyOptions): Worker[] {
   return Array.from({ length: o.workers }, () => {
     const child = fork(WORKER, [], {
       execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
@@ -100,13 +115,13 @@ function startWorkers(o: SteadyOptions): Worker[] {
 }
 
 /** BENCH_CPU_PROF=<dir>: calico-fanout and every client process write a V8 CPU profile there when it stops. */
-function profileArgs(): string[] {
+export function profileArgs(): string[] {
   const dir = process.env.BENCH_CPU_PROF;
   return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
 }
 
 /** Asks the workers to exit (so profiles get written), then kills what is left after 3 s. */
-async function stopWorkers(workers: Worker[]): Promise<void> {
+export async function stopWorkers(workers: Worker[]): Promise<void> {
   const exited = workers.map((w) => w.child.exitCode !== null || w.child.signalCode !== null
     ? Promise.resolve()
     : new Promise<void>((resolve) => { w.child.once('exit', () => resolve()); try { w.child.send({ cmd: 'stop' }); } catch { /* already gone */ } }));
@@ -115,7 +130,7 @@ async function stopWorkers(workers: Worker[]): Promise<void> {
 }
 
 /** Serving side of one system; returns the URLs clients use and the processes to account for. */
-async function serve(system: SystemName, o: SteadyOptions, cleanup: (() => Promise<void>)[]): Promise<{
+export async function serve(system: SystemName, o: SteadyOptions, cleanup: (() => Promise<void>)[]): Promise<{
   clientSystem: System; urls: string[]; procs: { name: string; pid: () => number }[]; etcd?: EtcdServer; raw?: ChildProcess; watches: () => Promise<number | null>;
 }> {
   if (system === 'raw-batch' || system === 'raw-frame') {
@@ -146,7 +161,7 @@ async function serve(system: SystemName, o: SteadyOptions, cleanup: (() => Promi
   const server: Proc = start('calico-fanout', process.execPath, [
     ...profileArgs(), 'bin/calico-fanout.js', 'serve', '--datastore', 'etcdv3', '--etcd-endpoints', etcd.endpoint, '--server-host', '127.0.0.1',
     '--server-port', String(port), '--health-port', String(health), '--health-host', '127.0.0.1', '--metrics-port', String(health), '--log-level', 'WARNING',
-  ], { cpus: o.serverCpus, cwd: ROOT });
+  ], { cpus: o.serverCpus, cwd: ROOT, env: { ...process.env, ...o.fanoutEnv } });
   cleanup.push(() => server.stop());
   await waitUntil(async () => (await fetch(`http://127.0.0.1:${health}/readyz`).then((r) => r.ok).catch(() => false)), 'calico-fanout ready', 30_000);
   return {
@@ -155,8 +170,19 @@ async function serve(system: SystemName, o: SteadyOptions, cleanup: (() => Promi
   };
 }
 
+/** Pauses the stalled clients' reading for stallS seconds centred on the measured pass. */
+function stallMidway(workers: Worker[], o: SteadyOptions): { window: { atS: number; forS: number }; cancel(): void } {
+  const forS = o.stallS ?? 5;
+  const window = { atS: Math.max(0, (o.durationS - forS) / 2), forS };
+  if (!o.stalled) return { window, cancel() {} };
+  const toAll = (paused: boolean) => () => { void Promise.all(workers.map((x) => x.ask({ cmd: 'stall', paused }))).catch(() => {}); };
+  const timers = [setTimeout(toAll(true), window.atS * 1000), setTimeout(toAll(false), (window.atS + forS) * 1000)];
+  // Not resumed by the end of the drain: the report resumes them.
+  return { window, cancel() { for (const t of timers) clearTimeout(t); } };
+}
+
 /** Moves a running process to the given cores ('' leaves it where it is, as smoke tests do). */
-function pin(pid: number, cpus: string): void {
+export function pin(pid: number, cpus: string): void {
   if (cpus) start('taskset', 'taskset', ['-pc', cpus, String(pid)]);
 }
 
@@ -184,6 +210,7 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
     const per = Math.ceil(o.clients / o.workers);
     await Promise.all(workers.map((w, i) => w.ask({
       cmd: 'start', system: s.clientSystem, urls: s.urls, first: i * per, count: Math.max(0, Math.min(per, o.clients - i * per)), keys: o.keys, mode: o.mode,
+      stalled: Math.max(0, (o.stalled ?? 0) - i * per),
     })));
 
     // Warm-up (seq 0, ignored by the clients), then the measured pass.
@@ -209,19 +236,33 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
     const writer0 = process.cpuUsage();
     const t0 = nowUs();
     say(`${system}: ${o.rate}/s for ${o.durationS} s to ${o.clients} clients`);
+    const rssSampler = sampleRss(pids);
+    const ask = (lastSeq?: number[]) => Promise.all(workers.map((x) => x.ask<WorkerProgress>({ cmd: 'progress', lastSeq })));
+    o.meter?.phase(`${system} measured`, Math.round(o.rate * o.durationS) * o.clients);
+    const poll = pollDelivered(o.meter, async () => (await ask()).reduce((n, x) => n + x.received, 0));
+    const stall = stallMidway(workers, o);
     const w = await write(o.rate, o.durationS, 1);
+    await poll.stop();
     const expected = w.written * o.clients;
 
-    // Drain: until every client has every update, or the drain timeout.
+    // Drain: until every client has every update, or the drain timeout. A client that fell
+    // behind the server's high-water mark (or stalled) rightly ends with fewer deliveries: its
+    // catch-up sends each key's latest value only. So a client also counts as done once its final
+    // state is complete, which is what the slow scenario's stalled clients are held to.
+    o.meter?.phase(`${system} drain`, expected);
     let delivered = 0;
     const deadline = Date.now() + o.drainTimeoutS * 1000;
     while (Date.now() < deadline) {
-      const p = await Promise.all(workers.map((x) => x.ask<{ received: number }>({ cmd: 'progress' })));
+      const p = await ask(w.lastSeq);
       delivered = p.reduce((n, x) => n + x.received, 0);
-      if (delivered >= expected) break;
+      o.meter?.delivered(delivered);
+      const complete = p.reduce((n, x) => n + x.complete, 0);
+      if (delivered >= expected || complete === o.clients) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    stall.cancel();
     const tEnd = nowUs();
+    const rssSeries = rssSampler.stop();
     const cpu1 = Object.fromEntries(pids().map((p) => [p.name, cpuSeconds(p.pid) - cpu0[p.name]!]));
     const clientCpu = workers.reduce((n, x) => n + cpuSeconds(x.child.pid!), 0) - clientCpu0;
     const writerCpu = process.cpuUsage(writer0);
@@ -229,19 +270,26 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
     const watches = await s.watches();
 
     const reports = await Promise.all(workers.map((x) => x.ask<WorkerReport>({ cmd: 'report', lastSeq: w.lastSeq })));
-    const merged = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
-    for (const r of reports) merged.add(hdr.decodeFromCompressedBase64(r.histogram));
+    const merge = (pick: (r: WorkerReport) => string) => {
+      const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
+      for (const r of reports) h.add(hdr.decodeFromCompressedBase64(pick(r)));
+      return h;
+    };
+    const merged = merge((r) => r.histogram);
     const received = reports.flatMap((r) => r.received);
     delivered = received.reduce((a, b) => a + b, 0);
     const completeClients = reports.reduce((n, r) => n + r.complete, 0);
     const servingTotal = Object.values(cpu1).reduce((a, b) => a + b, 0);
     const ms = (us: number) => Math.round(us / 10) / 100;
+    const percentiles = (h: hdr.Histogram): Percentiles => ({ p50: ms(h.getValueAtPercentile(50)), p90: ms(h.getValueAtPercentile(90)), p99: ms(h.getValueAtPercentile(99)), max: ms(h.maxValue) });
+    const stalledClients = reports.flatMap((r) => r.stalled);
+    const stalledHistogram = merge((r) => r.stalledHistogram);
     return {
       system, clients: o.clients, rate: o.rate, durationS: o.durationS, written: w.written,
       expectedDeliveries: expected, delivered,
       deliveredPerSec: Math.round(delivered / ((tEnd - t0) / 1e6)),
       allComplete: completeClients === o.clients, completeClients,
-      latencyMs: { p50: ms(merged.getValueAtPercentile(50)), p90: ms(merged.getValueAtPercentile(90)), p99: ms(merged.getValueAtPercentile(99)), max: ms(merged.maxValue) },
+      latencyMs: percentiles(merged),
       drainS: Math.round((tEnd - w.lastPutAt) / 1e4) / 100,
       cpuS: { serving: cpu1, servingTotal, clients: clientCpu, writer: (writerCpu.user + writerCpu.system) / 1e6 },
       servingCpuUsPerDelivered: delivered ? Math.round((servingTotal * 1e6 / delivered) * 100) / 100 : NaN,
@@ -250,6 +298,13 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
       reconnects: reports.reduce((n, r) => n + r.reconnects, 0),
       snapshots: reports.reduce((n, r) => n + r.snapshots, 0),
       histogram: hdr.encodeIntoCompressedBase64(merged),
+      rssSeries,
+      ...(o.stalled ? {
+        stalled: {
+          ...stall.window, clients: stalledClients, othersComplete: completeClients - stalledClients.filter((c) => c.complete).length,
+          latencyMs: percentiles(stalledHistogram), histogram: hdr.encodeIntoCompressedBase64(stalledHistogram),
+        },
+      } : {}),
     };
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => {});

@@ -1,0 +1,100 @@
+// Results of the storm and idle scenarios: results.json and a Markdown report with one row per
+// system (medians over repeated runs, the range in brackets), written to a results folder.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { IdleResult } from '../scenarios/idle.js';
+import type { StormPhase, StormResult } from '../scenarios/storm.js';
+import { median } from './report.js';
+
+const MiB = (b: number) => `${(b / 2 ** 20).toFixed(1)}`;
+
+/** Runs grouped by `key`, in first-seen order. */
+function groups<T>(runs: T[], key: (r: T) => string): T[][] {
+  const m = new Map<string, T[]>();
+  for (const r of runs) m.set(key(r), [...(m.get(key(r)) ?? []), r]);
+  return [...m.values()];
+}
+
+/** The median of a figure over runs, with its range when there are several. */
+function med<T>(runs: T[], f: (r: T) => number, fmt: (n: number) => string = (n) => n.toFixed(2)): string {
+  const xs = runs.map(f);
+  return xs.length > 1 ? `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})` : fmt(xs[0]!);
+}
+
+const perProcess = <T>(runs: T[], f: (r: T) => Record<string, number>, fmt: (n: number) => string) =>
+  Object.keys(f(runs[0]!)).map((n) => `${n} ${fmt(median(runs.map((r) => f(r)[n] ?? NaN)))}`).join(' + ');
+
+function phaseCells(runs: StormResult[], p: (r: StormResult) => StormPhase): string[] {
+  const r = runs[0]!;
+  return [
+    runs.every((x) => p(x).completeClients === x.clients) ? 'yes' : `no (${runs.map((x) => p(x).completeClients).join(', ')} of ${r.clients})`,
+    med(runs, (x) => p(x).timeS), med(runs, (x) => p(x).clientS.p50),
+    med(runs, (x) => p(x).bytesPerClient.median, MiB),
+    perProcess(runs, (x) => p(x).cpuS, (n) => n.toFixed(2)), med(runs, (x) => p(x).clientCpuS),
+    perProcess(runs, (x) => p(x).peakRssMiB, (n) => n.toFixed(0)),
+    p(r).snapshotsGenerated === null ? '—' : runs.map((x) => p(x).snapshotsGenerated).join(', '),
+  ];
+}
+
+export function stormMarkdown(title: string, command: string, runs: StormResult[], machine: string): string {
+  const rows = groups(runs, (r) => `${r.system} ${r.keys} ${r.clients} ${r.mode}`);
+  const head = (extra: string[]) => [
+    `| system | K | N | client mode | runs | every client got all K? | all in sync s | per client p50 s | MiB received per client | serving CPU s | client CPU s | peak RSS MiB (serving) | snapshots built |${extra.map((e) => ` ${e} |`).join('')}`,
+    `|${'---|'.repeat(13 + extra.length)}`,
+  ];
+  const lead = (g: StormResult[]) => `| ${g[0]!.system} | ${g[0]!.keys} | ${g[0]!.clients} | ${g[0]!.mode ?? '—'} | ${g.length} |`;
+  const reconnecting = rows.filter((g) => g[0]!.reconnect);
+  const lines = [
+    `# ${title}`, '', `Command: \`${command}\``, '', machine, '',
+    '## Storm: N clients connect at once', '',
+    ...head([]),
+    ...rows.map((g) => `${lead(g)} ${phaseCells(g, (x) => x.sync).join(' | ')} |`),
+    '',
+    'Time from the first connect to the last client in sync (calico-fanout: `SyncClient.inSync()`; etcd: the last page of the',
+    'last reader), on the shared monotonic clock. Bytes: frames received (calico-fanout) or keys + values listed (etcd).',
+    'Serving CPU over the phase; peak RSS is VmHWM (etcd\'s includes the preload). Snapshots built: calico-fanout\'s',
+    '`typha_snapshots_generated`, all views, one figure per run.',
+  ];
+  if (reconnecting.length) {
+    lines.push('', '## Reconnect: calico-fanout restarts (SIGTERM, a new process on the same port)', '',
+      ...head(['new server ready s', 'synced by snapshot / resume', 'streaming on the new server']),
+      ...reconnecting.map((g) => {
+        const rc = (x: StormResult) => x.reconnect!;
+        return `${lead(g)} ${phaseCells(g, rc).join(' | ')} | ${med(g, (x) => rc(x).serverReadyS)} | ${median(g.map((x) => rc(x).snapshotSyncs))} / ${median(g.map((x) => rc(x).resumeSyncs))} | ${median(g.map((x) => rc(x).streamingOnNewServer))} |`;
+      }),
+      '',
+      'Times from the SIGTERM. The new process\'s CPU is its whole life (start, listing etcd, serving the resync);',
+      'its snapshot count is its own. A new process has a new epoch, so every client syncs from a snapshot:',
+      'digest resync is not implemented yet. An etcd reader that reconnects lists everything again (the storm phase).');
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function idleMarkdown(title: string, command: string, runs: IdleResult[], machine: string): string {
+  const rows = groups(runs, (r) => `${r.system} ${r.clients}`);
+  return [
+    `# ${title}`, '', `Command: \`${command}\``, '', machine, '',
+    '| system | process | N | preloaded keys | runs | RSS before MiB | RSS after MiB | KiB per idle client | connect s |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows.map((g) => {
+      const r = g[0]!;
+      return `| ${r.system} | ${r.process} | ${r.clients} | ${r.keys} | ${g.length} | ${med(g, (x) => x.rssBeforeMiB, (n) => n.toFixed(1))} | ${med(g, (x) => x.rssAfterMiB, (n) => n.toFixed(1))} | ${med(g, (x) => x.kibPerClient, (n) => n.toFixed(1))} | ${med(g, (x) => x.connectS)} |`;
+    }),
+    '',
+    'RSS is VmRSS of the serving process, the median of samples every 250 ms: over 1 s before any client connects, and',
+    'over the settle pause after all are in sync. KiB per idle client = (after − before) / N. Target (issue): ≤ 16 KiB for calico-fanout.',
+  ].join('\n') + '\n';
+}
+
+function write(dir: string, scenario: string, command: string, machine: string, runs: unknown[], md: string): string {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'results.json'), JSON.stringify({ scenario, command, machine, runs }, null, 2));
+  writeFileSync(join(dir, 'report.md'), md);
+  return dir;
+}
+
+export const writeStormResults = (dir: string, name: string, command: string, runs: StormResult[], machine: string) =>
+  write(dir, name, command, machine, runs, stormMarkdown(name, command, runs, machine));
+
+export const writeIdleResults = (dir: string, name: string, command: string, runs: IdleResult[], machine: string) =>
+  write(dir, name, command, machine, runs, idleMarkdown(name, command, runs, machine));

@@ -1,0 +1,211 @@
+// storm: K keys in etcd, N agents connect at once: how long until every one holds all K keys,
+// what it costs the serving side, and how many bytes each agent received. Then, for calico-fanout,
+// the server restarts on the same port and the agents reconnect by themselves: the same figures
+// for the resync. Serving side on CPU 0, the agents' processes on CPU 1, as in steady.
+//
+//   fanout       calico-fanout serving etcd; agents are SyncClients (light or full)
+//   direct       N etcd readers, each listing the prefix in pages of 10,000 at one revision
+//   grpc-proxy   the same readers through `etcd grpc-proxy start`
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { WorkerCommand } from '../agent-worker.js';
+import type { ClientFigures, StormCommand, StormReply } from '../storm-worker.js';
+import { nowUs } from '../lib/payload.js';
+import { cpuSeconds, peakRssMiB, rssMiB, start, waitUntil } from '../lib/procs.js';
+import { median } from '../lib/report.js';
+import { pin, profileArgs, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
+
+export const STORM_SYSTEMS = ['fanout', 'direct', 'grpc-proxy'] as const;
+export type StormSystem = (typeof STORM_SYSTEMS)[number];
+
+export interface StormOptions {
+  keys: number;
+  clients: number;
+  workers: number;
+  mode: 'full' | 'light';
+  serverCpus: string;
+  clientCpus: string;
+  /** Bound on each phase. */
+  timeoutS: number;
+  progress?: (msg: string) => void;
+}
+
+export interface StormPhase {
+  /** Start of the phase → the last agent in sync (the last reader done). */
+  timeS: number;
+  /** The same per agent. */
+  clientS: { p50: number; max: number };
+  keysPerClient: { min: number; max: number };
+  /** Agents holding exactly K keys. */
+  completeClients: number;
+  /** Agents: bytes of frames received; etcd readers: bytes of keys and values. */
+  bytesPerClient: { min: number; median: number; max: number };
+  bytesTotal: number;
+  cpuS: Record<string, number>;
+  clientCpuS: number;
+  peakRssMiB: Record<string, number>;
+  /** calico-fanout's typha_snapshots_generated, all views (null for etcd). */
+  snapshotsGenerated: number | null;
+}
+
+export interface StormReconnect extends StormPhase {
+  /** SIGTERM → the new calico-fanout process ready. */
+  serverReadyS: number;
+  /** How the agents synced with the new process, as their libraries count it. */
+  snapshotSyncs: number;
+  resumeSyncs: number;
+  /** typha_connections_streaming of the new process once every agent is in sync. */
+  streamingOnNewServer: number;
+}
+
+export interface StormResult {
+  system: StormSystem;
+  keys: number;
+  clients: number;
+  mode: 'full' | 'light' | null;
+  workers: number;
+  rssBeforeMiB: Record<string, number>;
+  sync: StormPhase;
+  /** calico-fanout only: a direct or proxied etcd reader that reconnects lists everything again (the sync phase). */
+  reconnect: StormReconnect | null;
+}
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const WORKER = fileURLToPath(new URL('../storm-worker.ts', import.meta.url));
+const PAGE = 10_000;
+
+/** Worker speaks agent-worker's commands by type; storm-worker's travel the same IPC channel. */
+const ask = <T>(w: Worker, c: StormCommand) => w.ask<T>(c as unknown as WorkerCommand);
+
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms); });
+  try { return await Promise.race([p, late]); } finally { clearTimeout(timer); }
+}
+
+/** serve() reads only the keys to preload and the serving cores. */
+export const serveOptions = (keys: number, serverCpus: string, workers = 0): SteadyOptions => ({
+  keys, serverCpus, workers, clients: 0, rate: 0, durationS: 0, mode: 'light', clientCpus: '', drainTimeoutS: 0,
+});
+
+/** One metric of calico-fanout's /metrics, summed over its labels. */
+async function metricSum(port: number, name: string): Promise<number> {
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text());
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
+  return sum;
+}
+
+/** serve() owns calico-fanout's arguments: a restart on the same ports reuses them as /proc shows them. */
+const argvOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+const metricsPortOf = (argv: string[]) => Number(argv[argv.indexOf('--metrics-port') + 1]);
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+function startWorkers(o: StormOptions): Worker[] {
+  return Array.from({ length: o.workers }, () => {
+    const w = new Worker(fork(WORKER, [], {
+      execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
+    }));
+    pin(w.child.pid!, o.clientCpus);
+    return w;
+  });
+}
+
+const r2 = (n: number) => Math.round(n * 100) / 100;
+
+type Serving = Pick<StormPhase, 'cpuS' | 'clientCpuS' | 'peakRssMiB' | 'snapshotsGenerated'>;
+
+/** Figures of one phase from the workers' replies; `t0` on the shared monotonic clock. */
+function phase(o: StormOptions, t0: number, replies: StormReply[], serving: Serving): StormPhase {
+  const all: ClientFigures[] = replies.flatMap((r) => r.clients);
+  const done = all.map((c) => Math.round((c.doneAt - t0) / 1e3) / 1e3);
+  const bytes = all.map((c) => c.bytes);
+  const keys = all.map((c) => c.keys);
+  return {
+    timeS: Math.max(...done), clientS: { p50: median(done), max: Math.max(...done) },
+    keysPerClient: { min: Math.min(...keys), max: Math.max(...keys) },
+    completeClients: keys.filter((k) => k === o.keys).length,
+    bytesPerClient: { min: Math.min(...bytes), median: median(bytes), max: Math.max(...bytes) },
+    bytesTotal: bytes.reduce((a, b) => a + b, 0),
+    ...serving, clientCpuS: r2(serving.clientCpuS),
+  };
+}
+
+interface Run { o: StormOptions; workers: Worker[]; cleanup: (() => Promise<void>)[]; say: (m: string) => void; clientCpu: () => number }
+
+/** Restarts calico-fanout on the same port (SIGTERM: a graceful drain with goaway) and times the agents' return. */
+async function restart(r: Run, fanoutPid: number, etcdPid: number): Promise<StormReconnect> {
+  const { o, workers } = r;
+  const timeoutMs = o.timeoutS * 1000;
+  const argv = argvOf(fanoutPid);
+  const metricsPort = metricsPortOf(argv);
+  await within(Promise.all(workers.map((w) => ask(w, { cmd: 'arm' }))), 10_000, 'arm');
+  const resynced = within(Promise.all(workers.map((w) => ask<StormReply>(w, { cmd: 'resync', timeoutMs }))), timeoutMs + 5000, 'clients in sync again');
+  resynced.catch(() => {}); // awaited below; a failure before then must not go unhandled
+  const etcd0 = cpuSeconds(etcdPid);
+  const client0 = r.clientCpu();
+  r.say('fanout: restarting calico-fanout');
+  const t0 = nowUs();
+  process.kill(fanoutPid, 'SIGTERM');
+  await waitUntil(() => !alive(fanoutPid), 'the old calico-fanout to exit', 15_000);
+  const next = start('calico-fanout', argv[0]!, argv.slice(1), { cpus: o.serverCpus, cwd: ROOT });
+  r.cleanup.push(() => next.stop());
+  await waitUntil(async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`).then((x) => x.ok).catch(() => false)), 'the new calico-fanout ready', timeoutMs);
+  const serverReadyS = Math.round((nowUs() - t0) / 1e3) / 1e3;
+  const replies = await resynced;
+  const figures = phase(o, t0, replies, {
+    // The new process's whole life: starting, listing etcd, serving the resync.
+    cpuS: { etcd: r2(cpuSeconds(etcdPid) - etcd0), 'calico-fanout': cpuSeconds(next.pid) },
+    clientCpuS: r.clientCpu() - client0,
+    peakRssMiB: { etcd: Math.round(peakRssMiB(etcdPid)), 'calico-fanout': Math.round(peakRssMiB(next.pid)) },
+    snapshotsGenerated: await metricSum(metricsPort, 'typha_snapshots_generated'),
+  });
+  const count = (f: 'snapshots' | 'resumes') => replies.flatMap((x) => x.clients).reduce((n, c) => n + (c[f] ?? 0), 0);
+  return {
+    ...figures, serverReadyS, snapshotSyncs: count('snapshots'), resumeSyncs: count('resumes'),
+    streamingOnNewServer: await metricSum(metricsPort, 'typha_connections_streaming'),
+  };
+}
+
+export async function runStorm(system: StormSystem, o: StormOptions): Promise<StormResult> {
+  const cleanup: (() => Promise<void>)[] = [];
+  const say = o.progress ?? (() => {});
+  const timeoutMs = o.timeoutS * 1000;
+  try {
+    say(`${system}: starting the serving side and preloading ${o.keys} keys`);
+    const s = await serve(system, serveOptions(o.keys, o.serverCpus), cleanup);
+    const workers = startWorkers(o);
+    cleanup.push(() => stopWorkers(workers));
+    await within(Promise.all(workers.map((w) => ask(w, { cmd: 'ping' }))), 30_000, 'client processes up');
+
+    const pidOf = (name: string) => s.procs.find((p) => p.name === name)?.pid();
+    const each = (f: (pid: number) => number) => Object.fromEntries(s.procs.map((p) => [p.name, r2(f(p.pid()))]));
+    const clientCpu = () => workers.reduce((n, w) => n + cpuSeconds(w.child.pid!), 0);
+    const rssBeforeMiB = each(rssMiB);
+    const per = Math.ceil(o.clients / o.workers);
+    const share = (i: number) => ({ first: i * per, count: Math.max(0, Math.min(per, o.clients - i * per)) });
+    const fanoutPid = pidOf('calico-fanout');
+
+    say(`${system}: ${o.clients} clients connect at once`);
+    const cpu0 = each(cpuSeconds);
+    const client0 = clientCpu();
+    const t0 = nowUs();
+    const replies = await within(Promise.all(workers.map((w, i) => ask<StormReply>(w, fanoutPid
+      ? { cmd: 'sync', urls: s.urls, ...share(i), mode: o.mode, timeoutMs }
+      : { cmd: 'read', urls: s.urls, count: share(i).count, pageSize: PAGE }))), timeoutMs + 5000, `${system}: clients in sync`);
+    const cpu1 = each(cpuSeconds);
+    const sync = phase(o, t0, replies, {
+      cpuS: Object.fromEntries(Object.entries(cpu1).map(([n, v]) => [n, r2(v - cpu0[n]!)])),
+      clientCpuS: clientCpu() - client0,
+      peakRssMiB: each(peakRssMiB),
+      snapshotsGenerated: fanoutPid ? await metricSum(metricsPortOf(argvOf(fanoutPid)), 'typha_snapshots_generated') : null,
+    });
+    say(`${system}: all in sync after ${sync.timeS} s`);
+    const reconnect = fanoutPid ? await restart({ o, workers, cleanup, say, clientCpu }, fanoutPid, pidOf('etcd')!) : null;
+    if (reconnect) say(`${system}: all in sync again ${reconnect.timeS} s after the restart`);
+    return { system, keys: o.keys, clients: o.clients, mode: fanoutPid ? o.mode : null, workers: o.workers, rssBeforeMiB, sync, reconnect };
+  } finally {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+  }
+}

@@ -1,0 +1,43 @@
+// Test support for the load-test harness: finding processes it started that outlived their run,
+// whether still children of the test process or orphaned in a detached CLI's session.
+import { execFileSync } from 'node:child_process';
+
+/** Processes the harness starts, recognised by their command line. */
+export const HARNESS = /\betcd\b|raw-server|agent-worker|storm-worker|calico-fanout/;
+
+/** Every live descendant of `root` whose command line is one of the harness's processes. */
+export function harnessDescendants(root = process.pid): { pid: number; args: string }[] {
+  const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid=,args=']).toString();
+  const rows = out.split('\n').map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l)).filter((m): m is RegExpExecArray => !!m)
+    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), args: m[3]! }));
+  const found: { pid: number; args: string }[] = [];
+  const walk = (pid: number) => {
+    for (const r of rows.filter((x) => x.ppid === pid)) {
+      if (HARNESS.test(r.args)) found.push({ pid: r.pid, args: r.args });
+      walk(r.pid);
+    }
+  };
+  walk(root);
+  return found;
+}
+
+/** Processes of one session (a detached child and everything it started, even if orphaned). */
+export function sessionProcesses(sid: number): { pid: number; args: string }[] {
+  let out = '';
+  try { out = execFileSync('ps', ['-o', 'pid=,args=', '--sid', String(sid)]).toString(); } catch { return []; } // exit 1: none
+  return out.split('\n').map((l) => /^\s*(\d+)\s+(.*)$/.exec(l)).filter((m): m is RegExpExecArray => !!m)
+    .map((m) => ({ pid: Number(m[1]), args: m[2]! }));
+}
+
+/** What `look` still finds after up to `ms` of waiting for it to go away. */
+export async function settle<T>(look: () => T[], ms = 5000): Promise<T[]> {
+  const end = Date.now() + ms;
+  let left = look();
+  while (left.length && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = look();
+  }
+  return left;
+}
+
+export const kill = (pid: number) => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } };
