@@ -16,6 +16,7 @@ import { runChurn, CHURN_SYSTEMS, type ChurnResult, type ChurnSystem } from './s
 import { writeSlowResults } from './lib/report-slow.js';
 import { writeChurnResults } from './lib/report-churn.js';
 import { Progress } from './lib/progress.js';
+import { writeScaling } from './lib/report-scaling.js';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 
@@ -78,6 +79,13 @@ withLoad(program.command('steady'), 100)
     process.stdout.write(`results in ${dir}\n`);
     process.exit(0);
   });
+
+program.command('scaling')
+  .description('chart of delivered/s against N from steady results folders at one rate (SVG)')
+  .argument('<dirs...>', 'steady results folders')
+  .requiredOption('--rate <r>', 'the rate the runs share', int)
+  .requiredOption('--out <file>', 'SVG file to write')
+  .action((dirs: string[], o) => { writeScaling(o.out, dirs, o.rate); process.stdout.write(`chart in ${o.out}\n`); });
 
 program.command('ingest')
   .description('the pipeline in process, without sockets: updates/s through dedupe + store + encode')

@@ -13,6 +13,7 @@ import * as hdr from 'hdr-histogram-js';
 import { runIngest } from '../bench/scenarios/ingest.js';
 import { runSteady, SYSTEMS, type RunResult, type SteadyOptions, type SystemName } from '../bench/scenarios/steady.js';
 import { writeResults } from '../bench/lib/report.js';
+import { scalingPoints, scalingSvg } from '../bench/lib/report-scaling.js';
 import { harnessDescendants, kill, sessionProcesses, settle } from './support/leftovers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -130,6 +131,26 @@ test('writeResults writes results.json, report.md and latency.svg for the runs',
   assert.ok(svg.trimEnd().endsWith('</svg>'));
   assert.equal(svg.match(/<path /g)?.length, SYSTEMS.length, 'one curve per system');
   for (const system of SYSTEMS) assert.ok(svg.includes(`>${system} N=${CLIENTS} R=100</text>`), `legend for ${system}`);
+  assert.doesNotMatch(svg, /NaN|Infinity/);
+});
+
+test('scaling chart: delivered/s against N, one line per system, from results folders', SLOW, () => {
+  const small = tempDir('scaling-a');
+  const big = tempDir('scaling-b');
+  writeResults(small, 'a', 'x', runs, 'Machine: test');
+  // The same runs as if at twice the clients and delivery rate: a second point per system.
+  writeResults(big, 'b', 'x', runs.map((r) => ({ ...r, clients: r.clients * 2, deliveredPerSec: r.deliveredPerSec * 2 })), 'Machine: test');
+  const points = scalingPoints([small, big], 100);
+  assert.deepEqual([...points.keys()].sort(), [...SYSTEMS].sort());
+  for (const system of SYSTEMS) {
+    const own = runs.filter((r) => r.system === system).map((r) => r.deliveredPerSec).sort((a, b) => a - b);
+    const med = own[Math.floor((own.length - 1) / 2)]!;
+    assert.deepEqual(points.get(system), [{ n: CLIENTS, perSec: med }, { n: CLIENTS * 2, perSec: med * 2 }], `${system}: median per N, in N order`);
+  }
+  assert.deepEqual(scalingPoints([small], 999), new Map(), 'runs at another rate are left out');
+  const svg = scalingSvg(points, 100);
+  assert.equal(svg.match(/<path fill="none"/g)?.length, SYSTEMS.length, 'one line per system');
+  assert.match(svg, /ideal \(N × 100\/s\)/);
   assert.doesNotMatch(svg, /NaN|Infinity/);
 });
 
