@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { VERSION } from '../src/version.js';
+import { runClientCost } from './scenarios/client.js';
 import { runIngest } from './scenarios/ingest.js';
 import { runSteady, SYSTEMS, type RunResult, type SystemName } from './scenarios/steady.js';
 import { writeResults } from './lib/report.js';
@@ -86,6 +87,17 @@ program.command('scaling')
   .requiredOption('--rate <r>', 'the rate the runs share', int)
   .requiredOption('--out <file>', 'SVG file to write')
   .action((dirs: string[], o) => { writeScaling(o.out, dirs, o.rate); process.stdout.write(`chart in ${o.out}\n`); });
+
+program.command('client')
+  .description('the client library\'s cost per update, in process without sockets, against decoding the raw baseline\'s frames')
+  .option('--per-frame <n>', 'updates per delta frame (R/100 at a 10 ms batching window)', int, 10)
+  .option('--frames <n>', 'frames per pass', int, 2000)
+  .option('--keys <k>', 'distinct keys', int, 1000)
+  .option('--repeat <n>', 'timed passes (report the median)', int, 10)
+  .action((o) => {
+    const r = runClientCost({ perFrame: o.perFrame, frames: o.frames, keys: o.keys, repeat: o.repeat });
+    process.stdout.write(JSON.stringify({ machine: machine(), ...r }, null, 2) + '\n');
+  });
 
 program.command('ingest')
   .description('the pipeline in process, without sockets: updates/s through dedupe + store + encode')

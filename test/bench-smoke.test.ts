@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import * as hdr from 'hdr-histogram-js';
+import { runClientCost } from '../bench/scenarios/client.js';
 import { runIngest } from '../bench/scenarios/ingest.js';
 import { runSteady, SYSTEMS, type RunResult, type SteadyOptions, type SystemName } from '../bench/scenarios/steady.js';
 import { writeResults } from '../bench/lib/report.js';
@@ -163,6 +164,13 @@ test('ingest pushes every update through the pipeline', SLOW, () => {
   assert.ok(Number.isFinite(r.updatesPerSec) && r.updatesPerSec > 0);
   assert.ok(r.framesBuilt > 0);
   assert.ok(r.frameBytes > 0);
+});
+
+test('client cost: every way of reading the frames reads every update', SLOW, () => {
+  const r = runClientCost({ perFrame: 5, frames: 40, keys: 30, repeat: 2 });
+  assert.equal(r.updates, 200);
+  assert.deepEqual(Object.keys(r.nsPerUpdate).sort(), ['fanoutFull', 'fanoutLight', 'rawFull', 'rawLight']);
+  for (const [way, ns] of Object.entries(r.nsPerUpdate)) assert.ok(Number.isFinite(ns) && ns > 0, `${way}: ${ns} ns`);
 });
 
 // ---- CLI ---------------------------------------------------------------------------------
