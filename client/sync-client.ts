@@ -84,6 +84,13 @@ export class SyncClient {
   private lastFrameAt = 0;
   private ackTimer: NodeJS.Timeout | undefined;
   private acked = 0;
+  /**
+   * Flow control: bytes of frames processed on this connection, those acknowledged, and how many
+   * processed bytes call for an ack (a quarter of the server's window; undefined: no window).
+   */
+  private bytesIn = 0;
+  private bytesAcked = 0;
+  private ackEvery: number | undefined;
 
   constructor(private readonly opts: SyncClientOptions) {
     this.urls = opts.urls ?? (opts.url ? [opts.url] : []);
@@ -155,12 +162,15 @@ export class SyncClient {
     ws.on('open', () => {
       this.log.debug({ url }, 'connected');
       this.watchIdle(ws);
+      this.bytesIn = this.bytesAcked = 0;
+      this.ackEvery = undefined;
       ws.send(encode({
         t: 'hello', v: PROTOCOL_VERSION, syncer: this.opts.syncerType, node: this.opts.node ?? '',
         clientName: this.opts.clientName ?? 'calico-fanout-client', clientVersion: this.opts.clientVersion ?? VERSION,
         resume: this.resumeToken,
         known: this.epoch !== undefined ? { epoch: this.epoch, seq: this.known } : undefined,
         compression: [],
+        flow: true,
       }));
     });
     ws.on('message', (data: Buffer) => {
@@ -168,6 +178,10 @@ export class SyncClient {
       this.lastFrameAt = Date.now();
       try {
         this.onFrame(data);
+        // Acknowledged once processed: the server sends a flow-controlled client no more than
+        // its window ahead of what it has taken in, so a busy agent catches up on fresh values.
+        this.bytesIn += data.length;
+        if (this.ackEvery !== undefined && this.bytesIn - this.bytesAcked >= this.ackEvery) this.sendAck(true);
       } catch (err) {
         const e = err as Error;
         this.stats.protocolErrors++;
@@ -235,6 +249,7 @@ export class SyncClient {
         this.epoch = String(msg.epoch);
         if (msg.mode === 'resume') this.stats.resumes++;
         else { this.stats.snapshots++; this.forgetPosition(); }
+        this.ackEvery = typeof msg.window === 'number' && msg.window > 0 ? Math.max(1, Math.floor(msg.window / 4)) : undefined;
         this.log.info({ server: msg.serverId, mode: msg.mode, epoch: msg.epoch }, 'syncing');
         return;
       case 'snapshot': {
@@ -334,10 +349,16 @@ export class SyncClient {
     this.ackTimer.unref();
   }
 
-  private sendAck(): void {
-    if (this.pos === undefined || this.pos === this.acked || this.ws?.readyState !== WebSocket.OPEN) return;
-    this.acked = this.pos;
-    this.ws.send(encode({ t: 'ack', seq: this.pos }));
+  /** Acknowledges the position (when it moved) and, under flow control, the bytes processed. */
+  private sendAck(bytesDue = false): void {
+    if (this.ws?.readyState !== WebSocket.OPEN) return;
+    if (!bytesDue && (this.pos === undefined || this.pos === this.acked)) return;
+    // During a snapshot there is no position yet: seq 0 claims nothing.
+    const seq = this.pos ?? 0;
+    this.acked = seq;
+    if (this.ackEvery === undefined) return this.ws.send(encode({ t: 'ack', seq }));
+    this.bytesAcked = this.bytesIn;
+    this.ws.send(encode({ t: 'ack', seq, bytes: this.bytesIn }));
   }
 }
 

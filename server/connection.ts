@@ -6,6 +6,10 @@
 // the shared frame every client of its view gets. When its socket buffer passes the high-water
 // mark it simply stops; once the socket drains it catches up from `pos` in one coalesced pass.
 // So a slow client costs at most the high-water mark plus one frame, whatever the update rate.
+// The socket buffer alone lets the kernel queue megabytes for a client that reads but cannot keep
+// up (its CPU is busy), and that backlog is all stale. A client that asks for flow control
+// acknowledges the bytes it has processed, and the same mark then bounds what is unacknowledged:
+// such a client is never more than a window behind, and it catches up on the latest values.
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { ViewFilter } from '../dedupe/view-filter.js';
@@ -34,6 +38,10 @@ export class Connection {
   private sentStatus: SyncStatus | undefined;
   private checksumDue = true;
   private waitingDrain = false;
+  /** Flow control (hello.flow): bytes written, and bytes the client says it has processed. */
+  private bytesOut = 0;
+  private bytesAcked = 0;
+  private waitingAck = false;
   private timer: NodeJS.Timeout | undefined;
   private closeReason = 'client-closed';
 
@@ -84,6 +92,7 @@ export class Connection {
         if (msg.ts <= this.lastPongAt) this.ctx.metrics.pingRtt.observe((this.lastPongAt - msg.ts) / 1000);
         return;
       case 'ack':
+        if (msg.bytes !== undefined) this.onAckedBytes(msg.bytes);
         return this.ctx.observeAck(msg.seq);
     }
   }
@@ -100,6 +109,7 @@ export class Connection {
     this.send({
       t: 'welcome', v: PROTOCOL_VERSION, serverId: this.ctx.serverId, serverVersion: this.ctx.serverVersion,
       epoch: store.epoch, syncer: hello.syncer, node: this.filter.node, mode, compression: 'none',
+      ...(hello.flow ? { window: this.ctx.opts.highWaterMark } : {}),
     });
     metrics.resyncs.labels(mode).inc();
     metrics.connectionsStreaming.labels(hello.syncer).inc();
@@ -115,7 +125,7 @@ export class Connection {
   /** A batch was published: the fast path writes the view's shared frame. */
   onBatch(batch: Batch, frameFor: (f: ViewFilter) => Buffer | null): void {
     if (this.state !== 'streaming') return;
-    if (!this.frames && this.snapshotDue === undefined && !this.waitingDrain && this.pos === batch.from && this.ws.bufferedAmount < this.ctx.opts.highWaterMark) {
+    if (!this.frames && this.snapshotDue === undefined && !this.waitingDrain && !this.waitingAck && this.pos === batch.from && !this.full) {
       const frame = frameFor(this.filter!);
       if (frame) this.write(frame);
       this.pos = batch.to;
@@ -138,8 +148,9 @@ export class Connection {
 
   private pump(): void {
     const { store, opts } = this.ctx;
-    while (this.state === 'streaming' && !this.waitingDrain) {
+    while (this.state === 'streaming' && !this.waitingDrain && !this.waitingAck) {
       if (this.ws.bufferedAmount >= opts.highWaterMark) return this.waitForDrain();
+      if (this.unacked >= opts.highWaterMark) return this.waitForAck();
       if (this.snapshotDue !== undefined) {
         // Until then the client hears the status (it keeps its cache) and pings.
         if (!store.complete) return this.sendStatus();
@@ -180,26 +191,61 @@ export class Connection {
     this.send({ t: 'status', status });
   }
 
+  /** Unacknowledged bytes of a flow-controlled client (0 for others: they do not acknowledge). */
+  private get unacked(): number {
+    return this.hello?.flow ? this.bytesOut - this.bytesAcked : 0;
+  }
+
+  /** Whether a new frame must wait: the socket buffer, or the flow window, is at the mark. */
+  private get full(): boolean {
+    const mark = this.ctx.opts.highWaterMark;
+    return this.ws.bufferedAmount >= mark || this.unacked >= mark;
+  }
+
   private waitForDrain(): void {
     this.waitingDrain = true;
     this.ctx.metrics.backpressured.inc();
     const onDrain = () => {
-      clearTimeout(this.timer);
-      this.timer = undefined;
       this.waitingDrain = false;
-      this.ctx.metrics.backpressured.dec();
-      this.pump();
+      this.endWait();
     };
     this.socket.once('drain', onDrain);
+    this.startStallTimer(() => { this.socket.off('drain', onDrain); this.waitingDrain = false; });
+  }
+
+  private waitForAck(): void {
+    this.waitingAck = true;
+    this.ctx.metrics.backpressured.inc();
+    this.startStallTimer(() => { this.waitingAck = false; });
+  }
+
+  private onAckedBytes(bytes: number): void {
+    // A client cannot have processed more than was sent: a larger claim counts as everything.
+    this.bytesAcked = Math.max(this.bytesAcked, Math.min(bytes, this.bytesOut));
+    if (this.waitingAck && this.unacked < this.ctx.opts.highWaterMark) {
+      this.waitingAck = false;
+      this.endWait();
+    }
+  }
+
+  /** A client that makes no progress for the stall timeout is let go. */
+  private startStallTimer(giveUp: () => void): void {
     this.timer = setTimeout(() => {
-      this.socket.off('drain', onDrain);
-      this.waitingDrain = false;
+      giveUp();
       this.ctx.metrics.backpressured.dec();
       this.goAway('stalled', CloseCode.stalled, 'no progress within the stall timeout');
     }, this.ctx.opts.stallTimeoutMs);
   }
 
+  private endWait(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.ctx.metrics.backpressured.dec();
+    this.pump();
+  }
+
   private write(frame: Buffer): void {
+    this.bytesOut += frame.length;
     this.ws.send(frame);
     this.ctx.metrics.framesSent.inc();
     this.ctx.metrics.bytesSent.inc(frame.length);
@@ -244,7 +290,7 @@ export class Connection {
   private onClosed(reason = this.closeReason): void {
     if (this.state === 'closed') return;
     if (this.state === 'streaming') this.ctx.metrics.connectionsStreaming.labels(this.hello!.syncer).dec();
-    if (this.waitingDrain) this.ctx.metrics.backpressured.dec();
+    if (this.waitingDrain || this.waitingAck) this.ctx.metrics.backpressured.dec();
     this.state = 'closed';
     clearTimeout(this.timer);
     this.ctx.metrics.connectionsClosed.labels(reason).inc();

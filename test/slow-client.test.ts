@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { ViewFilter } from '../dedupe/view-filter.js';
 import { encode } from '../src/protocol/codec.js';
+import type { Hello } from '../src/protocol/messages.js';
 import { Clients, rawConnect, sleep, startTestServer, waitFor, wep } from './support/harness.js';
 
 const clients = new Clients();
@@ -78,6 +79,52 @@ test('a client that resumes reading catches up in one coalesced pass', async () 
     assert.equal(c.stats.checksumMismatches, 0);
   } finally {
     await clients.stopAll();
+    await ts.close();
+  }
+});
+
+test('flow control: a client that reads but does not acknowledge gets no more than the window, then the latest values', async () => {
+  const ts = await startTestServer({ serverHighWaterMarkBytes: HWM, snapshotChunkBytes: CHUNK, serverWriteTimeoutSecs: 30, serverPongTimeoutSecs: 60 });
+  try {
+    const hello: Hello = { t: 'hello', v: 1, syncer: 'felix', node: '', clientName: 'flow', clientVersion: '0' };
+    // Both read their socket at once; only `flowing` asked for flow control, and neither acks.
+    const flowing = rawConnect(ts.url);
+    const plain = rawConnect(ts.url);
+    await Promise.all([flowing.opened, plain.opened]);
+    let flowBytes = 0;
+    let acking = false;
+    flowing.ws.on('message', (d: Buffer) => {
+      flowBytes += d.length;
+      if (acking) flowing.ws.send(encode({ t: 'ack', seq: 0, bytes: flowBytes }));
+    });
+    flowing.ws.send(encode({ ...hello, flow: true }));
+    plain.ws.send(encode(hello));
+    await waitFor(() => [flowing, plain].every((r) => r.frames.some((f) => f.msg.t === 'status')), 'both synced');
+    const welcome = flowing.frames[0]!.msg;
+    assert.equal(welcome.window, HWM, 'the welcome states the window');
+    assert.equal(plain.frames[0]!.msg.window, undefined, 'no window without flow control');
+
+    const items = (r: typeof flowing) => r.frames.reduce((n, f) => n + (f.msg.t === 'delta' ? f.items!.length : 0), 0);
+    const atHead = (r: typeof flowing) => r.frames.some((f) => f.msg.t === 'delta' && f.msg.to === ts.app.store.head);
+    let plainBytes = 0;
+    plain.ws.on('message', (d: Buffer) => { plainBytes += d.length; });
+    await writeBurst(ts, 20); // 2000 updates of 100 keys, about 3.4 MB
+    await waitFor(() => atHead(plain), 'the plain client to reach the head');
+    await sleep(100);
+    assert.ok(plainBytes > 4 * (HWM + 100 * 1800), `the plain client took ${plainBytes} bytes meanwhile`);
+    const oneRound = 100 * 1800; // one burst round's delta frame: 100 values of about 1.7 KiB
+    assert.ok(flowBytes <= HWM + oneRound + 4096, `${flowBytes} bytes sent unacknowledged: the window ${HWM} plus one frame`);
+    const before = items(flowing);
+    assert.ok(before < 200, `${before} of 2000 updates before any ack`);
+
+    // Acks of everything received open the window: a coalesced catch-up, latest values only.
+    acking = true;
+    flowing.ws.send(encode({ t: 'ack', seq: 0, bytes: flowBytes }));
+    await waitFor(() => atHead(flowing), 'the catch-up');
+    const caughtUp = items(flowing) - before;
+    assert.ok(caughtUp >= 100 && caughtUp < 2000 - before, `${caughtUp} items: each key's latest, not the ${2000 - before} updates missed`);
+    assert.ok([...ts.app.server.connections].every((c) => c.streaming), 'slow is not stalled: nobody was closed');
+  } finally {
     await ts.close();
   }
 });

@@ -54,7 +54,8 @@ export function decodeClientMessage(data: Buffer): ClientMessage {
       return { t: 'pong', ts: m.ts };
     case 'ack':
       if (!isCount(m.seq)) throw new ProtocolError(CloseCode.malformed, 'ack needs a non-negative integer seq');
-      return { t: 'ack', seq: m.seq };
+      if (m.bytes !== undefined && !isCount(m.bytes)) throw new ProtocolError(CloseCode.malformed, 'ack bytes must be a non-negative integer');
+      return m.bytes === undefined ? { t: 'ack', seq: m.seq } : { t: 'ack', seq: m.seq, bytes: m.bytes };
     default:
       throw new ProtocolError(CloseCode.unexpectedMessage, `unknown message type ${show(m.t)}`);
   }
@@ -97,6 +98,10 @@ function validateHello(m: Record<string, unknown>): Hello {
       throw new ProtocolError(CloseCode.badHello, 'compression must be a list of strings');
     }
     hello.compression = m.compression as string[];
+  }
+  if (m.flow !== undefined) {
+    if (typeof m.flow !== 'boolean') throw new ProtocolError(CloseCode.badHello, 'flow must be a boolean');
+    hello.flow = m.flow;
   }
   return hello;
 }

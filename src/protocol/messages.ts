@@ -23,9 +23,12 @@ export interface Hello {
    */
   known?: ResumeToken;
   compression?: string[];
+  /** The client acknowledges the bytes it has processed (`ack.bytes`): flow control. */
+  flow?: boolean;
 }
 export interface Pong { t: 'pong'; ts: number }
-export interface Ack { t: 'ack'; seq: number }
+/** `bytes`: every frame's length received on this connection so far, all processed. */
+export interface Ack { t: 'ack'; seq: number; bytes?: number }
 export type ClientMessage = Hello | Pong | Ack;
 
 // Server → client (frames carrying updates are described in frames.ts)
@@ -40,6 +43,8 @@ export interface Welcome {
   node: string;
   mode: SyncMode;
   compression: 'none';
+  /** For a flow-controlled client: bytes the server leaves unacknowledged at most. */
+  window?: number;
 }
 export interface StatusMsg { t: 'status'; status: SyncStatus }
 export interface ChecksumMsg { t: 'checksum'; seq: number; value: string; count: number }
