@@ -3,11 +3,9 @@
 // through, whether every view equals etcd's), never timing thresholds. Every process the harness
 // starts must be gone afterwards.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import * as hdr from 'hdr-histogram-js';
 import { runSlow, type SlowResult, type SlowSystem } from '../bench/scenarios/slow.js';
@@ -17,9 +15,8 @@ import { writeResults } from '../bench/lib/report.js';
 import { writeSlowResults } from '../bench/lib/report-slow.js';
 import { writeChurnResults } from '../bench/lib/report-churn.js';
 import { Progress, type Meter } from '../bench/lib/progress.js';
-import { harnessDescendants, kill, sessionProcesses, settle } from './support/leftovers.js';
+import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SLOW = { timeout: 120_000 };
 const temps: string[] = [];
 const tempDir = (tag: string) => { const d = mkdtempSync(join(tmpdir(), `bench-scenarios-${tag}-`)); temps.push(d); return d; };
@@ -208,18 +205,8 @@ test('progress: redrawn in place on a terminal, plain lines otherwise', () => {
 
 test('bench CLI: churn writes its result files and leaves no process behind', SLOW, async () => {
   const out = tempDir('cli');
-  const args = ['--import', 'tsx', 'bench/cli.ts', 'churn', '--clients', '2', '--keys', '20', '--waves', '1', '--wave-size', '10', '--rate', '100',
-    '--workers', '1', '--systems', 'fanout', '--server-cpus', '', '--client-cpus', '', '--out', out];
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 100_000);
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
-  clearTimeout(timer);
-  const left = await settle(() => sessionProcesses(child.pid!));
-  for (const p of left) kill(p.pid);
+  const { code, signal, stdout, stderr, left } = await runBenchCli(['churn', '--clients', '2', '--keys', '20', '--waves', '1', '--wave-size', '10', '--rate', '100',
+    '--workers', '1', '--systems', 'fanout', '--server-cpus', '', '--client-cpus', '', '--out', out]);
   assert.equal(code, 0, `exit ${code ?? signal}\n--- stdout:\n${stdout.slice(-1500)}\n--- stderr:\n${stderr.slice(-3000)}`);
   assert.deepEqual(left, [], 'the CLI left processes behind');
   for (const f of ['results.json', 'report.md', 'latency.svg', 'rss.svg']) assert.ok(existsSync(join(out, f)), `${f} written`);

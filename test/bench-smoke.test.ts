@@ -3,7 +3,7 @@
 // ingest scenario and the CLI work. Behaviour only, never timing thresholds. Every process the
 // harness starts must be gone afterwards.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { runIngest } from '../bench/scenarios/ingest.js';
 import { runSteady, SYSTEMS, type RunResult, type SteadyOptions, type SystemName } from '../bench/scenarios/steady.js';
 import { writeResults } from '../bench/lib/report.js';
 import { scalingPoints, scalingSvg } from '../bench/lib/report-scaling.js';
-import { harnessDescendants, kill, sessionProcesses, settle } from './support/leftovers.js';
+import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SLOW = { timeout: 120_000 };
@@ -177,20 +177,8 @@ test('client cost: every way of reading the frames reads every update', SLOW, ()
 
 test('bench CLI: steady writes the three result files and exits 0', SLOW, async () => {
   const out = tempDir('cli');
-  const args = ['--import', 'tsx', 'bench/cli.ts', 'steady', '--clients', '2', '--rate', '50', '--duration', '1', '--keys', '20',
-    '--systems', 'fanout,raw-batch', '--server-cpus', '', '--client-cpus', '', '--out', out];
-  // Its own session, so anything it leaves behind can be found even once orphaned.
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 100_000);
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, s) => resolve([c, s])));
-  clearTimeout(timer);
-
-  const left = await settle(() => sessionProcesses(child.pid!));
-  for (const p of left) kill(p.pid);
+  const { code, signal, stdout, stderr, left } = await runBenchCli(['steady', '--clients', '2', '--rate', '50', '--duration', '1', '--keys', '20',
+    '--systems', 'fanout,raw-batch', '--server-cpus', '', '--client-cpus', '', '--out', out]);
   assert.equal(code, 0, `exit ${code ?? signal}\n--- stdout:\n${stdout.slice(-1500)}\n--- stderr:\n${stderr.slice(-3000)}`);
   assert.deepEqual(left, [], 'the CLI left processes behind');
   assert.match(stdout, new RegExp(`results in ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));

@@ -3,18 +3,15 @@
 // client holds every key, one snapshot serves the whole storm, the clients come back to the
 // restarted server by themselves, the report files parse, and no process is left behind.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { runIdle, IDLE_SYSTEMS, type IdleResult } from '../bench/scenarios/idle.js';
 import { runStorm, STORM_SYSTEMS, type StormPhase, type StormResult, type StormSystem } from '../bench/scenarios/storm.js';
 import { writeIdleResults, writeStormResults } from '../bench/lib/report-scenarios.js';
-import { harnessDescendants, kill, sessionProcesses, settle } from './support/leftovers.js';
+import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SLOW = { timeout: 120_000 };
 const KEYS = 2000;
 const CLIENTS = 4;
@@ -111,28 +108,13 @@ test('storm and idle reports: results.json and report.md parse back', SLOW, () =
   assert.doesNotMatch(imd, /NaN|undefined|Infinity/);
 });
 
-/** Runs the bench CLI in its own session; its exit code, output and whatever it left behind (killed). */
-async function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; left: { pid: number; args: string }[] }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 100_000);
-  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
-  clearTimeout(timer);
-  const left = await settle(() => sessionProcesses(child.pid!));
-  for (const p of left) kill(p.pid);
-  return { code, stdout, stderr, left };
-}
-
 test('bench CLI: storm and idle write their results and exit 0', SLOW, async () => {
   for (const [scenario, args] of [
     ['storm', ['--keys', '200', '--clients', '2', '--systems', 'direct']],
     ['idle', ['--clients', '2', '--systems', 'raw', '--settle', '1']],
   ] as const) {
     const out = tempDir(`cli-${scenario}`);
-    const r = await cli([scenario, ...args, '--server-cpus', '', '--client-cpus', '', '--out', out]);
+    const r = await runBenchCli([scenario, ...args, '--server-cpus', '', '--client-cpus', '', '--out', out]);
     assert.equal(r.code, 0, `${scenario}: exit ${r.code}\n--- stderr:\n${r.stderr.slice(-3000)}`);
     assert.deepEqual(r.left, [], `${scenario}: the CLI left processes behind`);
     assert.ok(r.stdout.includes(`results in ${out}`));

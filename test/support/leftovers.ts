@@ -1,6 +1,7 @@
 // Test support for the load-test harness: finding processes it started that outlived their run,
 // whether still children of the test process or orphaned in a detached CLI's session.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 /** Processes the harness starts, recognised by their command line. */
 export const HARNESS = /\betcd\b|raw-server|agent-worker|storm-worker|calico-fanout/;
@@ -41,3 +42,25 @@ export async function settle<T>(look: () => T[], ms = 5000): Promise<T[]> {
 }
 
 export const kill = (pid: number) => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } };
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface CliRun { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; left: { pid: number; args: string }[] }
+
+/**
+ * Runs the bench CLI (`bench/cli.ts <args>`) in its own session, so that anything it leaves
+ * behind can be found even once orphaned; returns its exit, output and those leftovers (killed).
+ */
+export async function runBenchCli(args: string[], timeoutMs = 100_000): Promise<CliRun> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, sig) => resolve([c, sig])));
+  clearTimeout(timer);
+  const left = await settle(() => sessionProcesses(child.pid!));
+  for (const p of left) kill(p.pid);
+  return { code, signal, stdout, stderr, left };
+}
