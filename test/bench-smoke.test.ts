@@ -3,7 +3,7 @@
 // ingest scenario and the CLI work. Behaviour only, never timing thresholds. Every process the
 // harness starts must be gone afterwards.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -197,6 +197,24 @@ test('bench CLI: steady writes the three result files and exits 0', SLOW, async 
 });
 
 // ---- nothing left running ----------------------------------------------------------------
+
+test('worker processes exit when the harness dies without cleaning up (SIGKILL)', SLOW, async () => {
+  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  for (const file of ['bench/systems/raw-server.ts', 'bench/agent-worker.ts', 'bench/storm-worker.ts']) {
+    // A stand-in harness forks the process, prints its pid, and is then killed outright.
+    const code = `import { fork } from 'node:child_process'; const c = fork(${JSON.stringify(join(ROOT, file))}, [], { execArgv: ['--import', 'tsx'] }); console.log(c.pid);`;
+    const parent = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const pid = await new Promise<number>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
+    await new Promise((r) => setTimeout(r, 1500)); // loaded and listening
+    assert.ok(alive(pid), `${file} started`);
+    parent.kill('SIGKILL');
+    const end = Date.now() + 5000;
+    while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    const left = alive(pid);
+    if (left) kill(pid);
+    assert.equal(left, false, `${file} outlived its harness`);
+  }
+});
 
 test('no process the harness started outlives its run', SLOW, async () => {
   const left = await settle(() => harnessDescendants());

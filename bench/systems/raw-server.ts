@@ -39,3 +39,5 @@ process.on('message', (m: Run | { cmd: 'stop' }) => {
     }
   }, tickMs);
 });
+// The harness gone (killed, crashed): nothing is left to serve.
+process.on('disconnect', () => process.exit(0));
