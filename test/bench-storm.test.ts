@@ -10,6 +10,7 @@ import { after, test } from 'node:test';
 import { runIdle, IDLE_SYSTEMS, type IdleResult } from '../bench/scenarios/idle.js';
 import { runStorm, STORM_SYSTEMS, type StormPhase, type StormResult, type StormSystem } from '../bench/scenarios/storm.js';
 import { writeIdleResults, writeStormResults } from '../bench/lib/report-scenarios.js';
+import { median } from '../bench/lib/report.js';
 import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
 
 const SLOW = { timeout: 120_000 };
@@ -79,6 +80,8 @@ for (const system of IDLE_SYSTEMS) {
     for (const v of [r.rssBeforeMiB, r.rssAfterMiB, r.connectS]) assert.ok(positive(v), what('positive and finite'));
     assert.ok(Number.isFinite(r.kibPerClient), what('KiB per client'));
     assert.equal(r.kibPerClient, Math.round(((r.rssAfterMiB - r.rssBeforeMiB) * 1024 / r.clients) * 10) / 10, what('KiB per client from the medians'));
+    assert.ok(r.samplesMiB.beforeLast.length >= 2, what('samples before the last share connected'));
+    assert.equal(r.marginalKibPerClient, Math.round(((r.rssAfterMiB - median(r.samplesMiB.beforeLast)) * 1024 / 10) * 10) / 10, what('marginal: the last 10 clients\' growth each'));
   });
 }
 

@@ -2,6 +2,9 @@
 // and stay idle (nothing is written beyond a small preload); the serving process's RSS before
 // they connect and once they are all in sync and have settled, divided by N. RSS cannot be read
 // after a GC of another process, so each figure is the median of samples over a pause.
+// The clients connect one worker's share at a time with a sample in between, so that the
+// marginal cost (the last share's growth per client) can be told from one-time growth at the
+// first connections (V8's young generation grows under a burst of handshakes, once).
 //
 //   fanout   calico-fanout serving etcd (the process measured: calico-fanout); SyncClients, light
 //   raw      the raw WebSocket server (bench/systems/raw-server.ts); bare WebSocket clients
@@ -35,9 +38,11 @@ export interface IdleResult {
   rssBeforeMiB: number;
   rssAfterMiB: number;
   kibPerClient: number;
+  /** Growth per client while the last worker's share connected (the others already were). */
+  marginalKibPerClient: number;
   /** First command to the client processes → every agent in sync (raw: every socket open). */
   connectS: number;
-  samplesMiB: { before: number[]; after: number[] };
+  samplesMiB: { before: number[]; after: number[]; beforeLast: number[] };
 }
 
 /** RSS samples of one process over `ms`, every 250 ms. */
@@ -62,18 +67,24 @@ export async function runIdle(system: IdleSystem, o: IdleOptions): Promise<IdleR
     const before = await samples(measured.name, pid, 1000);
     say(`${system}: connecting ${o.clients} idle clients`);
     const per = Math.ceil(o.clients / o.workers);
-    const t0 = Date.now();
-    await within(Promise.all(workers.map((w, i) => w.ask({
-      cmd: 'start', system: s.clientSystem, urls: s.urls, first: i * per, count: Math.max(0, Math.min(per, o.clients - i * per)), keys: o.keys, mode: 'light',
-    }))), o.timeoutS * 1000, `${system}: clients in sync`);
-    const connectS = (Date.now() - t0) / 1000;
-    say(`${system}: all in sync after ${connectS} s; settling ${o.settleS} s`);
+    const counts = workers.map((_, i) => Math.max(0, Math.min(per, o.clients - i * per)));
+    let connectS = 0;
+    let beforeLast = before;
+    for (const [i, w] of workers.entries()) {
+      if (i === workers.length - 1) beforeLast = i === 0 ? before : await samples(measured.name, pid, o.settleS * 1000);
+      const t0 = Date.now();
+      await within(w.ask({ cmd: 'start', system: s.clientSystem, urls: s.urls, first: i * per, count: counts[i]!, keys: o.keys, mode: 'light' }),
+        o.timeoutS * 1000, `${system}: clients in sync`);
+      connectS += (Date.now() - t0) / 1000;
+    }
+    say(`${system}: all in sync after ${connectS} s of connecting; settling ${o.settleS} s`);
     const after = await samples(measured.name, pid, o.settleS * 1000);
-    const [b, a] = [median(before), median(after)];
+    const [b, m, a] = [median(before), median(beforeLast), median(after)];
+    const kib = (mib: number, n: number) => Math.round((mib * 1024 / n) * 10) / 10;
     return {
       system, clients: o.clients, keys: system === 'raw' ? 0 : o.keys, process: measured.name,
-      rssBeforeMiB: b, rssAfterMiB: a, kibPerClient: Math.round(((a - b) * 1024 / o.clients) * 10) / 10, connectS,
-      samplesMiB: { before, after },
+      rssBeforeMiB: b, rssAfterMiB: a, kibPerClient: kib(a - b, o.clients), marginalKibPerClient: kib(a - m, counts.at(-1)!), connectS,
+      samplesMiB: { before, after, beforeLast },
     };
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => {});
