@@ -1,9 +1,7 @@
 // The churn scenario's results folder: JSON, a Markdown table per system (do the views equal
 // etcd's, how fast creations arrive), the creation latency CDF and serving RSS over time.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { ChurnResult } from '../scenarios/churn.js';
-import { cdfSvg, fmtMs, rssSvg } from './report.js';
+import { cdfSvg, fmtMs, rssSvg, writeReportFiles } from './report.js';
 import { rssLine } from './rss.js';
 
 function row(r: ChurnResult): string {
@@ -24,10 +22,9 @@ export function churnMarkdown(title: string, command: string, results: ChurnResu
 }
 
 export function writeChurnResults(dir: string, name: string, command: string, results: ChurnResult[], machine: string): string {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'results.json'), JSON.stringify({ scenario: name, command, machine, results }, null, 2));
-  writeFileSync(join(dir, 'latency.svg'), cdfSvg(results.map((r) => ({ name: `${r.system} N=${r.clients}`, histogram: r.histogram }))));
-  writeFileSync(join(dir, 'rss.svg'), rssSvg(results.map((r) => ({ name: `${r.system} N=${r.clients}`, t: r.rssSeries.t, mib: rssLine(r.rssSeries) })), 'seconds since the churn began'));
-  writeFileSync(join(dir, 'report.md'), churnMarkdown(name, command, results, machine));
-  return dir;
+  return writeReportFiles(dir, { scenario: name, command, machine, results }, {
+    'latency.svg': cdfSvg(results.map((r) => ({ name: `${r.system} N=${r.clients}`, histogram: r.histogram }))),
+    'rss.svg': rssSvg(results.map((r) => ({ name: `${r.system} N=${r.clients}`, t: r.rssSeries.t, mib: rssLine(r.rssSeries) })), 'seconds since the churn began'),
+    'report.md': churnMarkdown(name, command, results, machine),
+  });
 }

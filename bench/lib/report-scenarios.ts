@@ -1,10 +1,8 @@
 // Results of the storm and idle scenarios: results.json and a Markdown report with one row per
 // system (medians over repeated runs, the range in brackets), written to a results folder.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { IdleResult } from '../scenarios/idle.js';
 import type { StormPhase, StormResult } from '../scenarios/storm.js';
-import { median } from './report.js';
+import { median, writeReportFiles } from './report.js';
 
 const MiB = (b: number) => `${(b / 2 ** 20).toFixed(1)}`;
 
@@ -88,15 +86,8 @@ export function idleMarkdown(title: string, command: string, runs: IdleResult[],
   ].join('\n') + '\n';
 }
 
-function write(dir: string, scenario: string, command: string, machine: string, runs: unknown[], md: string): string {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'results.json'), JSON.stringify({ scenario, command, machine, runs }, null, 2));
-  writeFileSync(join(dir, 'report.md'), md);
-  return dir;
-}
-
 export const writeStormResults = (dir: string, name: string, command: string, runs: StormResult[], machine: string) =>
-  write(dir, name, command, machine, runs, stormMarkdown(name, command, runs, machine));
+  writeReportFiles(dir, { scenario: name, command, machine, runs }, { 'report.md': stormMarkdown(name, command, runs, machine) });
 
 export const writeIdleResults = (dir: string, name: string, command: string, runs: IdleResult[], machine: string) =>
-  write(dir, name, command, machine, runs, idleMarkdown(name, command, runs, machine));
+  writeReportFiles(dir, { scenario: name, command, machine, runs }, { 'report.md': idleMarkdown(name, command, runs, machine) });

@@ -1,9 +1,7 @@
 // The slow scenario's results folder: JSON, a Markdown table of baseline vs stalled per system
 // against the issue's targets, the latency CDFs (others and stalled apart) and RSS over time.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { SlowResult } from '../scenarios/slow.js';
-import { cdfSvg, fmtMs, rssSvg } from './report.js';
+import { cdfSvg, fmtMs, rssSvg, writeReportFiles } from './report.js';
 
 const RSS_TARGET_MIB = 1;
 const P99_TARGET_PCT = 10;
@@ -33,16 +31,15 @@ export function slowMarkdown(title: string, command: string, results: SlowResult
 }
 
 export function writeSlowResults(dir: string, name: string, command: string, results: SlowResult[], machine: string): string {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'results.json'), JSON.stringify({ scenario: name, command, machine, results }, null, 2));
-  writeFileSync(join(dir, 'latency.svg'), cdfSvg(results.flatMap((r) => [
-    { name: `${r.system} baseline`, histogram: r.baseline.histogram },
-    { name: `${r.system} others`, histogram: r.stalledRun.histogram },
-    ...(r.stalledRun.stalled ? [{ name: `${r.system} stalled`, histogram: r.stalledRun.stalled.histogram }] : []),
-  ])));
-  writeFileSync(join(dir, 'rss.svg'), rssSvg(results.flatMap((r) => [r.baseline, r.stalledRun].filter((x) => x.rssSeries).map((x) => ({
-    name: `${r.system} ${x.stalled ? `${x.stalled.clients.length} stalled` : 'baseline'}`, t: x.rssSeries!.t, mib: x.rssSeries!.mib[r.servingProcess] ?? [],
-  })))));
-  writeFileSync(join(dir, 'report.md'), slowMarkdown(name, command, results, machine));
-  return dir;
+  return writeReportFiles(dir, { scenario: name, command, machine, results }, {
+    'latency.svg': cdfSvg(results.flatMap((r) => [
+      { name: `${r.system} baseline`, histogram: r.baseline.histogram },
+      { name: `${r.system} others`, histogram: r.stalledRun.histogram },
+      ...(r.stalledRun.stalled ? [{ name: `${r.system} stalled`, histogram: r.stalledRun.stalled.histogram }] : []),
+    ])),
+    'rss.svg': rssSvg(results.flatMap((r) => [r.baseline, r.stalledRun].filter((x) => x.rssSeries).map((x) => ({
+      name: `${r.system} ${x.stalled ? `${x.stalled.clients.length} stalled` : 'baseline'}`, t: x.rssSeries!.t, mib: x.rssSeries!.mib[r.servingProcess] ?? [],
+    })))),
+    'report.md': slowMarkdown(name, command, results, machine),
+  });
 }

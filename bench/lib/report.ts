@@ -134,11 +134,18 @@ export function steadyRssLines(runs: RunResult[]): { name: string; t: number[]; 
   });
 }
 
-export function writeResults(dir: string, name: string, command: string, runs: RunResult[], machine: string): string {
+/** A results folder: results.json holding `json`, plus the given files (undefined: not written). */
+export function writeReportFiles(dir: string, json: object, files: Record<string, string | undefined>): string {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'results.json'), JSON.stringify({ scenario: name, command, machine, runs }, null, 2));
-  writeFileSync(join(dir, 'latency.svg'), latencySvg(runs));
-  if (runs.some((r) => r.rssSeries)) writeFileSync(join(dir, 'rss.svg'), rssSvg(steadyRssLines(runs)));
-  writeFileSync(join(dir, 'report.md'), markdown(`${name}`, command, runs, machine));
+  writeFileSync(join(dir, 'results.json'), JSON.stringify(json, null, 2));
+  for (const [name, text] of Object.entries(files)) if (text !== undefined) writeFileSync(join(dir, name), text);
   return dir;
+}
+
+export function writeResults(dir: string, name: string, command: string, runs: RunResult[], machine: string): string {
+  return writeReportFiles(dir, { scenario: name, command, machine, runs }, {
+    'latency.svg': latencySvg(runs),
+    'rss.svg': runs.some((r) => r.rssSeries) ? rssSvg(steadyRssLines(runs)) : undefined,
+    'report.md': markdown(name, command, runs, machine),
+  });
 }
