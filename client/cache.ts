@@ -14,7 +14,6 @@ export class Update {
 
   constructor(
     readonly key: string,
-    readonly kind: string,
     readonly revision: string,
     /**
      * The value's canonical msgpack bytes as received (PROTOCOL.md); null for a deletion. A view
@@ -25,6 +24,9 @@ export class Update {
   ) {
     this.decoded = decoded;
   }
+
+  /** The Calico kind, from the key's path. */
+  get kind(): string { return kindOf(this.key); }
 
   /** The resource with `metadata.resourceVersion` set to the revision; null for a deletion. */
   get value(): Record<string, any> | null {
@@ -42,7 +44,6 @@ export interface CachedValue {
   value: Record<string, any> | null;
   revision: string;
   hash: bigint;
-  kind: string;
 }
 
 export class ClientCache {
@@ -73,13 +74,12 @@ export class ClientCache {
       if (!cur) return undefined;
       this.map.delete(key);
       this.xor ^= cur.hash;
-      return new Update(key, cur.kind, revision, null, null);
+      return new Update(key, revision, null, null);
     }
     if (cur && cur.hash === hash) {
       cur.revision = revision;
       return undefined;
     }
-    const kind = cur?.kind ?? kindOf(key);
     const value = this.keepValues ? decodeValue(raw, revision) : undefined;
     if (cur) {
       this.xor ^= cur.hash;
@@ -87,10 +87,10 @@ export class ClientCache {
       cur.revision = revision;
       cur.hash = hash;
     } else {
-      this.map.set(key, { value: value ?? null, revision, hash, kind });
+      this.map.set(key, { value: value ?? null, revision, hash });
     }
     this.xor ^= hash;
-    return new Update(key, kind, revision, raw, value);
+    return new Update(key, revision, raw, value);
   }
 
   beginMark(): void {
@@ -114,7 +114,7 @@ export class ClientCache {
     for (const [key, cur] of this.map) {
       if (seen.has(key)) { xor ^= cur.hash; continue; }
       this.map.delete(key);
-      gone.push(new Update(key, cur.kind, cur.revision, null, null));
+      gone.push(new Update(key, cur.revision, null, null));
     }
     this.xor = xor;
     return gone;
@@ -132,8 +132,8 @@ function decodeValue(raw: Buffer, revision: string): Record<string, any> {
   return v;
 }
 
-// Every update names its kind; parsing the path each time showed in profiles. The kind depends
-// only on the path's collection, so it is remembered per collection prefix.
+// The kind is read on demand (many agents dispatch on the key alone) and depends only on the
+// path's collection, so it is remembered per collection prefix: parsing each path showed in profiles.
 const kindByPrefix = new Map<string, string>();
 
 function kindOf(key: string): string {

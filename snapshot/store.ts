@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Change } from '../dedupe/prepare.js';
 import type { ViewFilter } from '../dedupe/view-filter.js';
 import { SYNCER_TYPES, viewsOfKind } from '../src/model/views.js';
-import { hashEntryBytes } from '../src/protocol/checksum.js';
+import { hashLoaded, loadForHashing } from '../src/protocol/checksum.js';
 import { encodeItem } from '../src/protocol/frames.js';
 import { strSize } from '../src/protocol/msgpack-raw.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
@@ -82,7 +82,8 @@ export class Store {
       const valueEnd = item.length - strSize(Buffer.byteLength(c.revision));
       const value = c.value ? item.subarray(valueEnd - c.value.length, valueEnd) : null;
       // The item holds str(key) ‖ bin(value) contiguously after its array header: hashed in place.
-      const hash = value ? hashEntryBytes(item.subarray(1, valueEnd)) : 0n;
+      let hash = 0n;
+      if (value) { loadForHashing(item); hash = hashLoaded(1, valueEnd); }
       let e = this.byKey.get(c.key);
       if (!e) {
         e = { key: c.key, kind: c.kind, node: c.node, item, value, revision: c.revision, seq, hash, tombstoneBytes: 0, prev: null, next: null };

@@ -10,7 +10,8 @@ import { silentLogger } from '../src/logging.js';
 import { Metrics } from '../src/metrics.js';
 import { parseKey } from '../src/model/kinds.js';
 import { encodeValue } from '../src/protocol/canonical.js';
-import { checksumHex, entryHash } from '../src/protocol/checksum.js';
+import xxhash from 'xxhash-wasm';
+import { checksumHex, entryHash, hashLoaded, loadForHashing } from '../src/protocol/checksum.js';
 import { unpackr } from '../src/protocol/codec.js';
 import { decodeServerFrame, itemsFrame, type RawItem } from '../src/protocol/frames.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
@@ -457,5 +458,19 @@ describe('canonical encoding', () => {
     assert.equal(entryHash('/k', v), h, 'scratch growth does not disturb small hashes');
     assert.match(checksumHex(h), /^[0-9a-f]{16}$/);
     assert.equal(checksumHex(1n), '0000000000000001');
+  });
+
+  test('the entry hash is xxh64 as the xxhash-wasm package computes it, for inputs of every size', async () => {
+    // checksum.ts runs the package's module directly; a different build of it must not go unnoticed.
+    const { h64Raw } = await xxhash();
+    const bytes = Buffer.from(Array.from({ length: 200_010 }, (_, i) => (i * 7919) & 0xff));
+    for (const len of [0, 1, 31, 32, 33, 450, 65_537, 200_000]) {
+      loadForHashing(bytes);
+      assert.equal(hashLoaded(3, 3 + len), h64Raw(bytes.subarray(3, 3 + len)), `length ${len}`);
+    }
+    // A view is loaded from its own start, not from its backing store's.
+    loadForHashing(bytes.subarray(10, 20));
+    assert.equal(hashLoaded(0, 10), h64Raw(bytes.subarray(10, 20)));
+    assert.equal(entryHash('/k', Buffer.from([1, 2])), h64Raw(Buffer.from([0xa2, 0x2f, 0x6b, 0xc4, 2, 1, 2])));
   });
 });

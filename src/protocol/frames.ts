@@ -5,7 +5,7 @@
 // needs it.
 import { arrayHeader, binSize, MsgReader, MsgpackFormatError, NOT_SCALAR, strSize, writeBinHeader, writeStr } from './msgpack-raw.js';
 import { CloseCode } from './messages.js';
-import { hashEntryBytes } from './checksum.js';
+import { hashLoaded, loadForHashing } from './checksum.js';
 import { ProtocolError, packr, unpackr } from './codec.js';
 
 /** The item [key, bin(value) | nil, revision], written in one allocation. */
@@ -76,13 +76,14 @@ export function decodeServerFrame(buf: Buffer): DecodedFrame {
       if (field === 'u') {
         const count = r.arrayLength();
         items = [];
+        loadForHashing(buf);
         for (let j = 0; j < count; j++) {
           if (r.arrayLength() !== 3) throw new MsgpackFormatError('an item must be [key, bin(value) | nil, revision]');
           const keyAt = r.pos;
           const key = r.str();
           if (r.nil()) { items.push({ key, value: null, hash: 0n, revision: r.str() }); continue; }
           const value = buf.subarray(r.bin(), r.pos);
-          items.push({ key, value, hash: hashEntryBytes(buf.subarray(keyAt, r.pos)), revision: r.str() });
+          items.push({ key, value, hash: hashLoaded(keyAt, r.pos), revision: r.str() });
         }
       } else {
         // Head fields are nearly always scalars: read in place, as unpackr costs a call each.
