@@ -18,17 +18,21 @@ export type StormCommand =
   | { cmd: 'stop' };
 
 /** One agent or reader: when it finished (nowUs), how many keys it holds, bytes it received; agents: how they synced. */
-export interface ClientFigures { doneAt: number; keys: number; bytes: number; snapshots?: number; resumes?: number }
+export interface ClientFigures { doneAt: number; keys: number; bytes: number; snapshots?: number; resumes?: number; digests?: number }
 export interface StormReply { ev: 'figures'; clients: ClientFigures[] }
 
 const send = (m: object) => process.send!(m);
 
 let clients: SyncClient[] = [];
 /** Stats at `arm`, so the resync phase counts only what came after the restart. */
-let armed: { connects: number; bytes: number; snapshots: number; resumes: number }[] = [];
+let armed: Counts[] = [];
 
-function figures(c: SyncClient, doneAt: number, base = { bytes: 0, snapshots: 0, resumes: 0 }): ClientFigures {
-  return { doneAt, keys: c.size, bytes: c.stats.bytesReceived - base.bytes, snapshots: c.stats.snapshots - base.snapshots, resumes: c.stats.resumes - base.resumes };
+type Counts = Pick<SyncClient['stats'], 'connects' | 'bytesReceived' | 'snapshots' | 'resumes' | 'digests'>;
+const counts = ({ stats: s }: SyncClient): Counts => ({ connects: s.connects, bytesReceived: s.bytesReceived, snapshots: s.snapshots, resumes: s.resumes, digests: s.digests });
+
+function figures(c: SyncClient, doneAt: number, base: Counts = { connects: 0, bytesReceived: 0, snapshots: 0, resumes: 0, digests: 0 }): ClientFigures {
+  const s = c.stats;
+  return { doneAt, keys: c.size, bytes: s.bytesReceived - base.bytesReceived, snapshots: s.snapshots - base.snapshots, resumes: s.resumes - base.resumes, digests: s.digests - base.digests };
 }
 
 /** Polls `done` for every client until all are done (each timed when first seen), or fails at the deadline. */
@@ -98,7 +102,7 @@ process.on('message', async (m: StormCommand) => {
       case 'ping': return send({ ev: 'pong' });
       case 'sync': return send(await sync(m));
       case 'arm':
-        armed = clients.map((c) => ({ connects: c.stats.connects, bytes: c.stats.bytesReceived, snapshots: c.stats.snapshots, resumes: c.stats.resumes }));
+        armed = clients.map(counts);
         return send({ ev: 'armed' });
       case 'resync': return send(await resync(m.timeoutMs));
       case 'read': return send(await read(m));

@@ -1,8 +1,10 @@
 // The client's copy of its view: values decoded once, plus each key's hash so the view checksum
 // can be kept as the server keeps it (XOR over entries) and checked without re-encoding.
 import { parseKey } from '../src/model/kinds.js';
-import { entryHash } from '../src/protocol/checksum.js';
+import { entryHash, keyBits } from '../src/protocol/checksum.js';
 import { unpackr } from '../src/protocol/codec.js';
+import { bucketCountFor, DIGEST_SCHEME, digestToWire, emptyDigest, xorInto } from '../src/protocol/digest.js';
+import type { CacheDigest } from '../src/protocol/messages.js';
 
 /**
  * One changed key as the agent hears of it. The value is decoded on first read: decoding is most
@@ -46,11 +48,18 @@ export interface CachedValue {
   hash: bigint;
 }
 
+/** A cached key as held: its digest bucket bits are worked out the first time a digest needs them. */
+interface Slot extends CachedValue { bits?: number }
+
+/** Where a sweep may delete: everywhere (snapshot), or the buckets a digest resync replaces. */
+export interface SweepScope { buckets: number; differ: ReadonlySet<number> }
+
 export class ClientCache {
-  private readonly map = new Map<string, CachedValue>();
+  private readonly map = new Map<string, Slot>();
   private xor = 0n;
-  /** Keys seen since a snapshot began; what is not seen again is swept at its end. */
+  /** Keys seen since a snapshot or repair began; what is not seen again in scope is swept at its end. */
   private marked: Set<string> | undefined;
+  private scope: SweepScope | undefined;
 
   /**
    * `keepValues` false keeps only hashes, enough to verify checksums; the updates reported still
@@ -93,26 +102,28 @@ export class ClientCache {
     return new Update(key, revision, raw, value);
   }
 
-  beginMark(): void {
+  beginMark(scope?: SweepScope): void {
     this.marked = new Set();
+    this.scope = scope;
   }
 
   get marking(): boolean { return this.marked !== undefined; }
 
   /**
-   * Ends a snapshot: deletes every key the snapshot did not contain. The datastore revision of
-   * such a deletion is unknown; it is reported with the key's last known revision. The checksum
-   * is recomputed from the entries: a snapshot is where a cache that went wrong is put right, so
-   * the running XOR must not carry an old error across it.
+   * Ends a snapshot or repair: deletes every key in scope that it did not contain. The datastore
+   * revision of such a deletion is unknown; it is reported with the key's last known revision.
+   * The checksum is recomputed from the entries: a resync is where a cache that went wrong is put
+   * right, so the running XOR must not carry an old error across it.
    */
   sweep(): Update[] {
     const seen = this.marked;
-    this.marked = undefined;
+    const scope = this.scope;
+    this.abandonMark();
     if (!seen) return [];
     const gone: Update[] = [];
     let xor = 0n;
     for (const [key, cur] of this.map) {
-      if (seen.has(key)) { xor ^= cur.hash; continue; }
+      if (seen.has(key) || (scope && !scope.differ.has(bitsOf(key, cur) & (scope.buckets - 1)))) { xor ^= cur.hash; continue; }
       this.map.delete(key);
       gone.push(new Update(key, cur.revision, null, null));
     }
@@ -122,7 +133,21 @@ export class ClientCache {
 
   abandonMark(): void {
     this.marked = undefined;
+    this.scope = undefined;
   }
+
+  /** The cache's digest for a digest resync; undefined when empty (a snapshot costs the same). */
+  digest(): CacheDigest | undefined {
+    if (this.map.size === 0) return undefined;
+    const buckets = bucketCountFor(this.map.size);
+    const d = emptyDigest(buckets);
+    for (const [key, cur] of this.map) xorInto(d, bitsOf(key, cur) & (buckets - 1), cur.hash);
+    return { scheme: DIGEST_SCHEME, buckets, hashes: digestToWire(d) };
+  }
+}
+
+function bitsOf(key: string, slot: Slot): number {
+  return (slot.bits ??= keyBits(key));
 }
 
 function decodeValue(raw: Buffer, revision: string): Record<string, any> {

@@ -1,13 +1,15 @@
 // The client library an agent embeds. It keeps a cache of one view, reconnects on its own
 // (jittered exponential backoff, rotating across URLs, honouring goaway), resumes from its last
-// position where the server still has the history, and verifies the server's checksums. The
-// agent hears only about keys whose value changed: a snapshot after a reconnect is reconciled
-// against the cache (mark and sweep), never replayed.
+// position where the server still has the history, elsewhere sends a digest of its cache so that
+// any server resends only the buckets that differ, and verifies the server's checksums. The
+// agent hears only about keys whose value changed: a snapshot or repair after a reconnect is
+// reconciled against the cache (mark and sweep), never replayed.
 import WebSocket from 'ws';
 import { VERSION } from '../src/version.js';
 import { isSyncerType, needsNode, type SyncerType } from '../src/model/views.js';
 import { checksumHex } from '../src/protocol/checksum.js';
 import { encode, ProtocolError } from '../src/protocol/codec.js';
+import { bucketsFromWire } from '../src/protocol/digest.js';
 import { decodeServerFrame, type RawItem } from '../src/protocol/frames.js';
 import { PROTOCOL_VERSION, type ResumeToken, type SyncStatus } from '../src/protocol/messages.js';
 import { ClientCache, type CachedValue, type Update } from './cache.js';
@@ -49,6 +51,8 @@ export interface SyncClientOptions {
 export interface ClientStats {
   connects: number;
   snapshots: number;
+  /** Digest resyncs: the server resent only the buckets where the cache differed. */
+  digests: number;
   resumes: number;
   framesReceived: number;
   bytesReceived: number;
@@ -62,7 +66,7 @@ export interface ClientStats {
 const noLog: ClientLogger = { debug() {}, info() {}, warn() {} };
 
 export class SyncClient {
-  readonly stats: ClientStats = { connects: 0, snapshots: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0, protocolErrors: 0 };
+  readonly stats: ClientStats = { connects: 0, snapshots: 0, digests: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0, protocolErrors: 0 };
   private readonly cache: ClientCache;
   private readonly urls: string[];
   private readonly log: ClientLogger;
@@ -169,6 +173,7 @@ export class SyncClient {
         clientName: this.opts.clientName ?? 'calico-fanout-client', clientVersion: this.opts.clientVersion ?? VERSION,
         resume: this.resumeToken,
         known: this.epoch !== undefined ? { epoch: this.epoch, seq: this.known } : undefined,
+        digest: this.cache.digest(),
         compression: [],
         flow: true,
       }));
@@ -248,13 +253,20 @@ export class SyncClient {
         if (msg.epoch !== this.epoch) this.known = 0;
         this.epoch = String(msg.epoch);
         if (msg.mode === 'resume') this.stats.resumes++;
-        else { this.stats.snapshots++; this.forgetPosition(); }
+        else {
+          if (msg.mode === 'digest') this.stats.digests++;
+          else this.stats.snapshots++;
+          this.forgetPosition();
+        }
         this.ackEvery = typeof msg.window === 'number' && msg.window > 0 ? Math.max(1, Math.floor(msg.window / 4)) : undefined;
         this.log.info({ server: msg.serverId, mode: msg.mode, epoch: msg.epoch }, 'syncing');
         return;
-      case 'snapshot': {
-        if (msg.i === 0) this.cache.beginMark();
-        else if (!this.cache.marking) throw new ProtocolError(0, 'snapshot chunk out of order');
+      case 'snapshot':
+      case 'repair': {
+        // A repair replaces the buckets it names; a snapshot, everything.
+        const scope = msg.t === 'repair' && msg.i === 0 ? { buckets: num(msg.buckets, 'buckets'), differ: new Set(bucketsFromWire(bin(msg.differ, 'differ'))) } : undefined;
+        if (msg.i === 0) this.cache.beginMark(scope);
+        else if (!this.cache.marking) throw new ProtocolError(0, `${msg.t} chunk out of order`);
         this.known = Math.max(this.known, num(msg.seq, 'seq'));
         const updates = this.applyItems(items ?? []);
         if (msg.last === true) {
@@ -360,6 +372,11 @@ export class SyncClient {
     this.bytesAcked = this.bytesIn;
     this.ws.send(encode({ t: 'ack', seq, bytes: this.bytesIn }));
   }
+}
+
+function bin(x: unknown, field: string): Uint8Array {
+  if (!(x instanceof Uint8Array) || x.byteLength % 4 !== 0) throw new ProtocolError(0, `${field} is not a list of 4-byte bucket numbers`);
+  return x;
 }
 
 function num(x: unknown, field: string): number {

@@ -16,6 +16,7 @@ import { ViewFilter } from '../dedupe/view-filter.js';
 import type { Batch } from '../snapshot/store.js';
 import { checksumHex } from '../src/protocol/checksum.js';
 import { decodeClientMessage, encode, ProtocolError } from '../src/protocol/codec.js';
+import { bucketsToWire, digestFromWire } from '../src/protocol/digest.js';
 import { chunkFrames } from '../src/protocol/frames.js';
 import { CloseCode, PROTOCOL_VERSION, type ControlMessage, type Hello, type SyncMode, type SyncStatus } from '../src/protocol/messages.js';
 import type { ServerContext } from './context.js';
@@ -32,8 +33,11 @@ export class Connection {
   readonly connectedAt = Date.now();
 
   private frames: Iterator<Buffer> | undefined;
-  /** A snapshot owed to the client (from this seq up) once the store is complete. */
-  private snapshotDue: number | undefined;
+  /**
+   * The sync owed to the client once the store is complete: a snapshot at least as new as
+   * `minSeq`, or the repair of what differs from the client's cache digest.
+   */
+  private syncDue: { minSeq: number } | { digest: Uint32Array } | undefined;
   private framesEnd = 0;
   private sentStatus: SyncStatus | undefined;
   private checksumDue = true;
@@ -105,7 +109,9 @@ export class Connection {
     this.filter = new ViewFilter(hello.syncer, hello.node);
     const r = hello.resume;
     const canResume = r !== undefined && r.epoch === store.epoch && store.canCatchUp(r.seq);
-    const mode: SyncMode = canResume ? 'resume' : 'snapshot';
+    // Cheapest first: catch-up from a known position, else the difference from the client's
+    // cache (any replica, any epoch), else everything.
+    const mode: SyncMode = canResume ? 'resume' : hello.digest ? 'digest' : 'snapshot';
     this.send({
       t: 'welcome', v: PROTOCOL_VERSION, serverId: this.ctx.serverId, serverVersion: this.ctx.serverVersion,
       epoch: store.epoch, syncer: hello.syncer, node: this.filter.node, mode, compression: 'none',
@@ -116,7 +122,8 @@ export class Connection {
     this.state = 'streaming';
     this.ctx.logger.info({ conn: this.id, remote: this.remote, syncer: hello.syncer, node: hello.node, client: hello.clientName, mode, from: r?.seq }, 'client syncing');
     if (canResume) this.pos = r.seq;
-    else this.snapshotDue = Math.max(...[r, hello.known].map((t) => (t?.epoch === store.epoch ? t.seq : 0)));
+    else if (hello.digest) this.syncDue = { digest: digestFromWire(hello.digest.hashes) };
+    else this.syncDue = { minSeq: Math.max(...[r, hello.known].map((t) => (t?.epoch === store.epoch ? t.seq : 0))) };
     this.pump();
   }
 
@@ -125,7 +132,7 @@ export class Connection {
   /** A batch was published: the fast path writes the view's shared frame. */
   onBatch(batch: Batch, frameFor: (f: ViewFilter) => Buffer | null): void {
     if (this.state !== 'streaming') return;
-    if (!this.frames && this.snapshotDue === undefined && !this.waitingDrain && !this.waitingAck && this.pos === batch.from && !this.full) {
+    if (!this.frames && this.syncDue === undefined && !this.waitingDrain && !this.waitingAck && this.pos === batch.from && !this.full) {
       const frame = frameFor(this.filter!);
       if (frame) this.write(frame);
       this.pos = batch.to;
@@ -146,16 +153,27 @@ export class Connection {
     this.framesEnd = snap.seq;
   }
 
+  /** Digest resync: the buckets the client has wrong, whole, as of the head. */
+  private startRepair(digest: Uint32Array): void {
+    const { seq, buckets, items } = this.ctx.store.repair(this.filter!, digest);
+    const count = digest.length / 2;
+    this.ctx.metrics.repairBuckets.observe(buckets.length / count);
+    this.frames = chunkFrames(items, this.ctx.opts.chunkBytes, (i, last) => (
+      i === 0 ? { t: 'repair', seq, i, last, buckets: count, differ: bucketsToWire(buckets) } : { t: 'repair', seq, i, last }));
+    this.framesEnd = seq;
+  }
+
   private pump(): void {
     const { store, opts } = this.ctx;
     while (this.state === 'streaming' && !this.waitingDrain && !this.waitingAck) {
       if (this.ws.bufferedAmount >= opts.highWaterMark) return this.waitForDrain();
       if (this.unacked >= opts.highWaterMark) return this.waitForAck();
-      if (this.snapshotDue !== undefined) {
+      if (this.syncDue !== undefined) {
         // Until then the client hears the status (it keeps its cache) and pings.
         if (!store.complete) return this.sendStatus();
-        this.startSnapshot(this.snapshotDue);
-        this.snapshotDue = undefined;
+        if ('digest' in this.syncDue) this.startRepair(this.syncDue.digest);
+        else this.startSnapshot(this.syncDue.minSeq);
+        this.syncDue = undefined;
       }
       if (this.frames) {
         const next = this.frames.next();

@@ -31,7 +31,7 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   pongTimeoutMs: 60_000,
   stallTimeoutMs: 120_000,
   highWaterMark: 1 << 20,
-  maxInboundBytes: 64 << 10,
+  maxInboundBytes: 256 << 10,
   chunkBytes: 256 << 10,
   checksumIntervalMs: 30_000,
   snapshotReuseMs: 1_000,

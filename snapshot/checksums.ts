@@ -1,13 +1,18 @@
 // Order-independent content checksums per view, maintained on every change in O(views of the
 // kind). For node-scoped kinds the sum is kept per node, so the checksum a client of
-// (view, node) sees is the view's shared part XOR its node's part.
+// (view, node) sees is the view's shared part XOR its node's part. The shared part is also kept
+// per fine digest bucket, so a digest for any bucket count is a fold away (O(buckets), not O(keys)).
 import { SYNCER_TYPES, VIEWS, viewsOfKind, type SyncerType } from '../src/model/views.js';
+import { emptyDigest, fold, xorInto } from '../src/protocol/digest.js';
 import type { ViewFilter } from '../dedupe/view-filter.js';
+import { FINE_BUCKETS } from './buckets.js';
 
 interface Sum { xor: bigint; count: number }
 
 class ViewSum {
   readonly shared: Sum = { xor: 0n, count: 0 };
+  /** The shared part by fine bucket; allocated with the view's first key. */
+  fine: Uint32Array | undefined;
   readonly perNode = new Map<string, Sum>();
   total = 0;
 
@@ -25,11 +30,20 @@ export interface Checksum { value: bigint; count: number }
 export class ViewChecksums {
   private readonly views = new Map<SyncerType, ViewSum>(SYNCER_TYPES.map((v) => [v, new ViewSum()]));
 
-  /** Removes the old contribution of a key (if it had one) and adds the new one (if live). */
-  update(kind: string, old: { node: string | undefined; hash: bigint } | undefined, now: { node: string | undefined; hash: bigint } | undefined): void {
+  /**
+   * Removes the old contribution of a key (if it had one) and adds the new one (if live). `bits`
+   * are the key's bucket bits.
+   */
+  update(kind: string, bits: number, old: { node: string | undefined; hash: bigint } | undefined, now: { node: string | undefined; hash: bigint } | undefined): void {
+    const f = bits & (FINE_BUCKETS - 1);
     for (const v of viewsOfKind(kind)) {
       const vs = this.views.get(v)!;
       const scoped = VIEWS[v].nodeScoped.has(kind);
+      if (!scoped) {
+        vs.fine ??= emptyDigest(FINE_BUCKETS);
+        if (old) xorInto(vs.fine, f, old.hash);
+        if (now) xorInto(vs.fine, f, now.hash);
+      }
       if (old) {
         const s = vs.sumFor(scoped, old.node, false)!;
         s.xor ^= old.hash;
@@ -50,6 +64,12 @@ export class ViewChecksums {
     const vs = this.views.get(filter.syncer)!;
     const mine = vs.perNode.get(filter.node);
     return { value: vs.shared.xor ^ (mine?.xor ?? 0n), count: vs.shared.count + (mine?.count ?? 0) };
+  }
+
+  /** The digest of a view's shared part (node-scoped kinds excluded) in `buckets` buckets. */
+  sharedDigest(view: SyncerType, buckets: number): Uint32Array {
+    const fine = this.views.get(view)!.fine;
+    return fine ? fold(fine, buckets) : emptyDigest(buckets);
   }
 
   /** Live keys in a view across all nodes (typha_cache_size). */

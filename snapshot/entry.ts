@@ -20,11 +20,16 @@ export interface Entry {
   seq: number;
   /** xxh64 of key and value; meaningless for tombstones. */
   hash: bigint;
+  /** The key's digest bucket bits (checksum.ts keyBits). */
+  readonly bits: number;
   /** Bytes this entry counts against the history budget while it is a tombstone. */
   tombstoneBytes: number;
   // Links in the change log, oldest change first.
   prev: Entry | null;
   next: Entry | null;
+  // Links in the entry's bucket list (buckets.ts).
+  bprev: Entry | null;
+  bnext: Entry | null;
 }
 
 /** Rough bytes an entry holds, for the history budget. */

@@ -3,7 +3,9 @@
 // handed a snapshot older than the head catches up from S like any other client, so a storm of
 // connecting clients costs one build per view per reuse window, not one per client.
 import type { ViewFilter } from '../dedupe/view-filter.js';
+import { bucketOrder } from '../src/protocol/digest.js';
 import { chunkFrames } from '../src/protocol/frames.js';
+import type { Entry } from './entry.js';
 import type { Metrics } from '../src/metrics.js';
 import type { Store } from './store.js';
 
@@ -52,8 +54,7 @@ export class SnapshotCache {
 
   private build(filter: ViewFilter, now: number): Snapshot {
     const seq = this.store.head;
-    const items: Buffer[] = [];
-    for (const e of this.store.entries(filter)) items.push(e.item);
+    const items = inBucketOrder([...this.store.entries(filter)]);
     const frames = [...chunkFrames(items, this.chunkBytes, (i, last) => ({ t: 'snapshot', seq, i, last }))];
     return { seq, frames, bytes: frames.reduce((n, f) => n + f.length, 0), count: items.length, builtAt: now };
   }
@@ -64,4 +65,17 @@ export class SnapshotCache {
     this.lastSweep = now;
     for (const [k, s] of this.cache) if (!this.fresh(s, now)) this.cache.delete(k);
   }
+}
+
+/**
+ * Items in digest bucket order (digest.ts bucketOrder): a client whose snapshot is cut midway
+ * holds whole buckets, and its digest resync asks for about the part it did not get.
+ */
+function inBucketOrder(entries: Entry[]): Buffer[] {
+  // Sort keys packed as order · 2^21 + index sort natively as doubles (exact below 2^53).
+  if (entries.length >= 1 << 21) return entries.sort((a, b) => bucketOrder(a.bits) - bucketOrder(b.bits)).map((e) => e.item);
+  const keys = new Float64Array(entries.length);
+  for (let i = 0; i < entries.length; i++) keys[i] = bucketOrder(entries[i]!.bits) * 2 ** 21 + i;
+  keys.sort();
+  return Array.from(keys, (k) => entries[k % 2 ** 21]!.item);
 }

@@ -5,11 +5,13 @@ import { randomBytes } from 'node:crypto';
 import type { Change } from '../dedupe/prepare.js';
 import type { ViewFilter } from '../dedupe/view-filter.js';
 import { SYNCER_TYPES, viewsOfKind } from '../src/model/views.js';
-import { hashLoaded, loadForHashing } from '../src/protocol/checksum.js';
+import { hashLoaded, keyBits, loadForHashing } from '../src/protocol/checksum.js';
+import { differing, xorInto } from '../src/protocol/digest.js';
 import { encodeItem } from '../src/protocol/frames.js';
 import { strSize } from '../src/protocol/msgpack-raw.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
 import type { Metrics } from '../src/metrics.js';
+import { BucketIndex } from './buckets.js';
 import { ChangeLog } from './change-log.js';
 import { ViewChecksums, type Checksum } from './checksums.js';
 import type { Entry } from './entry.js';
@@ -41,6 +43,7 @@ export class Store {
   private readonly live = new Map<string, Map<string, Entry>>();
   private readonly log: ChangeLog;
   private readonly checksums = new ViewChecksums();
+  private readonly buckets = new BucketIndex();
   private readonly listeners: StoreListener[] = [];
   private _head = 0;
   private _status: SyncStatus = 'wait-for-datastore';
@@ -86,9 +89,10 @@ export class Store {
       if (value) { loadForHashing(item); hash = hashLoaded(1, valueEnd); }
       let e = this.byKey.get(c.key);
       if (!e) {
-        e = { key: c.key, kind: c.kind, node: c.node, item, value, revision: c.revision, seq, hash, tombstoneBytes: 0, prev: null, next: null };
+        e = { key: c.key, kind: c.kind, node: c.node, item, value, revision: c.revision, seq, hash, bits: keyBits(c.key), tombstoneBytes: 0, prev: null, next: null, bprev: null, bnext: null };
         this.byKey.set(c.key, e);
-        this.checksums.update(c.kind, undefined, value ? e : undefined);
+        this.buckets.add(e);
+        this.checksums.update(c.kind, e.bits, undefined, value ? e : undefined);
       } else {
         const old = e.value ? { node: e.node, hash: e.hash } : undefined;
         if (!e.value) this.log.revived(e);
@@ -100,7 +104,7 @@ export class Store {
         }
         if (value) e.node = c.node;
         e.item = item; e.value = value; e.revision = c.revision; e.seq = seq; e.hash = hash;
-        this.checksums.update(c.kind, old, value ? e : undefined);
+        this.checksums.update(c.kind, e.bits, old, value ? e : undefined);
       }
       let kindMap = this.live.get(c.kind);
       if (!kindMap) this.live.set(c.kind, (kindMap = new Map()));
@@ -110,7 +114,10 @@ export class Store {
       published.push({ kind: c.kind, node: e.node, item });
       for (const v of viewsOfKind(c.kind)) this.metrics.updatesPublished.labels(v).inc();
     }
-    for (const gone of this.log.evict()) this.byKey.delete(gone.key);
+    for (const gone of this.log.evict()) {
+      this.byKey.delete(gone.key);
+      this.buckets.remove(gone);
+    }
     this.metrics.headSeq.set(this._head);
     this.metrics.historyBytes.set(this.log.bytes);
     this.metrics.historyFloor.set(this.log.floor);
@@ -149,6 +156,30 @@ export class Store {
       const scoped = filter.def.nodeScoped.has(kind);
       for (const e of m.values()) if (!scoped || e.node === filter.node) yield e;
     }
+  }
+
+  /** The view's digest in `buckets` buckets (PROTOCOL.md "Digest resync"). */
+  digest(filter: ViewFilter, buckets: number): Uint32Array {
+    const d = this.checksums.sharedDigest(filter.syncer, buckets);
+    // A node's own part is a few keys (its Node, its status): added here rather than kept per node.
+    for (const kind of filter.def.nodeScoped) {
+      for (const e of this.live.get(kind)?.values() ?? []) if (e.node === filter.node) xorInto(d, e.bits & (buckets - 1), e.hash);
+    }
+    return d;
+  }
+
+  /**
+   * What a client whose cache has digest `theirs` lacks: the buckets that differ from the view's,
+   * with every live item of the view in them, bucket by bucket, as of the head.
+   */
+  repair(filter: ViewFilter, theirs: Uint32Array): { seq: number; buckets: number[]; items: Buffer[] } {
+    const count = theirs.length / 2;
+    const buckets = differing(this.digest(filter, count), theirs);
+    const items: Buffer[] = [];
+    for (const b of buckets) {
+      for (const e of this.buckets.inBucket(b, count)) if (e.value && filter.matches(e.kind, e.node)) items.push(e.item);
+    }
+    return { seq: this._head, buckets, items };
   }
 
   checksum(filter: ViewFilter): Checksum {

@@ -51,7 +51,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'serverHandshakeTimeoutSecs', typha: 'ServerHandshakeTimeoutSecs', kind: 'seconds', min: 0.01, default: 10, help: 'close a connection without hello after this long' },
   { name: 'serverWriteTimeoutSecs', typha: 'ServerWriteTimeoutSecs', kind: 'seconds', min: 0.01, default: 120, help: 'close a client whose socket makes no progress this long (stall timeout)' },
   { name: 'serverHighWaterMarkBytes', typha: 'ServerHighWaterMarkBytes', kind: 'bytes', min: 1024, default: 1 << 20, help: 'stop writing to a client whose socket buffer (or, under flow control, whose unacknowledged bytes) reach this much' },
-  { name: 'serverMaxInboundMessageBytes', typha: 'ServerMaxInboundMessageBytes', kind: 'bytes', min: 1024, default: 64 << 10, help: 'largest frame a client may send' },
+  { name: 'serverMaxInboundMessageBytes', typha: 'ServerMaxInboundMessageBytes', kind: 'bytes', min: 1024, default: 256 << 10, help: 'largest frame a client may send (a hello with a cache digest is up to 128 KiB)' },
   { name: 'snapshotChunkBytes', typha: 'SnapshotChunkBytes', kind: 'bytes', min: 1024, default: 256 << 10, help: 'size of snapshot and catch-up frames' },
   { name: 'snapshotReuseSecs', typha: 'SnapshotReuseSecs', kind: 'seconds', min: 0, default: 1, help: 'serve a built snapshot to new clients for this long before building a fresher one' },
   { name: 'historyMaxBytes', typha: 'HistoryMaxBytes', flag: 'history-bytes', kind: 'bytes', min: 0, default: 64 << 20, help: 'memory for resume beyond the live state (deletion tombstones)' },

@@ -31,7 +31,8 @@ export class Metrics {
   readonly snapshotsGenerated = new Counter({ name: 'typha_snapshots_generated', help: 'Pre-encoded snapshots built.', labelNames: syncer, registers: this.r });
   readonly snapshotsReused = new Counter({ name: 'typha_snapshots_reused', help: 'Snapshot sends served from an already built snapshot.', labelNames: syncer, registers: this.r });
   readonly snapshotBytes = new Gauge({ name: 'typha_snapshot_raw_bytes', help: 'Size of the last snapshot built for each view.', labelNames: syncer, registers: this.r });
-  readonly resyncs = new Counter({ name: 'calico_fanout_resyncs_total', help: 'Client syncs by mode: resume (catch-up from a position) or snapshot.', labelNames: ['mode'] as const, registers: this.r });
+  readonly resyncs = new Counter({ name: 'calico_fanout_resyncs_total', help: 'Client syncs by mode: resume (catch-up from a position), digest (the buckets that differ from the client\'s cache) or snapshot.', labelNames: ['mode'] as const, registers: this.r });
+  readonly repairBuckets = new Histogram({ name: 'calico_fanout_digest_resync_differing_ratio', help: 'Share of a digest resync\'s buckets that differed and were resent (0: the client was right, 1: all).', buckets: [0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1], registers: this.r });
 
   readonly framesSent = new Counter({ name: 'calico_fanout_frames_sent_total', help: 'Frames written to client sockets.', registers: this.r });
   readonly bytesSent = new Counter({ name: 'calico_fanout_bytes_sent_total', help: 'Bytes written to client sockets.', registers: this.r });

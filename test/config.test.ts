@@ -46,7 +46,7 @@ describe('defaults', () => {
     assert.equal(c.prometheusMetricsEnabled, true);
     assert.equal(c.logSeverityScreen, 'INFO');
     assert.equal(c.serverPingIntervalSecs, 10);
-    assert.equal(c.serverMaxInboundMessageBytes, 64 * 1024);
+    assert.equal(c.serverMaxInboundMessageBytes, 256 * 1024);
     assert.equal(c.serverHost, '');
   });
 

@@ -1,5 +1,5 @@
 // Several servers: a client rotates across its URLs, moves to another replica when its server
-// shuts down (a new epoch: a snapshot that its agent sees as no change when the replicas agree),
+// shuts down (a new epoch: a digest resync that its agent sees as no change when the replicas agree),
 // and waits as long as the goaway tells it to before coming back.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -49,9 +49,10 @@ test('when its server shuts down, a client moves to the next replica without bot
     await a.close();
     await waitFor(() => b.app.server.connections.size === 1 && c.isInSync, 'the client to sync on b');
     assert.equal(c.stats.connects, 2);
-    assert.equal(c.stats.snapshots, 2, 'another epoch: a snapshot');
+    assert.equal(c.stats.snapshots, 1, 'the first sync only');
+    assert.equal(c.stats.digests, 1, 'another epoch: a digest resync');
     assert.equal(c.stats.resumes, 0);
-    assert.equal(await metricValue(b.app.metrics.resyncs, { mode: 'snapshot' }), 1);
+    assert.equal(await metricValue(b.app.metrics.resyncs, { mode: 'digest' }), 1);
     assert.deepEqual(heard.map((u) => u.key), [], 'same content on both replicas: nothing to report');
     assert.deepEqual(c.resumeToken?.epoch, b.app.store.epoch);
     assertClientMatches(c, expectedView(b.ds, 'felix', ''), 'client on b');
@@ -131,7 +132,7 @@ class SlowListingDatastore {
   async stop(): Promise<void> {}
 }
 
-test('a replica still listing its datastore holds back the snapshot: the moving client deletes nothing', LIMIT, async () => {
+test('a replica still listing its datastore holds back the resync: the moving client deletes nothing', LIMIT, async () => {
   const a = track(await startTestServer({}, seed));
   const slow = new SlowListingDatastore(seed, 10);
   const b = track(await startServerOn(slow));
@@ -144,12 +145,13 @@ test('a replica still listing its datastore holds back the snapshot: the moving 
     await a.close();
     await waitFor(() => b.app.server.connections.size === 1 && statuses.at(-1) === 'resync-in-progress', 'the client waiting on the listing replica');
     await sleep(200);
-    assert.deepEqual(heard.map((u) => u.key), [], 'no snapshot of the partial list, so no key swept');
+    assert.deepEqual(heard.map((u) => u.key), [], 'no repair from the partial list, so no key swept');
     assert.equal(c.size, seed.length, 'the agent keeps its whole cache meanwhile');
     slow.finish();
     await c.inSync();
     assert.deepEqual(heard.map((u) => u.key), [], 'same content once listed: nothing to report');
-    assert.equal(await metricValue(b.app.metrics.snapshotsGenerated, { syncer: 'felix' }), 1, 'one snapshot, of the whole list');
+    assert.equal(c.stats.digests, 1, 'resynced by digest against the whole list');
+    assert.equal(await metricValue(b.app.metrics.snapshotsGenerated, { syncer: 'felix' }), 0);
   } finally {
     await clients.stopAll();
   }

@@ -55,15 +55,15 @@ export function stormMarkdown(title: string, command: string, runs: StormResult[
   ];
   if (reconnecting.length) {
     lines.push('', '## Reconnect: calico-fanout restarts (SIGTERM, a new process on the same port)', '',
-      ...head(['new server ready s', 'synced by snapshot / resume', 'streaming on the new server']),
+      ...head(['new server ready s', 'synced by snapshot / resume / digest', 'streaming on the new server']),
       ...reconnecting.map((g) => {
         const rc = (x: StormResult) => x.reconnect!;
-        return `${lead(g)} ${phaseCells(g, rc).join(' | ')} | ${med(g, (x) => rc(x).serverReadyS)} | ${median(g.map((x) => rc(x).snapshotSyncs))} / ${median(g.map((x) => rc(x).resumeSyncs))} | ${median(g.map((x) => rc(x).streamingOnNewServer))} |`;
+        return `${lead(g)} ${phaseCells(g, rc).join(' | ')} | ${med(g, (x) => rc(x).serverReadyS)} | ${(['snapshotSyncs', 'resumeSyncs', 'digestSyncs'] as const).map((f) => median(g.map((x) => rc(x)[f] ?? 0))).join(' / ')} | ${median(g.map((x) => rc(x).streamingOnNewServer))} |`;
       }),
       '',
       'Times from the SIGTERM. The new process\'s CPU is its whole life (start, listing etcd, serving the resync);',
-      'its snapshot count is its own. A new process has a new epoch, so every client syncs from a snapshot:',
-      'digest resync is not implemented yet. An etcd reader that reconnects lists everything again (the storm phase).');
+      'its snapshot count is its own. A new process has a new epoch: the clients cannot resume, and resync by digest',
+      '(only the buckets that differ from their caches). An etcd reader that reconnects lists everything again (the storm phase).');
   }
   return lines.join('\n') + '\n';
 }

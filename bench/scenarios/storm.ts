@@ -55,6 +55,7 @@ export interface StormReconnect extends StormPhase {
   /** How the agents synced with the new process, as their libraries count it. */
   snapshotSyncs: number;
   resumeSyncs: number;
+  digestSyncs: number;
   /** typha_connections_streaming of the new process once every agent is in sync. */
   streamingOnNewServer: number;
 }
@@ -161,9 +162,9 @@ async function restart(r: Run, fanoutPid: number, etcdPid: number): Promise<Stor
     peakRssMiB: { etcd: Math.round(peakRssMiB(etcdPid)), 'calico-fanout': Math.round(peakRssMiB(next.pid)) },
     snapshotsGenerated: await metricSum(metricsPort, 'typha_snapshots_generated'),
   });
-  const count = (f: 'snapshots' | 'resumes') => replies.flatMap((x) => x.clients).reduce((n, c) => n + (c[f] ?? 0), 0);
+  const count = (f: 'snapshots' | 'resumes' | 'digests') => replies.flatMap((x) => x.clients).reduce((n, c) => n + (c[f] ?? 0), 0);
   return {
-    ...figures, serverReadyS, snapshotSyncs: count('snapshots'), resumeSyncs: count('resumes'),
+    ...figures, serverReadyS, snapshotSyncs: count('snapshots'), resumeSyncs: count('resumes'), digestSyncs: count('digests'),
     streamingOnNewServer: await metricSum(metricsPort, 'typha_connections_streaming'),
   };
 }

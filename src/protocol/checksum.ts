@@ -44,6 +44,16 @@ export function entryHash(key: string, value: Uint8Array): bigint {
   return hashLoaded(0, n + value.length);
 }
 
+/**
+ * A key's bucket bits for digests: the low 32 bits of xxh64 (seed 0) of its UTF-8 bytes. Not the
+ * entry hash: a key stays in its bucket whatever its value.
+ */
+export function keyBits(key: string): number {
+  reserve(3 * key.length);
+  const len = mem.write(key, 0);
+  return Number(BigInt.asUintN(32, wasm.xxh64(0, len, 0n)));
+}
+
 /** The wire form of a checksum: 16 lowercase hex digits. */
 export function checksumHex(x: bigint): string {
   return x.toString(16).padStart(16, '0');

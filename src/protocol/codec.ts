@@ -2,6 +2,7 @@
 // exactly one well-formed message of a known type becomes a ProtocolError naming the problem.
 import { Packr, Unpackr } from 'msgpackr';
 import { isSyncerType, needsNode, SYNCER_TYPES } from '../model/views.js';
+import { DIGEST_SCHEME, isBucketCount } from './digest.js';
 import { CloseCode, PROTOCOL_VERSION, type ClientMessage, type ControlMessage, type Hello } from './messages.js';
 
 export const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -92,6 +93,15 @@ function validateHello(m: Record<string, unknown>): Hello {
       throw new ProtocolError(CloseCode.badHello, `${field} must be {epoch: string, seq: non-negative integer}`);
     }
     hello[field] = { epoch: r.epoch, seq: r.seq };
+  }
+  if (m.digest !== undefined && m.digest !== null) {
+    const d = m.digest as Record<string, unknown>;
+    if (typeof d !== 'object' || typeof d.scheme !== 'number' || !isBucketCount(d.buckets) || !(d.hashes instanceof Uint8Array)) {
+      throw new ProtocolError(CloseCode.badHello, 'digest must be {scheme: number, buckets: a power of two ≤ 16384, hashes: bin}');
+    }
+    if (d.hashes.byteLength !== 8 * d.buckets) throw new ProtocolError(CloseCode.badHello, `digest hashes must be 8 bytes per bucket (${8 * d.buckets}), not ${d.hashes.byteLength}`);
+    // A scheme this server does not know is no error: the client gets a snapshot instead.
+    if (d.scheme === DIGEST_SCHEME) hello.digest = { scheme: d.scheme, buckets: d.buckets, hashes: d.hashes };
   }
   if (m.compression !== undefined) {
     if (!Array.isArray(m.compression) || !m.compression.every((c) => typeof c === 'string')) {

@@ -26,9 +26,16 @@ export function encodeItem(key: string, value: Buffer | null, revision: string):
 
 export interface DeltaHead { t: 'delta'; from: number; to: number }
 export interface SnapshotHead { t: 'snapshot'; seq: number; i: number; last: boolean }
+/**
+ * A digest resync reply, chunked like a snapshot. The first chunk names the bucket count and the
+ * buckets being replaced (`differ`, 4 bytes each, big-endian): the client deletes its keys in
+ * those buckets that the reply does not contain.
+ */
+export interface RepairHead { t: 'repair'; seq: number; i: number; last: boolean; buckets?: number; differ?: Buffer }
+type ItemsHead = DeltaHead | SnapshotHead | RepairHead;
 
 /** A map frame whose last field `u` is the array of the given items. */
-export function itemsFrame(head: DeltaHead | SnapshotHead, items: readonly Buffer[], start = 0, end = items.length): Buffer {
+export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0, end = items.length): Buffer {
   const h = packr.pack({ ...head, u: [] });
   // The head ends with `u` and an empty fixarray (0x90): swap that byte for the real header.
   const parts: Buffer[] = [h.subarray(0, h.length - 1), arrayHeader(end - start)];
@@ -38,7 +45,7 @@ export function itemsFrame(head: DeltaHead | SnapshotHead, items: readonly Buffe
 
 /** Splits items into frames of about `maxBytes` each (an item larger than that gets its own). */
 export function* chunkFrames(
-  items: readonly Buffer[], maxBytes: number, head: (index: number, last: boolean) => DeltaHead | SnapshotHead,
+  items: readonly Buffer[], maxBytes: number, head: (index: number, last: boolean) => ItemsHead,
 ): Generator<Buffer> {
   let start = 0;
   let index = 0;

@@ -7,6 +7,9 @@ export type SyncStatus = 'wait-for-datastore' | 'resync-in-progress' | 'in-sync'
 
 export interface ResumeToken { epoch: string; seq: number }
 
+/** A digest of the client's cache (digest.ts): `buckets` hashes of 8 bytes each, big-endian. */
+export interface CacheDigest { scheme: number; buckets: number; hashes: Uint8Array }
+
 // Client → server
 export interface Hello {
   t: 'hello';
@@ -22,6 +25,8 @@ export interface Hello {
    * back in time at the client.
    */
   known?: ResumeToken;
+  /** Sent by a client with a non-empty cache: lets any server resync it by difference. */
+  digest?: CacheDigest;
   compression?: string[];
   /** The client acknowledges the bytes it has processed (`ack.bytes`): flow control. */
   flow?: boolean;
@@ -32,7 +37,7 @@ export interface Ack { t: 'ack'; seq: number; bytes?: number }
 export type ClientMessage = Hello | Pong | Ack;
 
 // Server → client (frames carrying updates are described in frames.ts)
-export type SyncMode = 'resume' | 'snapshot';
+export type SyncMode = 'resume' | 'digest' | 'snapshot';
 export interface Welcome {
   t: 'welcome';
   v: number;
