@@ -9,8 +9,9 @@ import { VERSION } from '../src/version.js';
 import { isSyncerType, needsNode, type SyncerType } from '../src/model/views.js';
 import { checksumHex } from '../src/protocol/checksum.js';
 import { encode, ProtocolError } from '../src/protocol/codec.js';
+import { COMPRESSIONS, decompressFrame, negotiate, type Compression } from '../src/protocol/compression.js';
 import { bucketsFromWire } from '../src/protocol/digest.js';
-import { decodeServerFrame, type RawItem } from '../src/protocol/frames.js';
+import { decodeServerFrame, type DecodedFrame, type RawItem } from '../src/protocol/frames.js';
 import { PROTOCOL_VERSION, type ResumeToken, type SyncStatus } from '../src/protocol/messages.js';
 import { ClientCache, type CachedValue, type Update } from './cache.js';
 
@@ -44,6 +45,11 @@ export interface SyncClientOptions {
   ackIntervalMs?: number;
   /** false: keep only hashes (enough to verify checksums), not decoded values; updates still carry them. */
   keepValues?: boolean;
+  /**
+   * Algorithms for large frames (snapshots, repairs), in order of preference; [] for none.
+   * Default: brotli, then deflate (PROTOCOL.md "Compression").
+   */
+  compression?: string[];
   /** Passed to the WebSocket (TLS options such as ca, cert, key). */
   wsOptions?: WebSocket.ClientOptions;
 }
@@ -62,6 +68,9 @@ export interface ClientStats {
   /** Frames from the server that broke the protocol (each costs a reconnect and a snapshot). */
   protocolErrors: number;
 }
+
+/** Largest frame taken from a server, before or after decompression. */
+const MAX_FRAME_BYTES = 256 << 20;
 
 const noLog: ClientLogger = { debug() {}, info() {}, warn() {} };
 
@@ -95,6 +104,7 @@ export class SyncClient {
   private bytesIn = 0;
   private bytesAcked = 0;
   private ackEvery: number | undefined;
+  private compression: Compression | 'none' = 'none';
 
   constructor(private readonly opts: SyncClientOptions) {
     this.urls = opts.urls ?? (opts.url ? [opts.url] : []);
@@ -158,7 +168,7 @@ export class SyncClient {
     this.stats.connects++;
     const ws = new WebSocket(url, {
       perMessageDeflate: false,
-      maxPayload: 256 << 20,
+      maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: this.opts.connectTimeoutMs ?? 10_000,
       ...this.opts.wsOptions,
     });
@@ -174,7 +184,7 @@ export class SyncClient {
         resume: this.resumeToken,
         known: this.epoch !== undefined ? { epoch: this.epoch, seq: this.known } : undefined,
         digest: this.cache.digest(),
-        compression: [],
+        compression: this.opts.compression ?? [...COMPRESSIONS],
         flow: true,
       }));
     });
@@ -247,8 +257,17 @@ export class SyncClient {
   private onFrame(data: Buffer): void {
     this.stats.framesReceived++;
     this.stats.bytesReceived += data.length;
-    const { msg, items } = decodeServerFrame(data);
+    this.handle(decodeServerFrame(data));
+  }
+
+  private handle({ msg, items }: DecodedFrame): void {
     switch (msg.t) {
+      case 'compressed': {
+        if (this.compression === 'none' || !(msg.data instanceof Uint8Array)) throw new ProtocolError(0, 'compressed frame without a negotiated algorithm or data');
+        const inner = decodeServerFrame(decompressFrame(msg.data, this.compression, MAX_FRAME_BYTES));
+        if (inner.msg.t === 'compressed') throw new ProtocolError(0, 'compressed frame inside a compressed frame');
+        return this.handle(inner);
+      }
       case 'welcome':
         if (msg.epoch !== this.epoch) this.known = 0;
         this.epoch = String(msg.epoch);
@@ -258,6 +277,7 @@ export class SyncClient {
           else this.stats.snapshots++;
           this.forgetPosition();
         }
+        this.compression = negotiate([String(msg.compression)]);
         this.ackEvery = typeof msg.window === 'number' && msg.window > 0 ? Math.max(1, Math.floor(msg.window / 4)) : undefined;
         this.log.info({ server: msg.serverId, mode: msg.mode, epoch: msg.epoch }, 'syncing');
         return;

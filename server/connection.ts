@@ -16,6 +16,8 @@ import { ViewFilter } from '../dedupe/view-filter.js';
 import type { Batch } from '../snapshot/store.js';
 import { checksumHex } from '../src/protocol/checksum.js';
 import { decodeClientMessage, encode, ProtocolError } from '../src/protocol/codec.js';
+import { snapshotFrames } from '../snapshot/snapshots.js';
+import { compressEach, negotiate, type Compression } from '../src/protocol/compression.js';
 import { bucketsToWire, digestFromWire } from '../src/protocol/digest.js';
 import { chunkFrames } from '../src/protocol/frames.js';
 import { CloseCode, PROTOCOL_VERSION, type ControlMessage, type Hello, type SyncMode, type SyncStatus } from '../src/protocol/messages.js';
@@ -27,6 +29,8 @@ export class Connection {
   state: ConnectionState = 'handshake';
   filter: ViewFilter | undefined;
   hello: Hello | undefined;
+  /** Negotiated in the hello; applies to snapshot chunks and large repair frames. */
+  private compression: Compression | 'none' = 'none';
   /** Position the client reaches once it has read everything written so far. */
   pos = 0;
   lastPongAt = Date.now();
@@ -107,6 +111,7 @@ export class Connection {
     const { store, metrics } = this.ctx;
     this.hello = hello;
     this.filter = new ViewFilter(hello.syncer, hello.node);
+    this.compression = negotiate(hello.compression);
     const r = hello.resume;
     const canResume = r !== undefined && r.epoch === store.epoch && store.canCatchUp(r.seq);
     // Cheapest first: catch-up from a known position, else the difference from the client's
@@ -114,7 +119,7 @@ export class Connection {
     const mode: SyncMode = canResume ? 'resume' : hello.digest ? 'digest' : 'snapshot';
     this.send({
       t: 'welcome', v: PROTOCOL_VERSION, serverId: this.ctx.serverId, serverVersion: this.ctx.serverVersion,
-      epoch: store.epoch, syncer: hello.syncer, node: this.filter.node, mode, compression: 'none',
+      epoch: store.epoch, syncer: hello.syncer, node: this.filter.node, mode, compression: this.compression,
       ...(hello.flow ? { window: this.ctx.opts.highWaterMark } : {}),
     });
     metrics.resyncs.labels(mode).inc();
@@ -149,7 +154,7 @@ export class Connection {
 
   private startSnapshot(minSeq: number): void {
     const snap = this.ctx.snapshots.get(this.filter!, minSeq);
-    this.frames = snap.frames[Symbol.iterator]();
+    this.frames = snapshotFrames(snap, this.compression);
     this.framesEnd = snap.seq;
   }
 
@@ -158,8 +163,9 @@ export class Connection {
     const { seq, buckets, items } = this.ctx.store.repair(this.filter!, digest);
     const count = digest.length / 2;
     this.ctx.metrics.repairBuckets.observe(buckets.length / count);
-    this.frames = chunkFrames(items, this.ctx.opts.chunkBytes, (i, last) => (
+    const frames = chunkFrames(items, this.ctx.opts.chunkBytes, (i, last) => (
       i === 0 ? { t: 'repair', seq, i, last, buckets: count, differ: bucketsToWire(buckets) } : { t: 'repair', seq, i, last }));
+    this.frames = compressEach(frames, this.compression);
     this.framesEnd = seq;
   }
 

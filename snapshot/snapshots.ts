@@ -3,6 +3,7 @@
 // handed a snapshot older than the head catches up from S like any other client, so a storm of
 // connecting clients costs one build per view per reuse window, not one per client.
 import type { ViewFilter } from '../dedupe/view-filter.js';
+import { compressLarge, type Compression } from '../src/protocol/compression.js';
 import { bucketOrder } from '../src/protocol/digest.js';
 import { chunkFrames } from '../src/protocol/frames.js';
 import type { Entry } from './entry.js';
@@ -12,6 +13,8 @@ import type { Store } from './store.js';
 export interface Snapshot {
   readonly seq: number;
   readonly frames: readonly Buffer[];
+  /** The frames compressed, per algorithm, each on first use: once for every client. */
+  readonly compressed: Map<Compression, Buffer[]>;
   readonly bytes: number;
   readonly count: number;
   readonly builtAt: number;
@@ -56,7 +59,7 @@ export class SnapshotCache {
     const seq = this.store.head;
     const items = inBucketOrder([...this.store.entries(filter)]);
     const frames = [...chunkFrames(items, this.chunkBytes, (i, last) => ({ t: 'snapshot', seq, i, last }))];
-    return { seq, frames, bytes: frames.reduce((n, f) => n + f.length, 0), count: items.length, builtAt: now };
+    return { seq, frames, compressed: new Map(), bytes: frames.reduce((n, f) => n + f.length, 0), count: items.length, builtAt: now };
   }
 
   /** Stale snapshots are dropped so memory follows the number of views in use, not history. */
@@ -64,6 +67,18 @@ export class SnapshotCache {
     if (now - this.lastSweep < this.reuseMs) return;
     this.lastSweep = now;
     for (const [k, s] of this.cache) if (!this.fresh(s, now)) this.cache.delete(k);
+  }
+}
+
+/** A snapshot's frames as a client of `alg` receives them. */
+export function* snapshotFrames(snap: Snapshot, alg: Compression | 'none'): Generator<Buffer> {
+  if (alg === 'none') return yield* snap.frames;
+  let done = snap.compressed.get(alg);
+  if (!done) snap.compressed.set(alg, (done = []));
+  for (let i = 0; i < snap.frames.length; i++) {
+    // Chunks are compressed as the first client reaches them, so the work spreads over the
+    // transfer instead of stalling the event loop for a whole snapshot.
+    yield (done[i] ??= compressLarge(snap.frames[i]!, alg));
   }
 }
 

@@ -3,6 +3,7 @@
 // everything Typha has no word for is calico_fanout_*. Per-client labels are never used.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { SYNCER_TYPES } from './model/views.js';
+import type { SyncMode } from './protocol/messages.js';
 
 const syncer = ['syncer'] as const;
 
@@ -53,5 +54,6 @@ export class Metrics {
       for (const m of [this.updatesTotal, this.updatesSkipped, this.updatesPublished, this.snapshotsGenerated, this.snapshotsReused]) m.labels(s).inc(0);
       this.connectionsStreaming.labels(s).set(0);
     }
+    for (const mode of ['resume', 'digest', 'snapshot'] as const satisfies readonly SyncMode[]) this.resyncs.labels(mode).inc(0);
   }
 }

@@ -97,7 +97,8 @@ describe('replicas on one etcd', () => {
     const heard = new Map<SyncClient, Update[]>();
     const all = Array.from({ length: 100 }, () => {
       const log: Update[] = [];
-      const c = clients.make({ urls: [a.url, b.url], url: a.url, syncerType: 'felix', onUpdates: (u) => log.push(...u) });
+      // Uncompressed, so that bytes compare with the snapshot's own size.
+      const c = clients.make({ urls: [a.url, b.url], url: a.url, syncerType: 'felix', compression: [], onUpdates: (u) => log.push(...u) });
       heard.set(c, log);
       return c;
     });
@@ -153,7 +154,7 @@ describe('replicas on one etcd', () => {
   test('after a server restart on the same datastore (a new epoch) clients resync by digest', SLOW, async () => {
     const port = await freePort();
     const first = await replica({ serverPort: port });
-    const c = clients.make({ url: first.url, syncerType: 'felix' });
+    const c = clients.make({ url: first.url, syncerType: 'felix', compression: [] });
     await c.inSync();
     const epoch = first.app.store.epoch;
     const received = c.stats.bytesReceived;

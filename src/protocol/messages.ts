@@ -47,7 +47,8 @@ export interface Welcome {
   syncer: SyncerType;
   node: string;
   mode: SyncMode;
-  compression: 'none';
+  /** The algorithm of `compressed` frames to this client, from its hello's list. */
+  compression: string;
   /** For a flow-controlled client: bytes the server leaves unacknowledged at most. */
   window?: number;
 }
