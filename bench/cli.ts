@@ -4,6 +4,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { COMPRESSIONS } from '../src/protocol/compression.js';
 import { VERSION } from '../src/version.js';
 import { runClientCost } from './scenarios/client.js';
 import { runIngest } from './scenarios/ingest.js';
@@ -34,10 +35,10 @@ const program = new Command('bench').description('calico-fanout load tests and b
 /** The command as typed, empty and spaced arguments quoted, so that it can be pasted back. */
 const commandLine = () => `npm run bench -- ${process.argv.slice(2).map((a) => (a === '' || /\s/.test(a) ? `'${a}'` : a)).join(' ')}`;
 
-/** A comma-separated list of systems, each checked against `known`. */
-const systemsOf = <T extends string>(list: string, known: readonly T[]): T[] => {
+/** A comma-separated list of systems (or other choices), each checked against `known`. */
+const systemsOf = <T extends string>(list: string, known: readonly T[], what = 'system'): T[] => {
   const out = list.split(',').map((s) => s.trim()) as T[];
-  for (const s of out) if (!known.includes(s)) throw new Error(`unknown system ${s}`);
+  for (const s of out) if (!known.includes(s)) throw new Error(`unknown ${what} ${s}`);
   return out;
 };
 
@@ -117,6 +118,7 @@ program.command('storm')
   .option('--clients <n>', 'clients connecting at once', int, 50)
   .option('--systems <list>', `comma-separated, of ${STORM_SYSTEMS.join(', ')}`, STORM_SYSTEMS.join(','))
   .option('--client-mode <mode>', 'fanout clients: full (keeps the cache) or light (hashes only)', 'light')
+  .option('--compression <list>', `fanout clients: comma-separated runs, each with ${COMPRESSIONS.join(', ')} or none offered for snapshot chunks`, COMPRESSIONS[0])
   .option('--workers <n>', 'client processes', int, 2)
   .option('--repeat <n>', 'runs per system (report medians)', int, 1)
   .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
@@ -125,12 +127,16 @@ program.command('storm')
   .option('--out <dir>', 'results folder', '')
   .action(async (o) => {
     const runs: StormResult[] = [];
+    const compressions = systemsOf<string>(o.compression, [...COMPRESSIONS, 'none'], 'compression');
     for (let rep = 0; rep < o.repeat; rep++) {
       for (const system of systemsOf<StormSystem>(o.systems, STORM_SYSTEMS)) {
-        runs.push(await runStorm(system, {
-          keys: o.keys, clients: o.clients, workers: o.workers, mode: o.clientMode, serverCpus: o.serverCpus, clientCpus: o.clientCpus,
-          timeoutS: o.timeout, progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
-        }));
+        // Compression variants are calico-fanout's; etcd readers run once.
+        for (const compression of system === 'fanout' ? compressions : ['none']) {
+          runs.push(await runStorm(system, {
+            keys: o.keys, clients: o.clients, workers: o.workers, mode: o.clientMode, compression, serverCpus: o.serverCpus, clientCpus: o.clientCpus,
+            timeoutS: o.timeout, progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
+          }));
+        }
       }
     }
     const dir = o.out || join(RESULTS, `${stamp()}-storm-K${o.keys}-N${o.clients}`);

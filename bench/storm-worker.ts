@@ -11,7 +11,7 @@ import { nowUs, PREFIX } from './lib/payload.js';
 
 export type StormCommand =
   | { cmd: 'ping' }
-  | { cmd: 'sync'; urls: string[]; first: number; count: number; mode: 'full' | 'light'; timeoutMs: number }
+  | { cmd: 'sync'; urls: string[]; first: number; count: number; mode: 'full' | 'light'; compression: string[]; timeoutMs: number }
   | { cmd: 'arm' }
   | { cmd: 'resync'; timeoutMs: number }
   | { cmd: 'read'; urls: string[]; count: number; pageSize: number }
@@ -52,7 +52,7 @@ async function sync(m: Extract<StormCommand, { cmd: 'sync' }>): Promise<StormRep
   clients = Array.from({ length: m.count }, (_, i) => new SyncClient({
     urls: m.urls, syncerType: 'felix', node: `node-${(m.first + i) % 500}`, clientName: 'bench-storm',
     // The same backoff as the steady scenario's agents, so a restart costs what it costs them.
-    keepValues: m.mode === 'full', initialBackoffMs: 200, maxBackoffMs: 5000,
+    keepValues: m.mode === 'full', compression: m.compression, initialBackoffMs: 200, maxBackoffMs: 5000,
   }));
   for (const c of clients) c.start();
   const at = await everyOne((i) => clients[i]!.isInSync, m.timeoutMs, 'in sync');

@@ -13,10 +13,10 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { ViewFilter } from '../dedupe/view-filter.js';
+import { snapshotFrames } from '../snapshot/snapshots.js';
 import type { Batch } from '../snapshot/store.js';
 import { checksumHex } from '../src/protocol/checksum.js';
 import { decodeClientMessage, encode, ProtocolError } from '../src/protocol/codec.js';
-import { snapshotFrames } from '../snapshot/snapshots.js';
 import { compressEach, negotiate, type Compression } from '../src/protocol/compression.js';
 import { bucketsToWire, digestFromWire } from '../src/protocol/digest.js';
 import { chunkFrames } from '../src/protocol/frames.js';

@@ -44,7 +44,7 @@ const storms: StormResult[] = [];
 
 for (const system of STORM_SYSTEMS) {
   test(`storm ${system}: every client gets every key${system === 'fanout' ? ', from one snapshot, and again after a restart' : ''}`, SLOW, async () => {
-    const r = await runStorm(system, { keys: KEYS, clients: CLIENTS, workers: 2, mode: 'light', serverCpus: '', clientCpus: '', timeoutS: 60 });
+    const r = await runStorm(system, { keys: KEYS, clients: CLIENTS, workers: 2, mode: 'light', compression: 'brotli', serverCpus: '', clientCpus: '', timeoutS: 60 });
     storms.push(r);
     const what = (s: string) => `${system}: ${s} (${JSON.stringify(r)})`;
     assert.equal(r.system, system);

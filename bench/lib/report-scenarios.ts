@@ -4,7 +4,8 @@ import type { IdleResult } from '../scenarios/idle.js';
 import type { StormPhase, StormResult } from '../scenarios/storm.js';
 import { median, writeReportFiles } from './report.js';
 
-const MiB = (b: number) => `${(b / 2 ** 20).toFixed(1)}`;
+/** Bytes in the unit that keeps a resync of a few hundred bytes from showing as 0.0 MiB. */
+const size = (b: number) => (b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${Math.round(b)} B`);
 
 /** Runs grouped by `key`, in first-seen order. */
 function groups<T>(runs: T[], key: (r: T) => string): T[][] {
@@ -27,7 +28,7 @@ function phaseCells(runs: StormResult[], p: (r: StormResult) => StormPhase): str
   return [
     runs.every((x) => p(x).completeClients === x.clients) ? 'yes' : `no (${runs.map((x) => p(x).completeClients).join(', ')} of ${r.clients})`,
     med(runs, (x) => p(x).timeS), med(runs, (x) => p(x).clientS.p50),
-    med(runs, (x) => p(x).bytesPerClient.median, MiB),
+    med(runs, (x) => p(x).bytesPerClient.median, size),
     perProcess(runs, (x) => p(x).cpuS, (n) => n.toFixed(2)), med(runs, (x) => p(x).clientCpuS),
     perProcess(runs, (x) => p(x).peakRssMiB, (n) => n.toFixed(0)),
     p(r).snapshotsGenerated === null ? '—' : runs.map((x) => p(x).snapshotsGenerated).join(', '),
@@ -35,12 +36,12 @@ function phaseCells(runs: StormResult[], p: (r: StormResult) => StormPhase): str
 }
 
 export function stormMarkdown(title: string, command: string, runs: StormResult[], machine: string): string {
-  const rows = groups(runs, (r) => `${r.system} ${r.keys} ${r.clients} ${r.mode}`);
+  const rows = groups(runs, (r) => `${r.system} ${r.keys} ${r.clients} ${r.mode} ${r.compression}`);
   const head = (extra: string[]) => [
-    `| system | K | N | client mode | runs | every client got all K? | all in sync s | per client p50 s | MiB received per client | serving CPU s | client CPU s | peak RSS MiB (serving) | snapshots built |${extra.map((e) => ` ${e} |`).join('')}`,
+    `| system | K | N | client mode | runs | every client got all K? | all in sync s | per client p50 s | received per client | serving CPU s | client CPU s | peak RSS MiB (serving) | snapshots built |${extra.map((e) => ` ${e} |`).join('')}`,
     `|${'---|'.repeat(13 + extra.length)}`,
   ];
-  const lead = (g: StormResult[]) => `| ${g[0]!.system} | ${g[0]!.keys} | ${g[0]!.clients} | ${g[0]!.mode ?? '—'} | ${g.length} |`;
+  const lead = (g: StormResult[]) => `| ${g[0]!.system} | ${g[0]!.keys} | ${g[0]!.clients} | ${[g[0]!.mode, g[0]!.compression].filter(Boolean).join(', ') || '—'} | ${g.length} |`;
   const reconnecting = rows.filter((g) => g[0]!.reconnect);
   const lines = [
     `# ${title}`, '', `Command: \`${command}\``, '', machine, '',

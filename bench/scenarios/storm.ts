@@ -24,6 +24,8 @@ export interface StormOptions {
   clients: number;
   workers: number;
   mode: 'full' | 'light';
+  /** What fanout clients offer for snapshot chunks: an algorithm, or 'none'. */
+  compression: string;
   serverCpus: string;
   clientCpus: string;
   /** Bound on each phase. */
@@ -65,6 +67,7 @@ export interface StormResult {
   keys: number;
   clients: number;
   mode: 'full' | 'light' | null;
+  compression: string | null;
   workers: number;
   rssBeforeMiB: Record<string, number>;
   sync: StormPhase;
@@ -193,7 +196,7 @@ export async function runStorm(system: StormSystem, o: StormOptions): Promise<St
     const client0 = clientCpu();
     const t0 = nowUs();
     const replies = await within(Promise.all(workers.map((w, i) => ask<StormReply>(w, fanoutPid
-      ? { cmd: 'sync', urls: s.urls, ...share(i), mode: o.mode, timeoutMs }
+      ? { cmd: 'sync', urls: s.urls, ...share(i), mode: o.mode, compression: o.compression === 'none' ? [] : [o.compression], timeoutMs }
       : { cmd: 'read', urls: s.urls, count: share(i).count, pageSize: PAGE }))), timeoutMs + 5000, `${system}: clients in sync`);
     const cpu1 = each(cpuSeconds);
     const sync = phase(o, t0, replies, {
@@ -205,7 +208,7 @@ export async function runStorm(system: StormSystem, o: StormOptions): Promise<St
     say(`${system}: all in sync after ${sync.timeS} s`);
     const reconnect = fanoutPid ? await restart({ o, workers, cleanup, say, clientCpu }, fanoutPid, pidOf('etcd')!) : null;
     if (reconnect) say(`${system}: all in sync again ${reconnect.timeS} s after the restart`);
-    return { system, keys: o.keys, clients: o.clients, mode: fanoutPid ? o.mode : null, workers: o.workers, rssBeforeMiB, sync, reconnect };
+    return { system, keys: o.keys, clients: o.clients, mode: fanoutPid ? o.mode : null, compression: fanoutPid ? o.compression : null, workers: o.workers, rssBeforeMiB, sync, reconnect };
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => {});
   }
