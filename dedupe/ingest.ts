@@ -56,6 +56,11 @@ export class Ingest implements DatastoreSink {
     this.schedule();
   }
 
+  onInvalid(kind: string, problem: string): void {
+    this.metrics.invalidValues.labels(kind).inc();
+    this.warn.warn(`invalid-${kind}`, { kind, problem }, 'invalid datastore object skipped');
+  }
+
   onStatus(status: SyncStatus): void {
     // Everything received before a status change is published before it.
     this.flush();

@@ -9,6 +9,7 @@ import { ConfigError, effectivePort, type Config } from './config.js';
 import { ChurnGenerator } from './datastore/churn.js';
 import type { Datastore } from './datastore/datastore.js';
 import { EtcdDatastore, type EtcdConnection } from './datastore/etcd.js';
+import { KubernetesDatastore } from './datastore/kubernetes.js';
 import { MemoryDatastore } from './datastore/memory.js';
 import { loadResources } from './datastore/seed.js';
 import type { Logger } from './logging.js';
@@ -46,8 +47,19 @@ export function createDatastore(config: Config, logger: Logger): Datastore {
         maxBackoffMs: 10_000,
         logger: logger.child({ stage: 'etcd' }),
       });
+    case 'kubernetes':
+      return new KubernetesDatastore({
+        kubeconfig: config.kubeconfig,
+        pageSize: config.kubernetesPageSize,
+        watchTimeoutSecs: config.kubernetesWatchTimeoutSecs,
+        inactivityMs: config.kubernetesWatchInactivitySecs * 1000,
+        requestTimeoutMs: 60_000,
+        initialBackoffMs: 100,
+        maxBackoffMs: 10_000,
+        logger: logger.child({ stage: 'kubernetes' }),
+      });
     default:
-      throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${config.datastoreType} is not available in this build yet; use memory`);
+      throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${config.datastoreType} is not available in this build; use memory, etcdv3 or kubernetes`);
   }
 }
 

@@ -37,6 +37,10 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'etcdPageSize', typha: 'EtcdPageSize', kind: 'int', min: 1, default: 500, help: 'keys per range request when listing' },
   { name: 'etcdProgressIntervalSecs', typha: 'EtcdProgressIntervalSecs', kind: 'seconds', min: 0.01, default: 10, help: 'ask the etcd watch for progress this often' },
   { name: 'etcdWatchTimeoutSecs', typha: 'EtcdWatchTimeoutSecs', kind: 'seconds', min: 0.01, default: 30, help: 'restart a watch that answers nothing this long' },
+  { name: 'kubeconfig', typha: 'Kubeconfig', flag: 'kubeconfig', kind: 'file', default: '', help: 'kubernetes datastore: kubeconfig file (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)' },
+  { name: 'kubernetesPageSize', typha: 'KubernetesPageSize', kind: 'int', min: 1, default: 500, help: 'kubernetes datastore: objects per list request (limit/continue paging)' },
+  { name: 'kubernetesWatchTimeoutSecs', typha: 'KubernetesWatchTimeoutSecs', kind: 'seconds', min: 1, default: 300, help: 'kubernetes datastore: ask the API server to end each watch after about this long (then it resumes)' },
+  { name: 'kubernetesWatchInactivitySecs', typha: 'KubernetesWatchInactivitySecs', kind: 'seconds', min: 0.01, default: 120, help: 'kubernetes datastore: restart a watch that sends nothing, not even a bookmark, this long' },
   { name: 'serverHost', typha: 'ServerHost', flag: 'server-host', kind: 'string', default: '', help: 'client port bind address ("" = all interfaces)' },
   { name: 'serverPort', typha: 'ServerPort', flag: 'server-port', kind: 'port', default: 5473, help: 'client port (0 = 5473, -1 = ephemeral)' },
   { name: 'healthEnabled', typha: 'HealthEnabled', kind: 'bool', default: true, help: 'serve /livez and /readyz' },
@@ -72,6 +76,10 @@ export interface Config {
   etcdPageSize: number;
   etcdProgressIntervalSecs: number;
   etcdWatchTimeoutSecs: number;
+  kubeconfig: string;
+  kubernetesPageSize: number;
+  kubernetesWatchTimeoutSecs: number;
+  kubernetesWatchInactivitySecs: number;
   simulateChurn: number;
   serverHost: string;
   serverPort: number;

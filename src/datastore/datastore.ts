@@ -19,6 +19,11 @@ export interface DatastoreEvent {
 
 export interface DatastoreSink {
   onUpdates(events: readonly DatastoreEvent[]): void;
+  /**
+   * An object of `kind` was skipped because it does not make a valid resource (where there is no
+   * key to put an `invalid` event under): counted and logged, never fatal.
+   */
+  onInvalid(kind: string, problem: string): void;
   /** `in-sync` once everything that existed at start has been delivered; adapters repeat it after a resync. */
   onStatus(status: SyncStatus): void;
 }

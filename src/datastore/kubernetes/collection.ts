@@ -1,0 +1,257 @@
+// One Kubernetes collection (pods, nodes, ippools, …): a paged list, then a watch from the list's
+// resourceVersion, for the whole server. Kubernetes' documented contract (API concepts, "Efficient
+// detection of changes") is what this relies on:
+// - a watch from resourceVersion R delivers every change after R, in order; BOOKMARK events only
+//   move R on (requested with allowWatchBookmarks, never published);
+// - the server ends watches (timeoutSeconds, restarts): watch again from the last R seen;
+// - 410 Gone (R older than the server keeps, as the HTTP status or as an ERROR event): list again
+//   and publish only what differs from what was published before (kept per object: its
+//   resourceVersion and the Calico key it became), so clients see an ordinary delta;
+// - anything else (connection refused, 5xx, a line that is not JSON): retry with backoff from the
+//   last R, never give up; a watch that sends nothing, not even a bookmark, for the inactivity
+//   timeout is presumed half-open and restarted.
+// resourceVersions are opaque: compared only for equality, never ordered.
+import type { Logger } from '../../logging.js';
+import type { DatastoreEvent } from '../datastore.js';
+import { KubeApiError, statusError, type KubeHttp } from './http.js';
+import { ConvertError, type WatchedResource } from './resources.js';
+
+export interface CollectionOptions {
+  pageSize: number;
+  /** Asked of the server per watch (timeoutSeconds), jittered ±20% so collections do not restart together. */
+  watchTimeoutSecs: number;
+  inactivityMs: number;
+  requestTimeoutMs: number;
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+}
+
+export interface CollectionSink {
+  publish(events: DatastoreEvent[]): void;
+  /** The first list is published (called once). */
+  listed(): void;
+  /** A request failed; cleared by the next success. */
+  failed(err: Error | undefined): void;
+  /** An object that converts to nothing valid was skipped. */
+  invalid(problem: string): void;
+}
+
+interface Known { key: string | null; rv: string }
+type WatchEnd = 'ended' | 'gone';
+
+const sleep = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
+  const t = setTimeout(resolve, ms);
+  signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+});
+
+export class CollectionWatch {
+  /** The last resourceVersion seen: of the list, an event or a bookmark. */
+  private rv = '';
+  private readonly known = new Map<string, Known>();
+  private readonly stopping = new AbortController();
+  private listedOnce = false;
+  private done: Promise<void> | undefined;
+
+  constructor(
+    readonly resource: WatchedResource,
+    private readonly api: KubeHttp,
+    private readonly opts: CollectionOptions,
+    private readonly sink: CollectionSink,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.done ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.done;
+  }
+
+  private get path(): string { return this.resource.path; }
+
+  private async run(): Promise<void> {
+    const signal = this.stopping.signal;
+    let attempt = 0;
+    let needList = true;
+    while (!signal.aborted) {
+      try {
+        if (needList) {
+          await this.list(signal);
+          needList = false;
+          if (!this.listedOnce) { this.listedOnce = true; this.sink.listed(); }
+        }
+        const started = Date.now();
+        const end = await this.watch(signal);
+        if (end === 'gone') { needList = true; continue; }
+        // A server that ends every watch at once must not be hammered.
+        const quick = Date.now() - started < 1000;
+        attempt = quick ? attempt + 1 : 0;
+        await sleep(quick ? this.backoff(attempt) : Math.random() * 250, signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof KubeApiError && err.status === 410) {
+          this.log.info({ collection: this.path, rv: this.rv }, 'resourceVersion too old (410): listing again');
+          needList = true;
+          continue;
+        }
+        this.sink.failed(err as Error);
+        this.log.warn({ collection: this.path, err: (err as Error).message, attempt }, needList ? 'list failed; retrying' : 'watch failed; resuming');
+        await sleep(this.backoff(attempt++), signal);
+      }
+    }
+  }
+
+  private backoff(attempt: number): number {
+    const base = Math.min(this.opts.maxBackoffMs, this.opts.initialBackoffMs * 2 ** Math.min(attempt, 20));
+    return base / 2 + (Math.random() * base) / 2;
+  }
+
+  /** A paged list, then the difference from what was published before (nothing on the first). */
+  private async list(signal: AbortSignal): Promise<void> {
+    const items: unknown[] = [];
+    let listRv = '';
+    let cont = '';
+    do {
+      const page = await this.api.getJson(`${this.path}?limit=${this.opts.pageSize}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`, signal, this.opts.requestTimeoutMs);
+      if (!Array.isArray(page?.items)) throw new KubeApiError(200, undefined, `${this.path}: a list without items`);
+      // Every page of a list is one snapshot, at the first page's resourceVersion.
+      listRv ||= String(page.metadata?.resourceVersion ?? '');
+      items.push(...page.items);
+      cont = page.metadata?.continue ?? '';
+    } while (cont);
+    const events: DatastoreEvent[] = [];
+    const seen = new Set<string>();
+    for (const obj of items) {
+      const id = this.apply(obj, false, events);
+      if (id !== undefined) seen.add(id);
+    }
+    for (const [id, k] of this.known) {
+      if (seen.has(id)) continue;
+      if (k.key) events.push({ key: k.key, value: null, revision: listRv });
+      this.known.delete(id);
+    }
+    this.rv = listRv;
+    this.sink.failed(undefined);
+    this.log.info({ collection: this.path, objects: items.length, changes: events.length, rv: listRv }, 'listed');
+    this.sink.publish(events);
+  }
+
+  private async watch(signal: AbortSignal): Promise<WatchEnd> {
+    const ac = new AbortController();
+    const abortAll = () => ac.abort();
+    signal.addEventListener('abort', abortAll, { once: true });
+    // Silence, from the request on (a server may not even send headers), restarts the watch.
+    let silent = false;
+    let timer: NodeJS.Timeout | undefined;
+    const idle = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => { silent = true; ac.abort(); }, this.opts.inactivityMs);
+    };
+    const why = (err: unknown) => (silent ? new Error(`watch silent for ${this.opts.inactivityMs} ms (no event, no bookmark)`) : err);
+    const timeout = Math.round(this.opts.watchTimeoutSecs * (0.8 + Math.random() * 0.4));
+    idle();
+    try {
+      const res = await this.api.stream(`${this.path}?watch=1&resourceVersion=${encodeURIComponent(this.rv)}&allowWatchBookmarks=true&timeoutSeconds=${timeout}`, ac.signal);
+      this.sink.failed(undefined);
+      return await new Promise<WatchEnd>((resolve, reject) => {
+        let partial = '';
+        const finish = (end: WatchEnd | Error) => {
+          res.removeAllListeners('data');
+          ac.abort();
+          if (end instanceof Error) reject(end); else resolve(end);
+        };
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          idle();
+          // Lines may be split across chunks: only whole lines are read.
+          const lines = (partial + chunk).split('\n');
+          partial = lines.pop()!;
+          const events: DatastoreEvent[] = [];
+          try {
+            for (const line of lines) {
+              if (line.trim() && this.onLine(line, events) === 'gone') {
+                this.sink.publish(events);
+                return finish('gone');
+              }
+            }
+            this.sink.publish(events);
+          } catch (err) {
+            // What was read so far is good; the rest comes again from the last resourceVersion.
+            this.sink.publish(events);
+            finish(err as Error);
+          }
+        });
+        res.on('end', () => finish('ended'));
+        res.on('error', (err) => finish(why(err) as Error));
+        res.on('close', () => finish(why(new Error('watch connection closed before the end of the stream')) as Error));
+      });
+    } catch (err) {
+      throw why(err);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', abortAll);
+    }
+  }
+
+  private onLine(line: string, events: DatastoreEvent[]): WatchEnd | undefined {
+    let ev: { type?: unknown; object?: any };
+    try { ev = JSON.parse(line); } catch { throw new KubeApiError(200, undefined, `${this.path}: a watch line that is not JSON: ${line.slice(0, 80)}`); }
+    switch (ev.type) {
+      case 'ADDED':
+      case 'MODIFIED':
+      case 'DELETED':
+        this.apply(ev.object, ev.type === 'DELETED', events);
+        return;
+      case 'BOOKMARK': {
+        const rv = ev.object?.metadata?.resourceVersion;
+        if (typeof rv === 'string' && rv) this.rv = rv;
+        return;
+      }
+      case 'ERROR': {
+        const err = statusError(500, ev.object ?? {});
+        if (err.status === 410) return 'gone';
+        throw err;
+      }
+      default:
+        throw new KubeApiError(200, undefined, `${this.path}: unknown watch event type ${JSON.stringify(ev.type)}`);
+    }
+  }
+
+  /**
+   * Records one object's state and the events it means; returns its id (undefined when it has
+   * none). An object that becomes something else (a pod that lost its IP, a policy renamed by
+   * conversion) first deletes what it was.
+   */
+  private apply(obj: any, deleted: boolean, events: DatastoreEvent[]): string | undefined {
+    const meta = obj?.metadata;
+    const rv = typeof meta?.resourceVersion === 'string' ? meta.resourceVersion : '';
+    if (typeof meta?.name !== 'string' || !meta.name || !rv) {
+      this.sink.invalid('an object without metadata.name or metadata.resourceVersion');
+      return undefined;
+    }
+    const id = `${meta.namespace ?? ''}/${meta.name}`;
+    this.rv = rv;
+    const prev = this.known.get(id);
+    if (deleted) {
+      if (prev?.key) events.push({ key: prev.key, value: null, revision: rv });
+      this.known.delete(id);
+      return id;
+    }
+    if (prev?.rv === rv) return id; // unchanged since last published (a relist)
+    let next: ReturnType<WatchedResource['convert']>;
+    try {
+      next = this.resource.convert(obj);
+    } catch (err) {
+      if (!(err instanceof ConvertError)) throw err;
+      // Skipped and counted; what was published for it before stays, as for a bad etcd value.
+      this.sink.invalid(`${id}: ${err.message}`);
+      return id;
+    }
+    if (prev?.key && prev.key !== next?.key) events.push({ key: prev.key, value: null, revision: rv });
+    if (next) events.push({ key: next.key, value: next.value, revision: rv });
+    this.known.set(id, { key: next?.key ?? null, rv });
+    return id;
+  }
+}

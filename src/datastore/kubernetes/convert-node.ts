@@ -1,0 +1,154 @@
+// Kubernetes Node → Calico Node: in KDD, calico-node keeps its per-node settings in annotations
+// on the Kubernetes Node. Source: libcalico-go `lib/backend/k8s/resources/node.go`
+// K8sNodeToCalico, getAnnotation, mergeCalicoAndK8sLabels, fillAllAddresses (annotation names are
+// its constants), and `resources/resources.go` SetCalicoMetadataFromK8sAnnotations.
+import {
+  type CalicoResource, type Obj, compact, goJSONStringMap, isObj, objectAt, optArray, optObject, optString,
+  optStringArray, parseCIDR, parseCIDROrIP, maskIP, formatIP, readObject, v3Metadata, v3Resource,
+} from './read.js';
+
+const A = {
+  ipv4Address: 'projectcalico.org/IPv4Address',
+  ipv6Address: 'projectcalico.org/IPv6Address',
+  asNumber: 'projectcalico.org/ASNumber',
+  routeReflectorClusterID: 'projectcalico.org/RouteReflectorClusterID',
+  ipv4IPIPTunnelAddr: 'projectcalico.org/IPv4IPIPTunnelAddr',
+  ipv4VXLANTunnelAddr: 'projectcalico.org/IPv4VXLANTunnelAddr',
+  vxlanTunnelMACAddr: 'projectcalico.org/VXLANTunnelMACAddr',
+  ipv6VXLANTunnelAddr: 'projectcalico.org/IPv6VXLANTunnelAddr',
+  vxlanTunnelMACAddrV6: 'projectcalico.org/VXLANTunnelMACAddrV6',
+  wireguardIPv4: 'projectcalico.org/IPv4WireguardInterfaceAddr',
+  wireguardIPv6: 'projectcalico.org/IPv6WireguardInterfaceAddr',
+  wireguardPublicKey: 'projectcalico.org/WireguardPublicKey',
+  wireguardPublicKeyV6: 'projectcalico.org/WireguardPublicKeyV6',
+  kubeLabels: 'projectcalico.org/kube-labels',
+  // resources.go: Calico labels and annotations of non-CRD resources, stored as JSON annotations.
+  labels: 'projectcalico.org/labels',
+  annotations: 'projectcalico.org/annotations',
+} as const;
+
+/**
+ * K8sNodeToCalico (with usePodCIDR off, i.e. Calico IPAM: tunnel addresses come from annotations).
+ * - metadata: name, uid and creationTimestamp of the Kubernetes node; labels = the Calico labels
+ *   stored in `projectcalico.org/labels` overlaid by the Kubernetes labels; annotations = those
+ *   stored in `projectcalico.org/annotations` plus `projectcalico.org/kube-labels` (the Kubernetes
+ *   labels as JSON, for round-tripping). Unparsable stored JSON is ignored, as there.
+ * - spec.bgp: ipv4Address (IPv4 CIDR), ipv6Address (IPv6 CIDR), routeReflectorClusterID (IPv4),
+ *   asNumber (plain or dotted asdot), ipv4IPIPTunnelAddr (IPv4); only when one is set.
+ * - spec.wireguard: interfaceIPv4Address, interfaceIPv6Address; only when one is set.
+ * - spec.ipv4VXLANTunnelAddr, vxlanTunnelMACAddr, ipv6VXLANTunnelAddr, vxlanTunnelMACAddrV6.
+ * - spec.orchRefs: [{nodeName, orchestrator: k8s}].
+ * - spec.addresses: the BGP addresses as CalicoNodeIP, then the node's InternalIP/ExternalIP.
+ * - status: wireguardPublicKey, wireguardPublicKeyV6, podCIDRs (node spec.podCIDRs); only when set.
+ * Each annotation passes getAnnotation's validator or is ignored (treated as unset); an AS
+ * number that does not parse is ignored too.
+ */
+export function convertNode(obj: unknown): CalicoResource {
+  const { o, meta } = readObject(obj, 'Node', false);
+  const what = `Node ${meta.name}`;
+  const ann = meta.annotations ?? {};
+  const get = (key: string, valid: (v: string) => boolean): string | undefined => {
+    const v = ann[key];
+    return v && valid(v) ? v : undefined;
+  };
+
+  // SetCalicoMetadataFromK8sAnnotations, then mergeCalicoAndK8sLabels.
+  const labels: Record<string, string> = { ...storedMap(ann[A.labels]), ...meta.labels };
+  const annotations: Record<string, string> = { ...storedMap(ann[A.annotations]) };
+  annotations[A.kubeLabels] = goJSONStringMap(rawLabels(o));
+
+  const bgp = compact({
+    ipv4Address: get(A.ipv4Address, isCIDRv4),
+    ipv6Address: get(A.ipv6Address, isCIDRv6),
+    routeReflectorClusterID: get(A.routeReflectorClusterID, isIPv4Network),
+    asNumber: asNumber(ann[A.asNumber]),
+    ipv4IPIPTunnelAddr: get(A.ipv4IPIPTunnelAddr, isIPv4Network),
+  });
+  const wireguard = compact({
+    interfaceIPv4Address: get(A.wireguardIPv4, isIPv4Network),
+    interfaceIPv6Address: get(A.wireguardIPv6, isIPv6Network),
+  });
+
+  const k8sSpec = optObject(o, 'spec', what) ?? {};
+  const k8sStatus = optObject(o, 'status', what) ?? {};
+  const addresses: Obj[] = [];
+  if (bgp.ipv4Address) addresses.push({ address: bgp.ipv4Address, type: 'CalicoNodeIP' });
+  if (bgp.ipv6Address) addresses.push({ address: bgp.ipv6Address, type: 'CalicoNodeIP' });
+  (optArray(k8sStatus, 'addresses', `${what} status`) ?? []).forEach((a, i) => {
+    const aw = `${what} status.addresses[${i}]`;
+    const ao = objectAt(a, aw);
+    const type = optString(ao, 'type', aw);
+    const address = optString(ao, 'address', aw) ?? '';
+    if (type === 'InternalIP' || type === 'ExternalIP') addresses.push({ address, type });
+  });
+
+  const spec = compact({
+    bgp: Object.keys(bgp).length ? bgp : undefined,
+    ipv4VXLANTunnelAddr: get(A.ipv4VXLANTunnelAddr, isIPv4Network),
+    vxlanTunnelMACAddr: get(A.vxlanTunnelMACAddr, isMAC),
+    ipv6VXLANTunnelAddr: get(A.ipv6VXLANTunnelAddr, isIPv6Network),
+    vxlanTunnelMACAddrV6: get(A.vxlanTunnelMACAddrV6, isMAC),
+    orchRefs: [{ nodeName: meta.name, orchestrator: 'k8s' }],
+    wireguard: Object.keys(wireguard).length ? wireguard : undefined,
+    addresses: addresses.length ? addresses : undefined,
+  });
+  const podCIDRs = optStringArray(k8sSpec, 'podCIDRs', `${what} spec`);
+  const status = compact({
+    wireguardPublicKey: ann[A.wireguardPublicKey] || undefined,
+    wireguardPublicKeyV6: ann[A.wireguardPublicKeyV6] || undefined,
+    podCIDRs: podCIDRs && podCIDRs.length ? [...podCIDRs] : undefined,
+  });
+  const metadata = v3Metadata({ name: meta.name, uid: meta.uid, creationTimestamp: meta.creationTimestamp, labels, annotations });
+  return v3Resource('Node', metadata, spec, { status: Object.keys(status).length ? status : undefined });
+}
+
+/** The node's labels exactly as sent: json.Marshal of a nil map is `null`, of an empty one `{}`. */
+function rawLabels(o: Obj): Record<string, string> | undefined {
+  const m = o.metadata;
+  const l = isObj(m) ? m.labels : undefined;
+  return isObj(l) ? (l as Record<string, string>) : undefined;
+}
+
+/** A JSON map[string]string stored in an annotation; unparsable is ignored (logged as a warning there). */
+function storedMap(raw: string | undefined): Record<string, string> {
+  if (raw === undefined) return {};
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (!isObj(v) || Object.values(v).some((x) => typeof x !== 'string')) return {};
+    return v as Record<string, string>;
+  } catch {
+    return {};
+  }
+}
+
+// validatorv3 functions getAnnotation uses.
+function isCIDRv4(v: string): boolean { return parseCIDR(v)?.ip.version === 4; }
+function isCIDRv6(v: string): boolean { return parseCIDR(v)?.ip.version === 6; }
+/** ValidateIPv4Network / ValidateIPv6Network: an address, or a CIDR already masked to its network. */
+function isIPv4Network(v: string): boolean { return isNetwork(v, 4); }
+function isIPv6Network(v: string): boolean { return isNetwork(v, 6); }
+function isNetwork(v: string, version: 4 | 6): boolean {
+  const n = parseCIDROrIP(v);
+  return !!n && n.ip.version === version && formatIP(maskIP(n)) === formatIP(n.ip);
+}
+/** ValidateMAC (net.ParseMAC): 6, 8 or 20 octets, colon or dash separated, or dotted 4-digit groups. */
+function isMAC(v: string): boolean {
+  const octets = (sep: string) => new RegExp(`^[0-9a-fA-F]{2}(?:\\${sep}[0-9a-fA-F]{2})*$`).test(v) ? v.split(sep).length : 0;
+  const dotted = /^[0-9a-fA-F]{4}(?:\.[0-9a-fA-F]{4})*$/.test(v) ? v.split('.').length * 2 : 0;
+  const n = octets(':') || octets('-') || dotted;
+  return n === 6 || n === 8 || n === 20;
+}
+
+/** numorstring.ASNumberFromString: a uint32, or asdot `<high>.<low>` (two uint16s). Invalid → unset. */
+function asNumber(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (/^[0-9]+$/.test(v)) {
+    const n = Number(v);
+    return n <= 0xffffffff ? n : undefined;
+  }
+  const m = /^([0-9]+)\.([0-9]+)$/.exec(v);
+  if (!m) return undefined;
+  const hi = Number(m[1]);
+  const lo = Number(m[2]);
+  return hi <= 0xffff && lo <= 0xffff ? hi * 65536 + lo : undefined;
+}

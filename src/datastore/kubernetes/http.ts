@@ -1,0 +1,76 @@
+// Requests to the Kubernetes API. @kubernetes/client-node (1.4.x) provides the configuration:
+// kubeconfig or in-cluster service account, credentials and TLS, applied to plain node:http(s)
+// requests. Its informer is not used: it stops for good on any error but 410, requests no
+// bookmarks, has no inactivity timeout and drops unparseable lines silently
+// (research/node-libs.md §2); the list/watch loop in collection.ts does each of those right.
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+
+/** A non-2xx answer, with the Status object's reason and message when the server sent one. */
+export class KubeApiError extends Error {
+  constructor(readonly status: number, readonly reason: string | undefined, message: string) { super(message); }
+}
+
+export interface KubeHttp {
+  /** The API server's base URL. */
+  readonly server: string;
+  getJson(path: string, signal: AbortSignal, timeoutMs: number): Promise<any>;
+  /** A streaming GET: resolves with the response once its status is 200. */
+  stream(path: string, signal: AbortSignal): Promise<IncomingMessage>;
+}
+
+/**
+ * Configuration as Calico components find it: an explicit kubeconfig file, else the in-cluster
+ * service account when KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG or ~/.kube/config.
+ */
+export function loadKubeConfig(kubeconfig: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+  else kc.loadFromDefault();
+  if (!kc.getCurrentCluster()) throw new KubeApiError(0, undefined, 'the kubeconfig names no current cluster');
+  return kc;
+}
+
+export async function kubeHttp(kc: KubeConfig): Promise<KubeHttp> {
+  const server = kc.getCurrentCluster()!.server.replace(/\/+$/, '');
+  const base: https.RequestOptions = { headers: { Accept: 'application/json' } };
+  // Adds the bearer token or client certificate, the CA, and skipTLSVerify as configured.
+  await kc.applyToHTTPSOptions(base);
+  const request = (path: string, signal: AbortSignal): Promise<IncomingMessage> => new Promise((resolve, reject) => {
+    const url = new URL(server + path);
+    const req = (url.protocol === 'https:' ? https : http).request(url, { ...base, method: 'GET', signal }, resolve);
+    req.on('error', reject);
+    req.end();
+  });
+  return {
+    server,
+    async getJson(path, signal, timeoutMs) {
+      const res = await request(path, AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]));
+      const body = await readBody(res);
+      if (res.statusCode !== 200) throw statusError(res.statusCode ?? 0, body);
+      try { return JSON.parse(body); } catch { throw new KubeApiError(res.statusCode, undefined, `${path}: the response is not JSON`); }
+    },
+    async stream(path, signal) {
+      const res = await request(path, signal);
+      if (res.statusCode !== 200) throw statusError(res.statusCode ?? 0, await readBody(res));
+      return res;
+    },
+  };
+}
+
+async function readBody(res: IncomingMessage): Promise<string> {
+  res.setEncoding('utf8');
+  let body = '';
+  for await (const chunk of res) body += chunk;
+  return body;
+}
+
+/** The error of a failed request or an ERROR watch event, from its Status object if any. */
+export function statusError(status: number, body: string | object): KubeApiError {
+  let s: { reason?: string; message?: string; code?: number } = {};
+  try { s = typeof body === 'string' ? JSON.parse(body) : body; } catch { /* not a Status */ }
+  const code = typeof s.code === 'number' ? s.code : status;
+  return new KubeApiError(code, s.reason, `HTTP ${code}${s.reason ? ` ${s.reason}` : ''}: ${s.message ?? (typeof body === 'string' ? body.slice(0, 200) : 'error')}`);
+}

@@ -1,0 +1,75 @@
+// The collections Calico's Kubernetes datastore (KDD) watches, each with the conversion of its
+// objects into Calico's model: the key path and v3 value our memory/etcd datastores serve for the
+// same resource (src/model/kinds.ts, examples/demo-cluster). The adapter lists and watches every
+// `path` once and feeds each object through `convert`; it imports nothing else from here.
+//
+// The rules follow libcalico-go's Kubernetes backend (`lib/backend/k8s/resources/*` resource
+// clients and `lib/backend/k8s/conversion`), cited per rule in the convert-*.ts files. Facts carry
+// over, code does not: this is a fresh TypeScript implementation.
+import { BLOCK_AFFINITY, IPAM_BLOCK } from '../../model/kinds.js';
+import { convertBlockAffinity, convertCalicoCrd, convertIpamBlock } from './convert-calico-crd.js';
+import { convertNetworkPolicy } from './convert-network-policy.js';
+import { convertNode } from './convert-node.js';
+import { convertPod } from './convert-pod.js';
+import { convertNamespace, convertServiceAccount } from './convert-profile.js';
+import { convertEndpointSlice, convertService } from './convert-service.js';
+
+export { ConvertError, type CalicoResource } from './read.js';
+import type { CalicoResource } from './read.js';
+
+export interface WatchedResource {
+  /** Cluster-wide collection path to list and watch: '/api/v1/pods', '/apis/crd.projectcalico.org/v1/ippools', ... */
+  readonly path: string;
+  /** The Calico kind this collection's objects become (labels the adapter's count of skipped objects). */
+  readonly kind: string;
+  /** The Calico resource this object becomes, or null when it yields none (e.g. a pod without an IP). Throws ConvertError when malformed. Pure: same input, same output. */
+  convert(obj: unknown): CalicoResource | null;
+}
+
+const CRD_PREFIX = '/apis/crd.projectcalico.org/v1/';
+
+/**
+ * Calico's own resources, stored as crd.projectcalico.org/v1 custom resources in KDD (one
+ * customK8sResourceClient each in libcalico-go `lib/backend/k8s/resources/*.go`; the CRD kind is
+ * the v3 kind). IPAM blocks and block affinities have their own clients (ipam_block.go,
+ * ipam_affinity.go) that turn them into the IPAM model, keyed under /calico/ipam/v2/.
+ */
+const CALICO_CRDS: readonly (readonly [plural: string, kind: string])[] = [
+  ['felixconfigurations', 'FelixConfiguration'],
+  ['clusterinformations', 'ClusterInformation'],
+  ['globalnetworkpolicies', 'GlobalNetworkPolicy'],
+  ['networkpolicies', 'NetworkPolicy'],
+  ['stagedglobalnetworkpolicies', 'StagedGlobalNetworkPolicy'],
+  ['stagednetworkpolicies', 'StagedNetworkPolicy'],
+  ['stagedkubernetesnetworkpolicies', 'StagedKubernetesNetworkPolicy'],
+  ['globalnetworksets', 'GlobalNetworkSet'],
+  ['networksets', 'NetworkSet'],
+  ['tiers', 'Tier'],
+  ['hostendpoints', 'HostEndpoint'],
+  ['ippools', 'IPPool'],
+  ['ipreservations', 'IPReservation'],
+  ['bgpconfigurations', 'BGPConfiguration'],
+  ['bgppeers', 'BGPPeer'],
+  ['bgpfilters', 'BGPFilter'],
+  ['caliconodestatuses', 'CalicoNodeStatus'],
+  ['kubecontrollersconfigurations', 'KubeControllersConfiguration'],
+];
+
+/** Every collection the Kubernetes datastore watches (one list+watch each, shared by all views). */
+export const WATCHED_RESOURCES: readonly WatchedResource[] = Object.freeze([
+  ...CALICO_CRDS.map(([plural, kind]): WatchedResource => ({
+    path: CRD_PREFIX + plural,
+    kind,
+    convert: (obj) => convertCalicoCrd(obj, kind),
+  })),
+  { path: `${CRD_PREFIX}ipamblocks`, kind: IPAM_BLOCK, convert: convertIpamBlock },
+  { path: `${CRD_PREFIX}blockaffinities`, kind: BLOCK_AFFINITY, convert: convertBlockAffinity },
+  { path: '/api/v1/nodes', kind: 'Node', convert: convertNode },
+  { path: '/api/v1/pods', kind: 'WorkloadEndpoint', convert: convertPod },
+  // Both become Profiles: kns.<namespace> and ksa.<namespace>.<service account>.
+  { path: '/api/v1/namespaces', kind: 'Profile', convert: convertNamespace },
+  { path: '/api/v1/serviceaccounts', kind: 'Profile', convert: convertServiceAccount },
+  { path: '/apis/networking.k8s.io/v1/networkpolicies', kind: 'KubernetesNetworkPolicy', convert: convertNetworkPolicy },
+  { path: '/api/v1/services', kind: 'KubernetesService', convert: convertService },
+  { path: '/apis/discovery.k8s.io/v1/endpointslices', kind: 'KubernetesEndpointSlice', convert: convertEndpointSlice },
+].map((r) => Object.freeze(r)));
