@@ -92,12 +92,12 @@ export class CollectionWatch {
       } catch (err) {
         if (signal.aborted) return;
         if (err instanceof KubeApiError && err.status === 410) {
-          this.log.info({ collection: this.path, rv: this.rv }, 'resourceVersion too old (410): listing again');
+          this.log.info({ rv: this.rv }, 'resourceVersion too old (410): listing again');
           needList = true;
           continue;
         }
         this.sink.failed(err as Error);
-        this.log.warn({ collection: this.path, err: (err as Error).message, attempt }, needList ? 'list failed; retrying' : 'watch failed; resuming');
+        this.log.warn({ err: (err as Error).message, attempt }, needList ? 'list failed; retrying' : 'watch failed; resuming');
         await sleep(this.backoff(attempt++), signal);
       }
     }
@@ -134,7 +134,7 @@ export class CollectionWatch {
     }
     this.rv = listRv;
     this.sink.failed(undefined);
-    this.log.info({ collection: this.path, objects: items.length, changes: events.length, rv: listRv }, 'listed');
+    this.log.info({ objects: items.length, changes: events.length, rv: listRv }, 'listed');
     this.sink.publish(events);
   }
 
