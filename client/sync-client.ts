@@ -14,8 +14,9 @@ import { bucketsFromWire } from '../src/protocol/digest.js';
 import { decodeServerFrame, type DecodedFrame, type RawItem } from '../src/protocol/frames.js';
 import { PROTOCOL_VERSION, type ResumeToken, type SyncStatus } from '../src/protocol/messages.js';
 import { ClientCache, type CachedValue, type Update } from './cache.js';
+import { loadTlsOptions, validateTlsOptions, type ClientTlsOptions } from './tls.js';
 
-export type { Update, CachedValue };
+export type { Update, CachedValue, ClientTlsOptions };
 
 export interface ClientLogger {
   debug(obj: object, msg?: string): void;
@@ -27,6 +28,20 @@ export interface SyncClientOptions {
   /** One server, or several to rotate across (e.g. ws://typha-1:5473). */
   url?: string;
   urls?: string[];
+  /**
+   * Where the servers are now (e.g. kubernetesEndpoints(...)): called at start and before each
+   * round through the list, whose place it takes. When it fails, times out (connectTimeoutMs) or
+   * finds nothing, the client keeps the list it had (url/urls at first) and logs a warning.
+   * The signal aborts a call the client no longer waits for (stop, timeout).
+   */
+  discover?: (signal?: AbortSignal) => Promise<string[]>;
+  /**
+   * TLS as Typha's client does it: the files are read on every connect (rotation is picked up
+   * on the next one); the server's chain is verified against caFile but not its hostname, and
+   * its certificate must have the subject CN serverCN or a URI SAN serverURISAN (either, when
+   * both are set; one of them is required). URLs must then be wss://.
+   */
+  tls?: ClientTlsOptions;
   syncerType: SyncerType;
   /** This agent's node name; required by node-scoped syncer types. */
   node?: string;
@@ -50,7 +65,7 @@ export interface SyncClientOptions {
    * Default: brotli, then deflate (PROTOCOL.md "Compression").
    */
   compression?: string[];
-  /** Passed to the WebSocket (TLS options such as ca, cert, key). */
+  /** Passed to the WebSocket (as are TLS options such as ca, cert, key; `tls` takes precedence). */
   wsOptions?: WebSocket.ClientOptions;
 }
 
@@ -67,6 +82,9 @@ export interface ClientStats {
   checksumMismatches: number;
   /** Frames from the server that broke the protocol (each costs a reconnect and a snapshot). */
   protocolErrors: number;
+  /** Calls of `discover` that gave a list, and those that failed, timed out or found nothing. */
+  discoveries: number;
+  discoveryFailures: number;
 }
 
 /** Largest frame taken from a server, before or after decompression. */
@@ -75,12 +93,19 @@ const MAX_FRAME_BYTES = 256 << 20;
 const noLog: ClientLogger = { debug() {}, info() {}, warn() {} };
 
 export class SyncClient {
-  readonly stats: ClientStats = { connects: 0, snapshots: 0, digests: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0, protocolErrors: 0 };
+  readonly stats: ClientStats = { connects: 0, snapshots: 0, digests: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0, protocolErrors: 0, discoveries: 0, discoveryFailures: 0 };
   private readonly cache: ClientCache;
-  private readonly urls: string[];
+  private urlList: string[];
+  /** Whether discover has been called since start (the first round always asks it). */
+  private discovered = false;
+  /** Bumped by start and stop: an async step of connect() that finds it changed gives up. */
+  private generation = 0;
+  private discovery: AbortController | undefined;
   private readonly log: ClientLogger;
   private ws: WebSocket | undefined;
   private urlIndex = 0;
+  /** A replica a goaway pointed to: tried on the next connect. */
+  private preferred: string | undefined;
   private attempt = 0;
   private running = false;
   private epoch: string | undefined;
@@ -107,8 +132,13 @@ export class SyncClient {
   private compression: Compression | 'none' = 'none';
 
   constructor(private readonly opts: SyncClientOptions) {
-    this.urls = opts.urls ?? (opts.url ? [opts.url] : []);
-    if (this.urls.length === 0) throw new Error('SyncClient needs url or urls');
+    this.urlList = [...(opts.urls ?? (opts.url ? [opts.url] : []))];
+    if (this.urlList.length === 0 && !opts.discover) throw new Error('SyncClient needs url, urls or discover');
+    if (opts.tls) {
+      validateTlsOptions(opts.tls);
+      const plain = this.urlList.find((u) => !/^wss:/i.test(u));
+      if (plain) throw new Error(`tls is set but ${plain} is not a wss:// URL`);
+    }
     if (!isSyncerType(opts.syncerType)) throw new Error(`unknown syncerType ${String(opts.syncerType)}`);
     if (needsNode(opts.syncerType) && !opts.node) throw new Error(`syncerType ${opts.syncerType} needs node`);
     this.cache = new ClientCache(opts.keepValues ?? true);
@@ -118,11 +148,15 @@ export class SyncClient {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.connect();
+    this.generation++;
+    this.discovered = false;
+    void this.connect();
   }
 
   async stop(): Promise<void> {
     this.running = false;
+    this.generation++;
+    this.discovery?.abort(new Error('client stopping'));
     clearTimeout(this.reconnectTimer);
     clearInterval(this.idleTimer);
     clearTimeout(this.ackTimer);
@@ -147,6 +181,8 @@ export class SyncClient {
   }
 
   get isInSync(): boolean { return this.synced; }
+  /** The servers the client rotates across: url/urls, or the last list discover gave. */
+  get urls(): readonly string[] { return this.urlList; }
   get size(): number { return this.cache.size; }
   get(key: string): CachedValue | undefined { return this.cache.get(key); }
   entries(): IterableIterator<[string, CachedValue]> { return this.cache.entries(); }
@@ -162,18 +198,56 @@ export class SyncClient {
 
   // ---- connection lifecycle --------------------------------------------------------------
 
-  private connect(): void {
+  private async connect(): Promise<void> {
     if (!this.running) return;
-    const url = this.urls[this.urlIndex % this.urls.length]!;
+    const gen = this.generation;
+    if (this.opts.discover && (!this.discovered || this.urlIndex >= this.urlList.length)) {
+      await this.rediscover(this.opts.discover);
+      if (gen !== this.generation) return;
+      this.urlIndex = 0;
+    }
+    if (this.urlList.length === 0) {
+      this.log.warn({}, 'no server to connect to (discovery has found none yet)');
+      return this.scheduleReconnect();
+    }
+    // A goaway may name other replicas: the next attempt goes to one of them, once.
+    const url = this.preferred ?? this.urlList[this.urlIndex % this.urlList.length]!;
+    this.preferred = undefined;
+    let tlsOptions: object = {};
+    if (this.opts.tls) {
+      // Never fall back to plaintext: a discovered ws:// URL is a misconfiguration (scheme).
+      if (!/^wss:/i.test(url)) {
+        this.log.warn({ url }, 'tls is set but the URL is not wss://; not connecting');
+        return this.scheduleReconnect();
+      }
+      try {
+        tlsOptions = await loadTlsOptions(this.opts.tls);
+      } catch (err) {
+        this.log.warn({ url, err: (err as Error).message }, 'cannot load the TLS files; will retry');
+        if (gen === this.generation) this.scheduleReconnect();
+        return;
+      }
+      if (gen !== this.generation) return;
+    }
     this.stats.connects++;
-    const ws = new WebSocket(url, {
-      perMessageDeflate: false,
-      maxPayload: MAX_FRAME_BYTES,
-      handshakeTimeout: this.opts.connectTimeoutMs ?? 10_000,
-      ...this.opts.wsOptions,
-    });
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url, {
+        perMessageDeflate: false,
+        maxPayload: MAX_FRAME_BYTES,
+        handshakeTimeout: this.opts.connectTimeoutMs ?? 10_000,
+        ...this.opts.wsOptions,
+        ...(tlsOptions as WebSocket.ClientOptions),
+      });
+    } catch (err) {
+      // An invalid URL (say, from discovery): ws throws before dialling.
+      this.log.warn({ url, err: (err as Error).message }, 'cannot connect');
+      return this.scheduleReconnect();
+    }
     this.ws = ws;
+    let opened = false;
     ws.on('open', () => {
+      opened = true;
       this.log.debug({ url }, 'connected');
       this.watchIdle(ws);
       this.bytesIn = this.bytesAcked = 0;
@@ -214,9 +288,47 @@ export class SyncClient {
       // A snapshot cut off midway proves nothing about keys it did not reach: no sweep.
       if (this.cache.marking) { this.cache.abandonMark(); this.forgetPosition(); }
       this.synced = false;
-      this.log.info({ url, code, reason: reason.toString() || undefined, err: lastError }, 'disconnected');
+      // A connection that never opened (refused, TLS verification, handshake) is worth a warning.
+      if (opened) this.log.info({ url, code, reason: reason.toString() || undefined, err: lastError }, 'disconnected');
+      else this.log.warn({ url, err: lastError }, 'cannot connect');
       this.scheduleReconnect();
     });
+  }
+
+  /** Replaces the URL list with what discover finds, unless it fails, hangs or finds nothing. */
+  private async rediscover(discover: NonNullable<SyncClientOptions['discover']>): Promise<void> {
+    this.discovered = true;
+    const gen = this.generation;
+    const ac = new AbortController();
+    this.discovery = ac;
+    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const found = await Promise.race([
+        discover(ac.signal),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`discovery took longer than ${timeoutMs} ms`)), timeoutMs);
+          ac.signal.addEventListener('abort', () => reject(ac.signal.reason), { once: true });
+        }),
+      ]);
+      if (!Array.isArray(found) || found.some((u) => typeof u !== 'string')) throw new Error('discovery did not give a list of URLs');
+      if (found.length === 0) {
+        this.stats.discoveryFailures++;
+        this.log.warn({ urls: this.urlList }, 'discovery found no server; keeping the previous list');
+        return;
+      }
+      this.stats.discoveries++;
+      if (found.join() !== this.urlList.join()) this.log.debug({ urls: found }, 'servers discovered');
+      this.urlList = [...found];
+    } catch (err) {
+      if (gen !== this.generation) return; // stopped meanwhile: nothing to report
+      this.stats.discoveryFailures++;
+      this.log.warn({ err: (err as Error)?.message ?? String(err), urls: this.urlList }, 'discovery failed; keeping the previous list');
+    } finally {
+      clearTimeout(timer);
+      ac.abort();
+      if (this.discovery === ac) this.discovery = undefined;
+    }
   }
 
   private scheduleReconnect(): void {
@@ -227,7 +339,7 @@ export class SyncClient {
     // Full jitter on half the range keeps a fleet of agents from reconnecting in lockstep.
     const delay = Math.max(this.retryAfterMs, base / 2 + (Math.random() * base) / 2);
     this.retryAfterMs = 0;
-    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    this.reconnectTimer = setTimeout(() => void this.connect(), delay);
   }
 
   /** Reconnects when the server sends nothing, not even a ping, for serverTimeoutMs. */
@@ -315,6 +427,10 @@ export class SyncClient {
         this.log.info({ reason: msg.reason, retryAfterMs: msg.retryAfterMs }, 'server asked us to go away');
         this.retryAfterMs = Number(msg.retryAfterMs) || 0;
         this.attempt = 0;
+        if (Array.isArray(msg.peers)) {
+          const peers = msg.peers.filter((p): p is string => typeof p === 'string' && /^wss?:\/\//.test(p));
+          this.preferred = peers[Math.floor(Math.random() * peers.length)];
+        }
         if (!this.cache.marking && this.pos !== undefined) {
           const r = msg.resume as ResumeToken | undefined;
           if (r && r.epoch === this.epoch && r.seq >= this.pos) this.setPos(r.seq);

@@ -16,6 +16,7 @@ import { ViewFilter } from '../dedupe/view-filter.js';
 import { snapshotFrames } from '../snapshot/snapshots.js';
 import type { Batch } from '../snapshot/store.js';
 import { checksumHex } from '../src/protocol/checksum.js';
+import { denial } from '../src/authorization.js';
 import { decodeClientMessage, encode, ProtocolError } from '../src/protocol/codec.js';
 import { compressEach, negotiate, type Compression } from '../src/protocol/compression.js';
 import { bucketsToWire, digestFromWire } from '../src/protocol/digest.js';
@@ -29,6 +30,10 @@ export class Connection {
   state: ConnectionState = 'handshake';
   filter: ViewFilter | undefined;
   hello: Hello | undefined;
+  /** How the client was brought in sync (welcome.mode); undefined until its hello. */
+  mode: SyncMode | undefined;
+  /** What its TLS client certificate proves (CN, then URI SANs); empty without mutual TLS. */
+  readonly identities: readonly string[];
   /** Negotiated in the hello; applies to snapshot chunks and large repair frames. */
   private compression: Compression | 'none' = 'none';
   /** Position the client reaches once it has read everything written so far. */
@@ -59,7 +64,9 @@ export class Connection {
     private readonly socket: Socket,
     readonly remote: string,
     private readonly ctx: ServerContext,
+    identities: readonly string[] = [],
   ) {
+    this.identities = identities;
     this.timer = setTimeout(() => this.fail(CloseCode.handshakeTimeout, 'no hello within the handshake timeout'), ctx.opts.handshakeTimeoutMs);
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('close', () => this.onClosed());
@@ -72,6 +79,13 @@ export class Connection {
   }
 
   get streaming(): boolean { return this.state === 'streaming'; }
+  /** Streaming, nothing owed or in flight: it would resync anywhere by a small digest repair. */
+  get caughtUp(): boolean {
+    return this.state === 'streaming' && !this.frames && this.syncDue === undefined && this.pos === this.ctx.store.head;
+  }
+
+  /** Bytes written to this client so far. */
+  get bytesSent(): number { return this.bytesOut; }
   /** Bytes written to this client and not yet taken by the kernel. */
   get bufferedAmount(): number { return this.ws.bufferedAmount; }
 
@@ -105,10 +119,21 @@ export class Connection {
     }
   }
 
+  /** The identity shown for this client: the one its certificate proves first. */
+  get identity(): string | undefined { return this.identities[0]; }
+
   private onHello(hello: Hello): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const { store, metrics } = this.ctx;
+    const { store, metrics, opts } = this.ctx;
+    // Identity and authorization are checked here rather than at the TLS handshake so that the
+    // client hears why (an error frame) instead of a bare reset.
+    const required = opts.requiredIdentity;
+    if (required.length && !this.identities.some((id) => required.some((p) => p.test(id)))) {
+      return this.deny('identity', `certificate identity ${this.identities.join(', ') || '(none)'} is not one this server accepts`);
+    }
+    const denied = denial(opts.authorization, this.identities, hello.syncer, hello.node);
+    if (denied) return this.deny('authorization', denied);
     this.hello = hello;
     this.filter = new ViewFilter(hello.syncer, hello.node);
     this.compression = negotiate(hello.compression);
@@ -122,6 +147,7 @@ export class Connection {
       epoch: store.epoch, syncer: hello.syncer, node: this.filter.node, mode, compression: this.compression,
       ...(hello.flow ? { window: this.ctx.opts.highWaterMark } : {}),
     });
+    this.mode = mode;
     metrics.resyncs.labels(mode).inc();
     metrics.connectionsStreaming.labels(hello.syncer).inc();
     this.state = 'streaming';
@@ -286,6 +312,11 @@ export class Connection {
 
   // ---- closing ---------------------------------------------------------------------------
 
+  private deny(reason: 'identity' | 'authorization', message: string): void {
+    this.ctx.metrics.connectionsDenied.labels(reason).inc();
+    this.fail(CloseCode.forbidden, `forbidden: ${message}`);
+  }
+
   /** Protocol violation: an error frame naming it, then close. */
   fail(code: number, message: string): void {
     if (this.state === 'closed') return;
@@ -296,9 +327,9 @@ export class Connection {
   }
 
   /** Closing on purpose: tell the client when to come back and where it was. */
-  goAway(reason: string, code: number, message: string, retryAfterMs = 0): void {
+  goAway(reason: string, code: number, message: string, retryAfterMs = 0, peers?: string[]): void {
     if (this.state === 'closed') return;
-    this.send({ t: 'goaway', reason, retryAfterMs, resume: { epoch: this.ctx.store.epoch, seq: this.pos } });
+    this.send({ t: 'goaway', reason, retryAfterMs, resume: { epoch: this.ctx.store.epoch, seq: this.pos }, ...(peers?.length ? { peers } : {}) });
     this.close(code, reason, message);
   }
 

@@ -3,7 +3,9 @@ import type { SnapshotCache } from '../snapshot/snapshots.js';
 import type { Store } from '../snapshot/store.js';
 import type { Logger } from '../src/logging.js';
 import type { Metrics } from '../src/metrics.js';
+import type { AuthRule } from '../src/authorization.js';
 import type { Connection } from './connection.js';
+import type { ReloadingTls } from './tls.js';
 
 export interface ServerOptions {
   host: string;
@@ -21,6 +23,15 @@ export interface ServerOptions {
   snapshotReuseMs: number;
   /** How long clients are told to wait before reconnecting after a shutdown goaway. */
   shutdownRetryAfterMs: number;
+  /** TLS on the client port (mutual when it has a CA). */
+  tls: ReloadingTls | undefined;
+  /** A client must prove one identity matching one of these (CN / URI SAN patterns); empty: any. */
+  requiredIdentity: readonly RegExp[];
+  authorization: readonly AuthRule[];
+  /** Connections above this many get goaway {reason: overload}; the rebalancer lowers it to the fair share. */
+  maxConnections: number;
+  /** Base of the jittered retryAfterMs in overload and rebalance goaways. */
+  overloadRetryMs: number;
 }
 
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
@@ -36,6 +47,11 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   checksumIntervalMs: 30_000,
   snapshotReuseMs: 1_000,
   shutdownRetryAfterMs: 0,
+  tls: undefined,
+  requiredIdentity: [],
+  authorization: [],
+  maxConnections: 10_000,
+  overloadRetryMs: 2_000,
 };
 
 export interface ServerContext {

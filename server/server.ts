@@ -1,7 +1,9 @@
 // The WebSocket server: accepts connections, hands each published batch to every streaming
 // connection with one shared frame per view, pings, and drains on shutdown.
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, type Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer } from 'ws';
 import type { ViewFilter } from '../dedupe/view-filter.js';
@@ -16,6 +18,7 @@ import { VERSION } from '../src/version.js';
 import { Connection } from './connection.js';
 import { DEFAULT_SERVER_OPTIONS, type ServerContext, type ServerOptions } from './context.js';
 import { PublishTimes } from './publish-times.js';
+import { peerIdentities } from './tls.js';
 
 export class FanoutServer implements ServerContext {
   readonly opts: ServerOptions;
@@ -33,16 +36,32 @@ export class FanoutServer implements ServerContext {
   private readonly unsubscribe: () => void;
   private nextId = 1;
   private draining = false;
+  /** The connection limit now: the upper limit, or the fair share the rebalancer found. */
+  maxConnections: number;
+  /** Other replicas' client URLs, offered in goaways (set by the rebalancer when it knows them). */
+  peers: string[] = [];
+  /** When the ping round last ran: the server's own timers are turning (liveness). */
+  lastTickAt = Date.now();
 
   constructor(readonly store: Store, opts: Partial<ServerOptions>, readonly metrics: Metrics, readonly logger: Logger) {
     this.opts = { ...DEFAULT_SERVER_OPTIONS, ...opts };
     this.snapshots = new SnapshotCache(store, this.opts.chunkBytes, this.opts.snapshotReuseMs, metrics);
     // Never permessage-deflate: it is per socket, so it would undo encode-once.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.opts.maxInboundBytes, perMessageDeflate: false, clientTracking: false });
-    this.http = createServer((_req, res) => {
+    this.maxConnections = this.opts.maxConnections;
+    metrics.maxConnections.set(this.maxConnections);
+    const notWebSocket = (_req: IncomingMessage, res: ServerResponse) => {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
       res.end('calico-fanout speaks WebSocket on this port (see PROTOCOL.md)\n');
-    });
+    };
+    const tls = this.opts.tls;
+    if (tls) {
+      const https = createHttpsServer(tls.serverOptions(), notWebSocket);
+      tls.attach(https);
+      this.http = https;
+    } else {
+      this.http = createServer(notWebSocket);
+    }
     this.http.on('upgrade', (req, socket: Socket, head) => {
       socket.on('error', () => socket.destroy());
       if (this.draining) {
@@ -52,10 +71,14 @@ export class FanoutServer implements ServerContext {
       this.wss.handleUpgrade(req, socket, head, (ws) => {
         this.sockets.add(socket);
         socket.once('close', () => this.sockets.delete(socket));
-        const conn = new Connection(this.nextId++, ws, socket, `${socket.remoteAddress}:${socket.remotePort}`, this);
+        const identities = socket instanceof TLSSocket ? peerIdentities(socket) : [];
+        const conn = new Connection(this.nextId++, ws, socket, `${socket.remoteAddress}:${socket.remotePort}`, this, identities);
         this.connections.add(conn);
         this.metrics.connectionsAccepted.inc();
         this.metrics.connectionsActive.inc();
+        // Admission: over the limit a client hears at once when to come back and where else to
+        // go, rather than being served a snapshot and dropped later (Typha's way).
+        if (this.connections.size > this.maxConnections) this.sendAway(conn, 'overload');
       });
     });
     this.http.on('clientError', (_err, socket) => socket.destroy());
@@ -100,12 +123,29 @@ export class FanoutServer implements ServerContext {
 
   private pingAll(): void {
     const now = Date.now();
+    this.lastTickAt = now;
     const ping = encode({ t: 'ping', ts: now });
     for (const c of this.connections) {
       if (!c.streaming) continue;
       if (now - c.lastPongAt > this.opts.pongTimeoutMs) c.goAway('pong-timeout', CloseCode.pongTimeout, 'no pong within the pong timeout');
       else c.sendShared(ping);
     }
+  }
+
+  /** A jittered retry-after, so that the clients sent away do not all come back at once. */
+  retryAfterMs(): number {
+    return Math.round(this.opts.overloadRetryMs * (0.5 + Math.random()));
+  }
+
+  /** Sends a client away (overload, rebalance) with a jittered retry-after and the other replicas. */
+  sendAway(conn: Connection, reason: 'overload' | 'rebalance'): void {
+    this.metrics.connectionsShed.labels(reason).inc();
+    conn.goAway(reason, CloseCode.tryAgainLater, `${reason}: try another replica`, this.retryAfterMs(), this.peers);
+  }
+
+  setMaxConnections(n: number): void {
+    this.maxConnections = n;
+    this.metrics.maxConnections.set(n);
   }
 
   observeAck(seq: number): void {
@@ -115,6 +155,27 @@ export class FanoutServer implements ServerContext {
 
   onClosed(conn: Connection): void {
     if (this.connections.delete(conn)) this.metrics.connectionsActive.dec();
+  }
+
+  /**
+   * The first part of a graceful shutdown (SIGTERM): readiness drops and new connections are
+   * refused at once, then the clients are sent away one by one, spread over `timeoutMs` (at most
+   * one a second, as Typha does), so the other replicas take them over gradually and each
+   * resyncs there by digest. Resolves when every client is gone or the time is up.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    this.http.close();
+    const deadline = Date.now() + timeoutMs;
+    while (this.connections.size > 0 && Date.now() < deadline) {
+      // Caught-up clients first: they cost the other replicas only a digest repair.
+      const all = [...this.connections];
+      const next = all.find((c) => c.caughtUp) ?? all[0]!;
+      this.metrics.connectionsShed.labels('shutdown').inc();
+      next.goAway('shutdown', CloseCode.goingAway, 'server shutting down', this.opts.shutdownRetryAfterMs, this.peers);
+      const interval = Math.min(1000, (0.9 * (deadline - Date.now())) / Math.max(1, this.connections.size));
+      if (interval > 0) await new Promise((r) => setTimeout(r, interval));
+    }
   }
 
   /**

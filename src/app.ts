@@ -1,10 +1,16 @@
 // Wires one server process: datastore → ingest → store → WebSocket server, plus the health and
 // metrics listeners. Used by `calico-fanout serve` and by tests that want the whole thing.
 import type { Server as HttpServer } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Ingest } from '../dedupe/ingest.js';
 import { Store } from '../snapshot/store.js';
 import { healthHandler, listenHttp, metricsHandler, portOf, type Handler } from '../server/http-endpoints.js';
+import { Rebalancer } from '../server/rebalance.js';
 import { FanoutServer } from '../server/server.js';
+import { statusPageHandler } from '../server/status-page.js';
+import { ReloadingTls } from '../server/tls.js';
+import { ViewFilter } from '../dedupe/view-filter.js';
+import { kubernetesEndpoints } from './discovery.js';
 import { ConfigError, effectivePort, type Config } from './config.js';
 import { ChurnGenerator } from './datastore/churn.js';
 import type { Datastore } from './datastore/datastore.js';
@@ -12,7 +18,9 @@ import { EtcdDatastore, type EtcdConnection } from './datastore/etcd.js';
 import { KubernetesDatastore } from './datastore/kubernetes.js';
 import { MemoryDatastore } from './datastore/memory.js';
 import { loadResources } from './datastore/seed.js';
+import { identityPattern, parseAuthorization } from './authorization.js';
 import type { Logger } from './logging.js';
+import type { SyncerType } from './model/views.js';
 import { Metrics } from './metrics.js';
 
 export interface App {
@@ -21,6 +29,8 @@ export interface App {
   readonly datastore: Datastore;
   readonly metrics: Metrics;
   readonly ports: { server: number; health?: number; metrics?: number };
+  /** SIGTERM: readiness false, no new clients, the connected ones sent away over the shutdown timeout. */
+  drain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -63,8 +73,29 @@ export function createDatastore(config: Config, logger: Logger): Datastore {
   }
 }
 
+/** The rebalancer of the configured mode: peers from the list, or from the Service's EndpointSlices. */
+function rebalancerFor(config: Config, server: FanoutServer, logger: Logger): Rebalancer | undefined {
+  if (config.connectionRebalancingMode === 'none') return undefined;
+  const healthPort = effectivePort(config.healthPort, 9098);
+  const replicas = config.connectionRebalancingMode === 'peers'
+    ? async () => config.peers
+    : (() => {
+      const endpoints = kubernetesEndpoints({ namespace: config.k8sNamespace, service: config.k8sServiceName, portName: config.k8sPortName, kubeconfig: config.kubeconfig || undefined });
+      // Every replica runs with this configuration: its health port is ours.
+      return async () => (await endpoints()).map((u) => `http://${new URL(u).host.replace(/:\d+$/, '')}:${healthPort}`);
+    })();
+  return new Rebalancer(server, {
+    lowerLimit: config.maxConnectionsLowerLimit, upperLimit: config.maxConnectionsUpperLimit,
+    pollMs: config.k8sServicePollIntervalSecs * 1000, shedPerSec: config.rebalanceShedPerSec, peers: replicas,
+  }, logger);
+}
+
 export async function startApp(config: Config, logger: Logger, datastore: Datastore = createDatastore(config, logger)): Promise<App> {
   const metrics = new Metrics();
+  const reloaded = (ok: boolean) => metrics.tlsReloads.labels(ok ? 'ok' : 'failed').inc();
+  const tls = config.serverCertFile
+    ? new ReloadingTls({ certFile: config.serverCertFile, keyFile: config.serverKeyFile, caFile: config.caFile || undefined }, logger.child({ stage: 'tls' }), reloaded)
+    : undefined;
   const store = new Store(config.historyMaxBytes, metrics);
   const ingest = new Ingest(store, {
     windowMs: config.ingestBatchWindowSecs * 1000,
@@ -82,14 +113,36 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
     chunkBytes: config.snapshotChunkBytes,
     checksumIntervalMs: config.checksumIntervalSecs * 1000,
     snapshotReuseMs: config.snapshotReuseSecs * 1000,
+    tls,
+    requiredIdentity: [config.clientCN, config.clientURISAN].filter(Boolean).map(identityPattern),
+    authorization: parseAuthorization(config.clientAuthorization),
+    maxConnections: config.maxConnectionsUpperLimit,
   }, metrics, logger.child({ stage: 'server' }));
+  const rebalancer = rebalancerFor(config, server, logger.child({ stage: 'rebalance' }));
 
   const http: HttpServer[] = [];
+  const tlsFiles = tls ? [tls] : [];
   const ports: App['ports'] = { server: 0 };
+  // Event-loop delay over the last probe period: a loop stuck for seconds serves no one.
+  const loopDelay = monitorEventLoopDelay({ resolution: 100 });
+  loopDelay.enable();
   const readiness = {
+    notLive: () => {
+      const stuckMs = loopDelay.max / 1e6;
+      loopDelay.reset();
+      if (stuckMs > 10_000) return `event loop blocked for ${Math.round(stuckMs)} ms`;
+      const idleMs = Date.now() - server.lastTickAt;
+      if (idleMs > 3 * config.serverPingIntervalSecs * 1000 + 1000) return `server timers stopped ${Math.round(idleMs)} ms ago`;
+      return undefined;
+    },
     // A draining server stops being ready at once, so the Service sends no one new to it.
     ready: () => store.status === 'in-sync' && !server.isDraining,
-    detail: () => ({ datastore: datastore.name, datastoreError: datastore.lastError, status: store.status, draining: server.isDraining, seq: store.head, connections: server.connections.size }),
+    detail: () => ({
+      datastore: datastore.name, datastoreError: datastore.lastError, status: store.status, draining: server.isDraining, seq: store.head,
+      // What the other replicas' rebalancers read: the load, and how clients reach this one.
+      connections: server.connections.size, serverId: server.serverId, clientUrl: `${tls ? 'wss' : 'ws'}://{host}:${ports.server}`,
+    }),
+    view: (syncer: SyncerType) => ({ keys: store.checksum(new ViewFilter(syncer, '')).count }),
   };
   const want: { port: number; handlers: Handler[]; host: string; names: ('health' | 'metrics')[] }[] = [];
   const add = (enabled: boolean, host: string, port: number, dflt: number, name: 'health' | 'metrics', h: Handler) => {
@@ -99,22 +152,33 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
     if (same) { same.handlers.push(h); same.names.push(name); } else want.push({ port: p, host: host || '0.0.0.0', handlers: [h], names: [name] });
   };
   add(config.healthEnabled, config.healthHost, config.healthPort, 9098, 'health', healthHandler(readiness));
+  // The status page is served beside the probes; `server` and friends exist by the time it is asked.
+  if (config.healthEnabled) want.find((w) => w.names.includes('health'))!.handlers.push(statusPageHandler({ store, server, datastore, metrics }));
   add(config.prometheusMetricsEnabled, config.prometheusMetricsHost, config.prometheusMetricsPort, 9093, 'metrics', metricsHandler(metrics));
 
   let churn: ChurnGenerator | undefined;
   try {
     for (const w of want) {
-      const s = await listenHttp(w.host, w.port, w.handlers);
+      // The kubelet's probes present no certificate: the CA applies only to a metrics-only port.
+      const listenerTls = config.prometheusMetricsCertFile ? new ReloadingTls({
+        certFile: config.prometheusMetricsCertFile, keyFile: config.prometheusMetricsKeyFile,
+        caFile: w.names.includes('health') ? undefined : config.prometheusMetricsCAFile || undefined,
+      }, logger.child({ stage: 'tls' }), reloaded) : undefined;
+      if (listenerTls) tlsFiles.push(listenerTls);
+      const s = await listenHttp(w.host, w.port, w.handlers, listenerTls);
       http.push(s);
       for (const n of w.names) ports[n] = portOf(s);
     }
     ports.server = (await server.listen()).port;
+    rebalancer?.start();
     await datastore.start(ingest);
     if (config.simulateChurn > 0 && datastore instanceof MemoryDatastore) {
       churn = new ChurnGenerator(datastore, config.simulateChurn);
       churn.start();
     }
   } catch (err) {
+    rebalancer?.stop();
+    for (const t of tlsFiles) t.close();
     for (const s of http) s.close();
     await server.close();
     throw err;
@@ -123,7 +187,13 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
 
   return {
     store, server, datastore, metrics, ports,
+    async drain() {
+      await server.drain(config.shutdownTimeoutSecs * 1000);
+    },
     async close() {
+      loopDelay.disable();
+      rebalancer?.stop();
+      for (const t of tlsFiles) t.close();
       churn?.stop();
       await datastore.stop();
       ingest.stop();

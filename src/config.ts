@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { AuthorizationError, parseAuthorization } from './authorization.js';
 
 type Kind = 'int' | 'port' | 'seconds' | 'bytes' | 'number' | 'bool' | 'string' | 'file' | 'list' | 'oneof';
 
@@ -61,6 +62,25 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'historyMaxBytes', typha: 'HistoryMaxBytes', flag: 'history-bytes', kind: 'bytes', min: 0, default: 64 << 20, help: 'memory for resume beyond the live state (deletion tombstones)' },
   { name: 'ingestBatchWindowSecs', typha: 'IngestBatchWindowSecs', kind: 'seconds', min: 0, default: 0.01, help: 'coalesce updates per key within this window' },
   { name: 'checksumIntervalSecs', typha: 'ChecksumIntervalSecs', kind: 'seconds', min: 0.01, default: 30, help: 'send each client its view checksum this often' },
+  { name: 'serverCertFile', typha: 'ServerCertFile', flag: 'server-cert-file', kind: 'file', default: '', help: 'TLS certificate for the client port (PEM; reloaded when it changes)' },
+  { name: 'serverKeyFile', typha: 'ServerKeyFile', flag: 'server-key-file', kind: 'file', default: '', help: 'TLS key for the client port (PEM; reloaded when it changes)' },
+  { name: 'caFile', typha: 'CAFile', flag: 'ca-file', kind: 'file', default: '', help: 'CA bundle client certificates must chain to: mutual TLS' },
+  { name: 'clientCN', typha: 'ClientCN', kind: 'string', default: '', help: 'required client certificate CN (exact, or a pattern with *)' },
+  { name: 'clientURISAN', typha: 'ClientURISAN', kind: 'string', default: '', help: 'required client certificate URI SAN (exact, or a pattern: * within a path segment, ** across them, e.g. spiffe://cluster.local/ns/calico-system/sa/*)' },
+  { name: 'clientAuthorization', typha: 'ClientAuthorization', kind: 'list', default: [], help: 'per-view authorization: identity-pattern=view|view,… (first match wins; {node} in a pattern must equal the hello\'s node; none: any verified client, any view)' },
+  { name: 'prometheusMetricsCertFile', typha: 'PrometheusMetricsCertFile', kind: 'file', default: '', help: 'TLS certificate for the metrics and health listeners' },
+  { name: 'prometheusMetricsKeyFile', typha: 'PrometheusMetricsKeyFile', kind: 'file', default: '', help: 'TLS key for the metrics and health listeners' },
+  { name: 'prometheusMetricsCAFile', typha: 'PrometheusMetricsCAFile', kind: 'file', default: '', help: 'CA bundle metrics scrapers\' certificates must chain to (mutual TLS on the metrics listener)' },
+  { name: 'maxConnectionsLowerLimit', typha: 'MaxConnectionsLowerLimit', kind: 'int', min: 0, default: 400, help: 'the connection limit never goes below this, whatever the fair share' },
+  { name: 'maxConnectionsUpperLimit', typha: 'MaxConnectionsUpperLimit', kind: 'int', min: 1, default: 10000, help: 'connections above this get goaway {reason: overload} at once' },
+  { name: 'connectionRebalancingMode', typha: 'ConnectionRebalancingMode', kind: 'oneof', choices: ['none', 'kubernetes', 'peers'], default: 'none', help: 'how the fair share of clients is found: kubernetes (the Service\'s ready replicas), peers (the peers list), none' },
+  { name: 'peers', typha: 'Peers', kind: 'list', default: [], help: 'peers mode: every replica\'s health URL (http://host:port), this one included' },
+  { name: 'k8sServiceName', typha: 'K8sServiceName', kind: 'string', default: 'calico-fanout', help: 'kubernetes mode: the Service whose EndpointSlices list the replicas' },
+  { name: 'k8sNamespace', typha: 'K8sNamespace', kind: 'string', default: 'calico-system', help: 'kubernetes mode: the Service\'s namespace' },
+  { name: 'k8sPortName', typha: 'K8sPortName', kind: 'string', default: 'calico-typha', help: 'the client port\'s name in the Service (as Calico clients expect)' },
+  { name: 'k8sServicePollIntervalSecs', typha: 'K8sServicePollIntervalSecs', kind: 'seconds', min: 0.01, default: 30, help: 'how often the replicas and their loads are looked up' },
+  { name: 'rebalanceShedPerSec', typha: 'RebalanceShedPerSec', kind: 'number', min: 0.01, default: 1, help: 'clients shed per second while over the fair share' },
+  { name: 'shutdownTimeoutSecs', typha: 'ShutdownTimeoutSecs', kind: 'seconds', min: 0, default: 300, help: 'on SIGTERM, spread the goaways to clients over this long, then exit' },
 ];
 
 export interface Config {
@@ -101,6 +121,25 @@ export interface Config {
   historyMaxBytes: number;
   ingestBatchWindowSecs: number;
   checksumIntervalSecs: number;
+  serverCertFile: string;
+  serverKeyFile: string;
+  caFile: string;
+  clientCN: string;
+  clientURISAN: string;
+  clientAuthorization: string[];
+  prometheusMetricsCertFile: string;
+  prometheusMetricsKeyFile: string;
+  prometheusMetricsCAFile: string;
+  maxConnectionsLowerLimit: number;
+  maxConnectionsUpperLimit: number;
+  connectionRebalancingMode: 'none' | 'kubernetes' | 'peers';
+  peers: string[];
+  k8sServiceName: string;
+  k8sNamespace: string;
+  k8sPortName: string;
+  k8sServicePollIntervalSecs: number;
+  rebalanceShedPerSec: number;
+  shutdownTimeoutSecs: number;
 }
 
 export class ConfigError extends Error {}
@@ -216,6 +255,29 @@ function validate(c: Config): void {
     throw new ConfigError('etcdCaFile (TYPHA_ETCDCAFILE) is set but etcdEndpoints (TYPHA_ETCDENDPOINTS) has http:// URLs: use https://');
   }
   if (!c.etcdPrefix.startsWith('/')) throw new ConfigError(`etcdPrefix (TYPHA_ETCDPREFIX): ${JSON.stringify(c.etcdPrefix)} must start with /`);
+  for (const [cert, key, what] of [[c.serverCertFile, c.serverKeyFile, 'serverCertFile (TYPHA_SERVERCERTFILE) and serverKeyFile (TYPHA_SERVERKEYFILE)'],
+    [c.prometheusMetricsCertFile, c.prometheusMetricsKeyFile, 'prometheusMetricsCertFile (TYPHA_PROMETHEUSMETRICSCERTFILE) and prometheusMetricsKeyFile (TYPHA_PROMETHEUSMETRICSKEYFILE)']] as const) {
+    if (Boolean(cert) !== Boolean(key)) throw new ConfigError(`${what} go together: set both or neither`);
+  }
+  if (c.caFile && !c.serverCertFile) throw new ConfigError('caFile (TYPHA_CAFILE) asks for mutual TLS, which needs serverCertFile and serverKeyFile');
+  if ((c.clientCN || c.clientURISAN || c.clientAuthorization.length) && !c.caFile) {
+    throw new ConfigError('clientCN, clientURISAN and clientAuthorization need caFile (TYPHA_CAFILE): without client certificates there is no identity to check');
+  }
+  try {
+    parseAuthorization(c.clientAuthorization);
+  } catch (err) {
+    if (err instanceof AuthorizationError) throw new ConfigError(`clientAuthorization (TYPHA_CLIENTAUTHORIZATION): ${err.message}`);
+    throw err;
+  }
+  if (c.maxConnectionsLowerLimit > c.maxConnectionsUpperLimit) {
+    throw new ConfigError(`maxConnectionsLowerLimit (${c.maxConnectionsLowerLimit}) is above maxConnectionsUpperLimit (${c.maxConnectionsUpperLimit})`);
+  }
+  if (c.connectionRebalancingMode === 'peers' && c.peers.length === 0) throw new ConfigError('connectionRebalancingMode peers needs peers (TYPHA_PEERS): every replica\'s health URL');
+  for (const p of c.peers) {
+    let url: URL | undefined;
+    try { url = new URL(p); } catch { /* reported below */ }
+    if (!url || !['http:', 'https:'].includes(url.protocol)) throw new ConfigError(`peers (TYPHA_PEERS): ${JSON.stringify(p)} is not an http(s):// URL`);
+  }
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

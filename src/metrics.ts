@@ -15,6 +15,10 @@ export class Metrics {
   readonly connectionsActive = new Gauge({ name: 'typha_connections_active', help: 'Open connections, including those in the handshake.', registers: this.r });
   readonly connectionsStreaming = new Gauge({ name: 'typha_connections_streaming', help: 'Connections past the handshake.', labelNames: syncer, registers: this.r });
   readonly connectionsClosed = new Counter({ name: 'calico_fanout_connections_closed_total', help: 'Connections closed, by reason.', labelNames: ['reason'] as const, registers: this.r });
+  readonly connectionsDenied = new Counter({ name: 'calico_fanout_connections_denied_total', help: 'Connections refused after TLS: identity (certificate CN/URI SAN) or authorization (view not allowed), by reason.', labelNames: ['reason'] as const, registers: this.r });
+  readonly connectionsShed = new Counter({ name: 'calico_fanout_connections_shed_total', help: 'Clients sent away with goaway: overload (over the connection limit at connect), rebalance (over the fair share), shutdown.', labelNames: ['reason'] as const, registers: this.r });
+  readonly maxConnections = new Gauge({ name: 'typha_connections_max', help: 'The current connection limit (fair share or upper limit).', registers: this.r });
+  readonly tlsReloads = new Counter({ name: 'calico_fanout_tls_reloads_total', help: 'Certificate reloads after a file changed, by result.', labelNames: ['result'] as const, registers: this.r });
   readonly badFrames = new Counter({ name: 'calico_fanout_bad_frames_total', help: 'Frames from clients rejected as protocol violations, by close code.', labelNames: ['code'] as const, registers: this.r });
 
   readonly updatesReceived = new Counter({ name: 'calico_fanout_datastore_updates_total', help: 'Updates received from the datastore.', registers: this.r });

@@ -77,7 +77,10 @@ test('readiness follows the datastore: 503 until in-sync, 200 after; liveness th
       assert.equal(r.status, 200, `${path} while resyncing`);
       assert.equal(r.body, 'ok\n');
     }
-    for (const path of ['/', '/metrics', '/readyzz', '/livez/extra']) assert.equal((await httpGet(hp, path)).status, 404, `${path} on the health port`);
+    for (const path of ['/metrics', '/readyzz', '/livez/extra']) assert.equal((await httpGet(hp, path)).status, 404, `${path} on the health port`);
+    const page = await httpGet(hp, '/');
+    assert.equal(page.status, 200, 'the status page on the health port');
+    assert.match(page.body, /resync-in-progress/);
 
     // A client connecting now hears the status but gets no data: the list is not whole yet, and a
     // snapshot of part of it would make a client with a cache delete the rest.
@@ -106,6 +109,20 @@ test('readiness follows the datastore: 503 until in-sync, 200 after; liveness th
     assert.equal(json(ready.body).ready, true);
     assert.equal(json(ready.body).status, 'in-sync');
     assert.equal((await httpGet(hp, '/readiness')).status, 200);
+    assert.equal((await httpGet(hp, '/livez')).status, 200);
+    // Per view: ready with the store, plus the view's size; an unknown view is 404.
+    const felix = await httpGet(hp, '/readyz?view=felix');
+    assert.equal(felix.status, 200);
+    assert.equal(json(felix.body).view, 'felix');
+    assert.equal(json(felix.body).keys, expectedView(new MemoryDatastore([...seed, late]), 'felix', '').size);
+    assert.equal((await httpGet(hp, '/readyz?view=calico')).status, 404);
+    // Liveness follows the server's own timers: stopped ones (here faked) make the process not live.
+    const tick = app.server.lastTickAt;
+    app.server.lastTickAt = 0;
+    const dead = await httpGet(hp, '/livez');
+    assert.equal(dead.status, 503);
+    assert.match(dead.body, /server timers stopped/);
+    app.server.lastTickAt = tick;
     assert.equal((await httpGet(hp, '/livez')).status, 200);
     assertClientMatches(c, expectedView(new MemoryDatastore([...seed, late]), 'felix', ''), 'client after in-sync');
 

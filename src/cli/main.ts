@@ -62,7 +62,9 @@ serve.action(async (opts: Record<string, unknown>) => {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
+    logger.info({ signal, timeoutSecs: signal === 'SIGTERM' ? config.shutdownTimeoutSecs : 0 }, 'shutting down');
+    // SIGTERM is Kubernetes stopping the pod: hand the clients over gradually. SIGINT is a person.
+    if (signal === 'SIGTERM') await app.drain();
     await app.close();
     logger.flush();
     process.exit(0);

@@ -55,7 +55,8 @@ export interface Welcome {
 export interface StatusMsg { t: 'status'; status: SyncStatus }
 export interface ChecksumMsg { t: 'checksum'; seq: number; value: string; count: number }
 export interface Ping { t: 'ping'; ts: number }
-export interface GoAway { t: 'goaway'; reason: string; retryAfterMs: number; resume: ResumeToken }
+/** `peers`: other replicas' client URLs, tried first when known. */
+export interface GoAway { t: 'goaway'; reason: string; retryAfterMs: number; resume: ResumeToken; peers?: string[] }
 export interface ErrorMsg { t: 'error'; code: number; message: string }
 export type ControlMessage = Welcome | StatusMsg | ChecksumMsg | Ping | GoAway | ErrorMsg;
 
@@ -66,6 +67,8 @@ export type ControlMessage = Welcome | StatusMsg | ChecksumMsg | Ping | GoAway |
 export const CloseCode = {
   goingAway: 1001,
   tooBig: 1009,
+  /** Overload or rebalancing: come back later, or go to another replica (RFC 6455 1013). */
+  tryAgainLater: 1013,
   malformed: 4001,
   unexpectedMessage: 4002,
   unsupportedVersion: 4003,
@@ -73,5 +76,6 @@ export const CloseCode = {
   badHello: 4005,
   pongTimeout: 4006,
   stalled: 4007,
+  forbidden: 4008,
   internal: 4011,
 } as const;
