@@ -11,6 +11,7 @@ import { loadResources } from '../src/datastore/seed.js';
 import { encode } from '../src/protocol/codec.js';
 import { CloseCode } from '../src/protocol/messages.js';
 import { cleanupAfterFile, rawConnect, sleep, startTestServer, waitFor } from './support/harness.js';
+import { startKubeApi } from './support/kube-api.js';
 import { freePort, httpGet, metricValue } from './support/metrics.js';
 
 const { clients, track } = cleanupAfterFile();
@@ -72,6 +73,39 @@ test('three replicas: clients that all start on one converge to a fair share, ea
   // Each knows the others' client URLs (from their /readyz), offered in its goaways.
   await waitFor(() => servers.every((s, i) => JSON.stringify([...s.app.server.peers].sort()) === JSON.stringify(urls.filter((_, j) => j !== i).sort())), 'every replica to know its peers');
   await clients.stopAll();
+});
+
+test('kubernetes mode: the replicas come from the Service\'s EndpointSlices, and the clients spread over them', SLOW, async () => {
+  const api = await startKubeApi();
+  try {
+    const [port, healthPort] = [await freePort(), await freePort()];
+    const hosts = ['127.0.0.2', '127.0.0.3'];
+    api.apply('/apis/discovery.k8s.io/v1/endpointslices', {
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { name: 'calico-fanout-x7k2p', namespace: 'calico-system', labels: { 'kubernetes.io/service-name': 'calico-fanout' } },
+      addressType: 'IPv4',
+      endpoints: hosts.map((ip, i) => ({ addresses: [ip], conditions: { ready: true }, nodeName: `node-${i}` })),
+      ports: [{ name: 'calico-typha', port, protocol: 'TCP' }],
+    });
+    const servers: Awaited<ReturnType<typeof startTestServer>>[] = [];
+    for (const host of hosts) {
+      servers.push(track(await startTestServer({
+        serverHost: host, serverPort: port, healthHost: host, healthPort, prometheusMetricsPort: -1,
+        connectionRebalancingMode: 'kubernetes', kubeconfig: api.kubeconfigPath, k8sServicePollIntervalSecs: 0.2,
+        rebalanceShedPerSec: 20, maxConnectionsLowerLimit: 0,
+      }, seed)));
+    }
+    const urls = hosts.map((h) => `ws://${h}:${port}`);
+    const all = Array.from({ length: 20 }, () => clients.make({ urls, url: urls[0]!, syncerType: 'felix' }));
+    await Promise.all(all.map((c) => c.inSync()));
+    const counts = () => servers.map((s) => s.app.server.connections.size);
+    await waitFor(() => counts().every((n) => n >= 9 && n <= 11) && all.every((c) => c.isInSync), `a fair share each (now ${counts().join('/')})`, 30_000);
+    assert.deepEqual(servers.map((s) => s.app.server.maxConnections), [11, 11]);
+    assert.deepEqual(servers[0]!.app.server.peers, [urls[1]], 'the other replica, as clients reach it');
+    await clients.stopAll();
+  } finally {
+    await api.close();
+  }
 });
 
 test('SIGTERM: readiness drops at once, every client moves to the other replica by digest, the process exits within the timeout', SLOW, async () => {
