@@ -4,6 +4,7 @@ import { parseKey } from '../src/model/kinds.js';
 import { entryHash, keyBits } from '../src/protocol/checksum.js';
 import { unpackr } from '../src/protocol/codec.js';
 import { bucketCountFor, DIGEST_SCHEME, digestToWire, emptyDigest, xorInto } from '../src/protocol/digest.js';
+import type { RawItem } from '../src/protocol/frames.js';
 import type { CacheDigest } from '../src/protocol/messages.js';
 
 /**
@@ -60,6 +61,8 @@ export class ClientCache {
   /** Keys seen since a snapshot or repair began; what is not seen again in scope is swept at its end. */
   private marked: Set<string> | undefined;
   private scope: SweepScope | undefined;
+  /** The newest datastore revision applied (numeric revisions only). */
+  private maxRev = 0;
 
   /**
    * `keepValues` false keeps only hashes, enough to verify checksums; the updates reported still
@@ -71,13 +74,33 @@ export class ClientCache {
   get(key: string): CachedValue | undefined { return this.map.get(key); }
   entries(): IterableIterator<[string, CachedValue]> { return this.map.entries(); }
   checksum(): { value: bigint; count: number } { return { value: this.xor, count: this.map.size }; }
+  get revision(): number { return this.maxRev; }
 
   /**
    * Applies one item; returns the update to report, or undefined when nothing changed. Items from
    * a frame come with their entry hash, taken in place.
    */
-  apply(key: string, raw: Buffer | null, revision: string, hash = raw ? entryHash(key, raw) : 0n): Update | undefined {
+  /**
+   * Applies a frame's items, all or none: the values to keep are decoded before anything
+   * changes, so a frame with one undecodable value is refused whole.
+   */
+  applyAll(items: readonly RawItem[]): Update[] {
+    const decoded = this.keepValues
+      ? items.map((it) => (it.value && this.map.get(it.key)?.hash !== it.hash ? decodeValue(it.value, it.revision) : undefined))
+      : undefined;
+    const out: Update[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const u = this.apply(it.key, it.value, it.revision, it.hash, decoded?.[i]);
+      if (u) out.push(u);
+    }
+    return out;
+  }
+
+  apply(key: string, raw: Buffer | null, revision: string, hash = raw ? entryHash(key, raw) : 0n, decoded?: Record<string, any>): Update | undefined {
     this.marked?.add(key);
+    const rev = Number(revision);
+    if (rev > this.maxRev) this.maxRev = rev;
     const cur = this.map.get(key);
     if (raw === null) {
       if (!cur) return undefined;
@@ -89,7 +112,7 @@ export class ClientCache {
       cur.revision = revision;
       return undefined;
     }
-    const value = this.keepValues ? decodeValue(raw, revision) : undefined;
+    const value = this.keepValues ? (decoded ?? decodeValue(raw, revision)) : undefined;
     if (cur) {
       this.xor ^= cur.hash;
       cur.value = value ?? null;

@@ -88,7 +88,7 @@ export interface ClientStats {
 }
 
 /** Largest frame taken from a server, before or after decompression. */
-const MAX_FRAME_BYTES = 256 << 20;
+const MAX_FRAME_BYTES = 64 << 20;
 
 const noLog: ClientLogger = { debug() {}, info() {}, warn() {} };
 
@@ -258,12 +258,15 @@ export class SyncClient {
         resume: this.resumeToken,
         known: this.epoch !== undefined ? { epoch: this.epoch, seq: this.known } : undefined,
         digest: this.cache.digest(),
+        revision: this.cache.revision > 0 ? String(this.cache.revision) : undefined,
         compression: this.opts.compression ?? [...COMPRESSIONS],
         flow: true,
       }));
     });
     ws.on('message', (data: Buffer) => {
-      if (this.ws !== ws) return;
+      // Frames ws had already read when this connection was given up (a bad frame, a checksum
+      // mismatch) belong to nothing any more: applying them would take back the decision.
+      if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
       this.lastFrameAt = Date.now();
       try {
         this.onFrame(data);
@@ -381,8 +384,10 @@ export class SyncClient {
         return this.handle(inner);
       }
       case 'welcome':
+        // The epoch goes back in every hello: an odd one would make every later hello refused.
+        if (typeof msg.epoch !== 'string' || msg.epoch.length === 0 || msg.epoch.length > 128) throw new ProtocolError(0, 'welcome.epoch is not a string of 1-128 characters');
         if (msg.epoch !== this.epoch) this.known = 0;
-        this.epoch = String(msg.epoch);
+        this.epoch = msg.epoch;
         if (msg.mode === 'resume') this.stats.resumes++;
         else {
           if (msg.mode === 'digest') this.stats.digests++;
@@ -396,23 +401,30 @@ export class SyncClient {
       case 'snapshot':
       case 'repair': {
         // A repair replaces the buckets it names; a snapshot, everything.
+        const seq = num(msg.seq, 'seq');
         const scope = msg.t === 'repair' && msg.i === 0 ? { buckets: num(msg.buckets, 'buckets'), differ: new Set(bucketsFromWire(bin(msg.differ, 'differ'))) } : undefined;
         if (msg.i === 0) this.cache.beginMark(scope);
         else if (!this.cache.marking) throw new ProtocolError(0, `${msg.t} chunk out of order`);
-        this.known = Math.max(this.known, num(msg.seq, 'seq'));
+        this.known = Math.max(this.known, seq);
         const updates = this.applyItems(items ?? []);
         if (msg.last === true) {
           updates.push(...this.cache.sweep());
-          this.setPos(num(msg.seq, 'seq'));
+          this.setPos(seq);
         }
-        return this.report(updates);
+        this.report(updates);
+        // The status may have come first (a server that held this client while it caught up):
+        // with a position now, an in-sync status makes the client in sync.
+        if (msg.last === true && this.status) this.onStatus(this.status);
+        return;
       }
       case 'delta': {
+        // The whole head is checked before any item is applied: a refused frame leaves nothing.
         const from = num(msg.from, 'from');
+        const to = num(msg.to, 'to');
         // A gap (from > pos) is changes outside this view that the server skipped; going back is not.
-        if (this.pos === undefined || from < this.pos) throw new ProtocolError(0, `delta from ${from} is behind position ${this.pos}`);
+        if (this.pos === undefined || from < this.pos || to < from) throw new ProtocolError(0, `delta ${from}..${to} does not follow position ${this.pos}`);
         const updates = this.applyItems(items ?? []);
-        this.setPos(num(msg.to, 'to'));
+        this.setPos(to);
         this.scheduleAck();
         return this.report(updates);
       }
@@ -425,15 +437,18 @@ export class SyncClient {
         return;
       case 'goaway':
         this.log.info({ reason: msg.reason, retryAfterMs: msg.retryAfterMs }, 'server asked us to go away');
-        this.retryAfterMs = Number(msg.retryAfterMs) || 0;
+        // Obeyed up to the longest backoff (at least a second): a server's bad number must not
+        // keep us away for days.
+        this.retryAfterMs = Math.min(Math.max(0, Number(msg.retryAfterMs) || 0), Math.max(1000, this.opts.maxBackoffMs ?? 30_000));
         this.attempt = 0;
         if (Array.isArray(msg.peers)) {
           const peers = msg.peers.filter((p): p is string => typeof p === 'string' && /^wss?:\/\//.test(p));
           this.preferred = peers[Math.floor(Math.random() * peers.length)];
         }
         if (!this.cache.marking && this.pos !== undefined) {
-          const r = msg.resume as ResumeToken | undefined;
-          if (r && r.epoch === this.epoch && r.seq >= this.pos) this.setPos(r.seq);
+          const r = msg.resume as { epoch?: unknown; seq?: unknown } | undefined;
+          // The token goes back in the next hello: only a well-formed one is taken.
+          if (r && r.epoch === this.epoch && typeof r.seq === 'number' && Number.isSafeInteger(r.seq) && r.seq >= this.pos) this.setPos(r.seq);
         }
         return;
       case 'error':
@@ -447,12 +462,7 @@ export class SyncClient {
 
   private applyItems(items: readonly RawItem[]): Update[] {
     this.stats.itemsReceived += items.length;
-    const out: Update[] = [];
-    for (const it of items) {
-      const u = this.cache.apply(it.key, it.value, it.revision, it.hash);
-      if (u) out.push(u);
-    }
-    return out;
+    return this.cache.applyAll(items);
   }
 
   private report(updates: Update[]): void {

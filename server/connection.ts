@@ -21,10 +21,13 @@ import { decodeClientMessage, encode, ProtocolError } from '../src/protocol/code
 import { compressEach, negotiate, type Compression } from '../src/protocol/compression.js';
 import { bucketsToWire, digestFromWire } from '../src/protocol/digest.js';
 import { chunkFrames } from '../src/protocol/frames.js';
-import { CloseCode, PROTOCOL_VERSION, type ControlMessage, type Hello, type SyncMode, type SyncStatus } from '../src/protocol/messages.js';
+import { CloseCode, PROTOCOL_VERSION, type ClientMessage, type ControlMessage, type Hello, type SyncMode, type SyncStatus } from '../src/protocol/messages.js';
 import type { ServerContext } from './context.js';
 
 export type ConnectionState = 'handshake' | 'streaming' | 'closed';
+
+/** How long a replica in sync with its datastore may hold a client whose cache is newer. */
+const IN_SYNC_GRACE_MS = 2000;
 
 export class Connection {
   state: ConnectionState = 'handshake';
@@ -56,6 +59,8 @@ export class Connection {
   private bytesAcked = 0;
   private waitingAck = false;
   private timer: NodeJS.Timeout | undefined;
+  private behindTimer: NodeJS.Timeout | undefined;
+  private heldSince: number | undefined;
   private closeReason = 'client-closed';
 
   constructor(
@@ -102,6 +107,16 @@ export class Connection {
       if (err instanceof ProtocolError) return this.fail(err.code, err.message);
       return this.fail(CloseCode.malformed, `undecodable message: ${(err as Error).message}`);
     }
+    try {
+      this.dispatch(msg);
+    } catch (err) {
+      // Nothing a client sends may throw out of the socket's handler: that would end the process.
+      this.ctx.logger.error({ conn: this.id, err: (err as Error).message }, 'internal error handling a client message');
+      this.fail(CloseCode.internal, 'internal error');
+    }
+  }
+
+  private dispatch(msg: ClientMessage): void {
     if (this.state === 'handshake') {
       if (msg.t !== 'hello') return this.fail(CloseCode.unexpectedMessage, `expected hello, got ${msg.t}`);
       return this.onHello(msg);
@@ -203,6 +218,7 @@ export class Connection {
       if (this.syncDue !== undefined) {
         // Until then the client hears the status (it keeps its cache) and pings.
         if (!store.complete) return this.sendStatus();
+        if (this.behind()) return this.sendStatus();
         if ('digest' in this.syncDue) this.startRepair(this.syncDue.digest);
         else this.startSnapshot(this.syncDue.minSeq);
         this.syncDue = undefined;
@@ -232,6 +248,26 @@ export class Connection {
       }
       return;
     }
+  }
+
+  /**
+   * True while this replica is older than the client's cache (it lags its datastore, or lost it):
+   * a repair or snapshot from it now would take keys back in time. Best effort, bounded: a replica
+   * in sync with its datastore gets a moment to ingest what it is catching up on, a lagging one up
+   * to the handshake timeout; then the client is served all the same (its cache may come from a
+   * datastore restored from backup, with revisions that never come again).
+   */
+  private behind(): boolean {
+    const want = Number(this.hello?.revision ?? 0);
+    const { store, opts } = this.ctx;
+    if (store.maxRevision >= want) return false;
+    this.heldSince ??= Date.now();
+    const limit = store.status === 'in-sync' ? IN_SYNC_GRACE_MS : opts.handshakeTimeoutMs;
+    const left = this.heldSince + limit - Date.now();
+    if (left <= 0) return false;
+    clearTimeout(this.behindTimer);
+    this.behindTimer = setTimeout(() => this.pump(), left);
+    return true;
   }
 
   private sendStatus(): void {
@@ -348,6 +384,7 @@ export class Connection {
     if (this.waitingDrain || this.waitingAck) this.ctx.metrics.backpressured.dec();
     this.state = 'closed';
     clearTimeout(this.timer);
+    clearTimeout(this.behindTimer);
     this.ctx.metrics.connectionsClosed.labels(reason).inc();
     this.ctx.onClosed(this);
   }

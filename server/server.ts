@@ -54,14 +54,21 @@ export class FanoutServer implements ServerContext {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
       res.end('calico-fanout speaks WebSocket on this port (see PROTOCOL.md)\n');
     };
+    // Before the upgrade a socket is the HTTP server's, whose defaults hold a silent or trickling
+    // connection for 60-90 s, uncounted by the connection limit: the handshake timeout applies
+    // from the first byte (ws clears the socket timeout when it takes the socket over).
+    const t = this.opts.handshakeTimeoutMs;
+    const httpOptions = { headersTimeout: t, requestTimeout: t, connectionsCheckingInterval: Math.min(1000, t) };
     const tls = this.opts.tls;
     if (tls) {
-      const https = createHttpsServer(tls.serverOptions(), notWebSocket);
+      // handshakeTimeout: a peer that never starts its TLS handshake (Node's default waits 120 s).
+      const https = createHttpsServer({ ...tls.serverOptions(), ...httpOptions, handshakeTimeout: t }, notWebSocket);
       tls.attach(https);
       this.http = https;
     } else {
-      this.http = createServer(notWebSocket);
+      this.http = createServer(httpOptions, notWebSocket);
     }
+    this.http.timeout = t;
     this.http.on('upgrade', (req, socket: Socket, head) => {
       socket.on('error', () => socket.destroy());
       if (this.draining) {

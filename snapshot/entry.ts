@@ -8,11 +8,11 @@ export interface Entry {
   /** msgpack [key, bin(value) | nil, revision], spliced into frames as is. */
   item: Buffer;
   /**
-   * Where a node-scoped value last moved away from (a CalicoNodeStatus whose spec.node was
-   * edited), with the deletion item that node's clients need. One move is remembered; clients
-   * that missed an earlier one find out through their checksum.
+   * The nodes a node-scoped value moved away from (a CalicoNodeStatus whose spec.node was
+   * edited), each with the seq it left at and the deletion item that node's clients need: a
+   * client of that node catching up from before then gets the deletion.
    */
-  moved?: { node: string | undefined; item: Buffer };
+  left?: Map<string | undefined, { seq: number; item: Buffer }>;
   /** Canonical value bytes (inside `item`); null for a deletion tombstone. */
   value: Buffer | null;
   revision: string;

@@ -48,6 +48,7 @@ export class Store {
   private _head = 0;
   private _status: SyncStatus = 'wait-for-datastore';
   private _complete = false;
+  private _maxRevision = 0;
 
   constructor(historyMaxBytes: number, private readonly metrics: Metrics) {
     this.log = new ChangeLog(historyMaxBytes);
@@ -63,6 +64,8 @@ export class Store {
    */
   get complete(): boolean { return this._complete; }
   get historyBytes(): number { return this.log.bytes; }
+  /** The newest datastore revision ingested (numeric revisions: etcd's, Kubernetes' in practice). */
+  get maxRevision(): number { return this._maxRevision; }
 
   subscribe(l: StoreListener): () => void {
     this.listeners.push(l);
@@ -81,6 +84,8 @@ export class Store {
     const published: Published[] = [];
     for (const c of changes) {
       const seq = ++this._head;
+      const rev = Number(c.revision);
+      if (rev > this._maxRevision) this._maxRevision = rev;
       const item = encodeItem(c.key, c.value, c.revision);
       const valueEnd = item.length - strSize(Buffer.byteLength(c.revision));
       const value = c.value ? item.subarray(valueEnd - c.value.length, valueEnd) : null;
@@ -97,10 +102,13 @@ export class Store {
         const old = e.value ? { node: e.node, hash: e.hash } : undefined;
         if (!e.value) this.log.revived(e);
         // A deletion keeps the node it had, so node-scoped clients still see it go. A value
-        // that moves to another node is a deletion for the clients of the node it left.
-        if (value && old && c.node !== old.node) {
-          e.moved = { node: old.node, item: encodeItem(c.key, null, c.revision) };
-          published.push({ kind: c.kind, node: old.node, item: e.moved.item });
+        // that moves to another node is a deletion for the clients of the node it left: now for
+        // the live ones, and remembered for those catching up. A tombstone revived on another
+        // node leaves its own deletion behind for the node it was on.
+        if (value && c.node !== e.node) {
+          const gone = old ? { seq, item: encodeItem(c.key, null, c.revision) } : { seq: e.seq, item: e.item };
+          (e.left ??= new Map()).set(e.node, gone);
+          if (old) published.push({ kind: c.kind, node: old.node, item: gone.item });
         }
         if (value) e.node = c.node;
         e.item = item; e.value = value; e.revision = c.revision; e.seq = seq; e.hash = hash;
@@ -143,7 +151,9 @@ export class Store {
     if (!this.canCatchUp(seq)) return undefined;
     return this.log.since(seq, (e) => {
       if (filter.matches(e.kind, e.node)) return e.item;
-      if (e.moved && filter.matches(e.kind, e.moved.node)) return e.moved.item;
+      // A node-scoped key that left this client's node after its position: its deletion.
+      const left = e.left?.get(filter.node);
+      if (left && left.seq > seq && filter.def.nodeScoped.has(e.kind) && filter.def.kinds.has(e.kind)) return left.item;
       return undefined;
     });
   }

@@ -132,7 +132,8 @@ export class EtcdDatastore implements Datastore {
     this.stopped = true;
     this.wake?.();
     this.stream?.cancel();
-    await this.loop;
+    // A call in flight ends at its deadline; the server's shutdown does not wait that long.
+    await Promise.race([this.loop, new Promise((r) => setTimeout(r, 1000).unref())]);
     this.client?.close();
   }
 
@@ -181,7 +182,9 @@ export class EtcdDatastore implements Datastore {
     let revision: number | undefined;
     for (;;) {
       this.stats.rangeCalls++;
-      const res = await kv.range({ key, range_end: this.end, limit: this.opts.pageSize, revision });
+      // A deadline: an etcd that accepts the call but never answers (stopped, black-holed) must
+      // become an error and a retry, not a list that waits for ever.
+      const res = await kv.range({ key, range_end: this.end, limit: this.opts.pageSize, revision }, { deadline: Date.now() + this.opts.watchTimeoutMs });
       revision ??= Number(res.header.revision);
       const events: DatastoreEvent[] = [];
       for (const item of res.kvs) {

@@ -51,7 +51,7 @@ export function decodeClientMessage(data: Buffer): ClientMessage {
     case 'hello':
       return validateHello(m);
     case 'pong':
-      if (typeof m.ts !== 'number') throw new ProtocolError(CloseCode.malformed, 'pong needs a numeric ts');
+      if (typeof m.ts !== 'number' || !Number.isFinite(m.ts)) throw new ProtocolError(CloseCode.malformed, 'pong needs a finite numeric ts');
       return { t: 'pong', ts: m.ts };
     case 'ack':
       if (!isCount(m.seq)) throw new ProtocolError(CloseCode.malformed, 'ack needs a non-negative integer seq');
@@ -93,6 +93,10 @@ function validateHello(m: Record<string, unknown>): Hello {
       throw new ProtocolError(CloseCode.badHello, `${field} must be {epoch: string, seq: non-negative integer}`);
     }
     hello[field] = { epoch: r.epoch, seq: r.seq };
+  }
+  if (m.revision !== undefined && m.revision !== null) {
+    if (typeof m.revision !== 'string' || !/^[0-9]{1,20}$/.test(m.revision)) throw new ProtocolError(CloseCode.badHello, 'revision must be a decimal string');
+    hello.revision = m.revision;
   }
   if (m.digest !== undefined && m.digest !== null) {
     const d = m.digest as Record<string, unknown>;

@@ -58,6 +58,8 @@ export function* chunkFrames(
   }
 }
 
+const MAX_ITEMS_PER_FRAME = 1 << 20;
+
 export interface RawItem {
   key: string;
   /** Canonical value bytes, a view into the frame; null for a deletion. */
@@ -81,7 +83,11 @@ export function decodeServerFrame(buf: Buffer): DecodedFrame {
     for (let i = 0; i < n; i++) {
       const field = r.str();
       if (field === 'u') {
+        if (items) throw new MsgpackFormatError('field u twice');
         const count = r.arrayLength();
+        // Every item is an object here: a few-KiB compressed frame of millions of tiny items
+        // would otherwise exhaust the heap. A server's frames hold a chunk's worth (thousands).
+        if (count > MAX_ITEMS_PER_FRAME) throw new MsgpackFormatError(`${count} items in one frame (at most ${MAX_ITEMS_PER_FRAME})`);
         items = [];
         loadForHashing(buf);
         for (let j = 0; j < count; j++) {

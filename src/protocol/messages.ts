@@ -25,6 +25,11 @@ export interface Hello {
    * back in time at the client.
    */
   known?: ResumeToken;
+  /**
+   * The newest datastore revision in the client's cache (decimal). A replica behind it holds the
+   * client (status only) until it has caught up, so that no key goes back in time at the client.
+   */
+  revision?: string;
   /** Sent by a client with a non-empty cache: lets any server resync it by difference. */
   digest?: CacheDigest;
   compression?: string[];
