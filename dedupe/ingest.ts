@@ -15,6 +15,7 @@ export interface IngestTarget {
   valueOf(key: string): Buffer | null | undefined;
   apply(changes: readonly Change[]): void;
   setStatus(status: SyncStatus): void;
+  setProgress?(revision: number): void;
 }
 
 export interface IngestOptions {
@@ -59,6 +60,14 @@ export class Ingest implements DatastoreSink {
   onInvalid(kind: string, problem: string): void {
     this.metrics.invalidValues.labels(kind).inc();
     this.warn.warn(`invalid-${kind}`, { kind, problem }, 'invalid datastore object skipped');
+  }
+
+  onProgress(revision: string): void {
+    const n = Number(revision);
+    if (!Number.isSafeInteger(n)) return;
+    // Everything received before it is published before it.
+    this.flush();
+    this.target.setProgress?.(n);
   }
 
   onStatus(status: SyncStatus): void {

@@ -89,6 +89,9 @@ export class Connection {
     return this.state === 'streaming' && !this.frames && this.syncDue === undefined && this.pos === this.ctx.store.head;
   }
 
+  /** Its snapshot or repair is still owed (held for a complete or newer store). */
+  get awaitingSync(): boolean { return this.syncDue !== undefined; }
+
   /** Bytes written to this client so far. */
   get bytesSent(): number { return this.bytesOut; }
   /** Bytes written to this client and not yet taken by the kernel. */

@@ -92,6 +92,8 @@ export class FanoutServer implements ServerContext {
     this.unsubscribe = store.subscribe({
       onBatch: (b) => this.onBatch(b),
       onStatus: () => { for (const c of this.connections) c.poke(); },
+      // Only clients held for a newer store are waiting on it.
+      onProgress: () => { for (const c of this.connections) if (c.awaitingSync) c.poke(); },
     });
   }
 

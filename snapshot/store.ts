@@ -34,6 +34,8 @@ export interface Batch {
 export interface StoreListener {
   onBatch(batch: Batch): void;
   onStatus(status: SyncStatus): void;
+  /** The datastore reported how far it has delivered (see maxRevision). */
+  onProgress?(): void;
 }
 
 export class Store {
@@ -65,7 +67,14 @@ export class Store {
   get complete(): boolean { return this._complete; }
   get historyBytes(): number { return this.log.bytes; }
   /** The newest datastore revision ingested (numeric revisions: etcd's, Kubernetes' in practice). */
-  get maxRevision(): number { return this._maxRevision; }
+  get maxRevision(): number { return this._progress ?? this._maxRevision; }
+  /** The datastore's own watermark (DatastoreSink.onProgress), when it reports one. */
+  private _progress: number | undefined;
+  setProgress(revision: number): void {
+    if (revision > (this._progress ?? 0)) this._progress = revision;
+    // Clients held for a newer store may go now.
+    for (const l of this.listeners) l.onProgress?.();
+  }
 
   subscribe(l: StoreListener): () => void {
     this.listeners.push(l);

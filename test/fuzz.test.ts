@@ -28,7 +28,7 @@ import type { ClientMessage } from '../src/protocol/messages.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
 import {
   assertProperty, fcParams, helloCase, itemsFrameCase, mutated, otherClientCase, packedAnything, randomBytes, rawMessage,
-  rawMsgpack, validClientMessage,
+  rawMsgpack, validClientMessage, validHelloCase,
 } from './support/fuzz/gen.js';
 import { bomb, HostileServer, OPEN_BUGS, sessionArb, type Session } from './support/fuzz/hostile.js';
 import { Clients, node, rawConnect, sleep, startTestServer, waitFor, wep, type TestServer } from './support/harness.js';
@@ -68,7 +68,8 @@ function assertClientMessage(m: ClientMessage, input: Buffer): void {
   const keys = (o: object, allowed: string[]) => assert.deepEqual(Object.keys(o).filter((k) => !allowed.includes(k)), [], `${where}: no other fields`);
   switch (m.t) {
     case 'hello': {
-      keys(m, ['t', 'v', 'syncer', 'node', 'clientName', 'clientVersion', 'resume', 'known', 'digest', 'compression', 'flow']);
+      keys(m, ['t', 'v', 'syncer', 'node', 'clientName', 'clientVersion', 'resume', 'known', 'revision', 'digest', 'compression', 'flow']);
+      if (m.revision !== undefined) assert.match(m.revision, /^[0-9]{1,20}$/, where);
       assert.equal(m.v, 1, where);
       assert.ok((SYNCER_TYPES as readonly string[]).includes(m.syncer), where);
       assert.ok(m.node === '' || /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(m.node), `${where}: node ${JSON.stringify(m.node)}`);
@@ -273,7 +274,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 const validUtf8 = (b: Buffer) => { try { utf8.decode(b); return true; } catch { return false; } };
 
 const clientFrame: fc.Arbitrary<ClientFrame> = fc.oneof(
-  { weight: 4, arbitrary: helloCase.filter((c) => c.expect.ok).map((c) => ({ data: c.bytes, what: 'valid hello' })) },
+  { weight: 4, arbitrary: validHelloCase.map((c) => ({ data: c.bytes, what: 'valid hello' })) },
   { weight: 4, arbitrary: otherClientCase.filter((c) => c.expect.ok).map((c) => ({ data: c.bytes, what: 'valid pong/ack' })) },
   helloCase.map((c) => ({ data: c.bytes, what: 'hello' })),
   otherClientCase.map((c) => ({ data: c.bytes, what: 'pong/ack/other' })),

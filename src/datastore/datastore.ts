@@ -26,6 +26,11 @@ export interface DatastoreSink {
   onInvalid(kind: string, problem: string): void;
   /** `in-sync` once everything that existed at start has been delivered; adapters repeat it after a resync. */
   onStatus(status: SyncStatus): void;
+  /**
+   * Everything up to this datastore revision has been delivered (numeric revisions). Never
+   * mid-list: a re-list publishes in key order, so only its end is a consistent point.
+   */
+  onProgress?(revision: string): void;
 }
 
 export interface Datastore {

@@ -208,6 +208,7 @@ export class EtcdDatastore implements Datastore {
     if (gone.length) this.sink!.onUpdates(gone);
     this.rev = revision;
     this.listed = true;
+    this.sink!.onProgress?.(String(revision));
     this.opts.logger.info({ revision, keys: seen.size, deleted: gone.length }, 'etcd listed');
   }
 
@@ -257,6 +258,7 @@ export class EtcdDatastore implements Datastore {
             });
             this.rev = Number(res.events[res.events.length - 1]!.kv.mod_revision);
             this.sink!.onUpdates(events);
+            this.sink!.onProgress?.(String(this.rev));
             return;
           }
           // A progress notification: etcd has sent everything it had when it answered. Its

@@ -390,41 +390,58 @@ const flowField: fc.Arbitrary<Field> = fc.oneof(
   fc.constantFrom(u8(0xc0), u8(0x01), u8(0x00), strBytes('true')).map((bytes) => ({ bytes, valid: false })),
 );
 
+/** hello.revision (messages.ts): the newest datastore revision in the cache, a decimal string. */
+const revisionField: fc.Arbitrary<Field> = fc.oneof(
+  fc.constant(absent), fc.constant(nilField(true)),
+  fc.oneof(fc.nat().map(String), fc.constantFrom('0', '18446744073709551615', '99999999999999999999')).chain((s) => strField(s, true)),
+  fc.constantFrom('', '-1', '1e21', '1.5', ' 7', '0x10', '123456789012345678901', 'Infinity').chain((s) => strField(s, false)),
+  otherValue('string').map((bytes) => ({ bytes, valid: false })),
+);
+
 const NODE_SCOPED = new Set(['tunnel-ip-allocation', 'node-status']);
 
-/** A hello built field by field, with its verdict per PROTOCOL.md. */
-export const helloCase: fc.Arbitrary<HelloCase> = fc.record({
-  v: vField, syncer: syncerField, node: nodeField, clientName: textField, clientVersion: textField,
-  resume: tokenField, known: tokenField, digest: digestField, compression: compressionField, flow: flowField,
-  extra: fc.array(fc.tuple(fc.constantFrom('x-a', 'x-b', 'peers', 'window', 'mode'), fc.jsonValue({ maxDepth: 2 })), { maxLength: 3 }),
-  order: fc.array(fc.nat(), { minLength: 16, maxLength: 16 }),
-  tForm: form,
-}).map((r) => {
-  const fields: [string, Field][] = [
-    ['v', r.v], ['syncer', r.syncer], ['node', r.node], ['clientName', r.clientName], ['clientVersion', r.clientVersion],
-    ['resume', r.resume], ['known', r.known], ['digest', r.digest], ['compression', r.compression], ['flow', r.flow],
-  ];
-  const entries: [string, Buffer][] = [['t', strBytes('hello', r.tForm)]];
-  for (const [k, f] of fields) if (f.bytes) entries.push([k, f.bytes]);
-  const seen = new Set(entries.map(([k]) => k));
-  for (const [k, v] of r.extra) if (!seen.has(k)) { seen.add(k); entries.push([k, packr.pack(v)]); }
-  // Field order is free.
-  const keyed = entries.map((e, i) => ({ e, k: r.order[i % 16]! * 100 + i })).sort((a, b) => a.k - b.k).map((x) => x.e);
-  const bytes = rawMap(keyed);
-  const syncer = r.syncer.value as string;
-  const node = (r.node.valid ? r.node.value : undefined) as string | undefined;
-  let expect: HelloCase['expect'];
-  if (!r.v.valid) expect = { ok: false, code: 4003 };
-  else if (fields.some(([, f]) => !f.valid) || (NODE_SCOPED.has(syncer) && node === '')) expect = { ok: false, code: 4005 };
-  else {
-    const token = (f: Field) => (f.value as { seq?: number } | undefined)?.seq;
-    expect = {
-      ok: true, syncer, node: node!, digest: r.digest.bytes !== undefined && (r.digest.value as { scheme?: number } | undefined)?.scheme === 1,
-      resumeSeq: token(r.resume), knownSeq: token(r.known), flow: r.flow.value as boolean | undefined, compression: r.compression.value as string[] | undefined,
-    };
-  }
-  return { bytes, expect };
-});
+const validOnly = (f: fc.Arbitrary<Field>) => f.filter((x) => x.valid);
+
+/** A hello built field by field, with its verdict per PROTOCOL.md (`valid`: from valid fields only). */
+export const helloCase: fc.Arbitrary<HelloCase> = helloCaseOf((f) => f);
+export const validHelloCase: fc.Arbitrary<HelloCase> = helloCaseOf(validOnly).filter((c) => c.expect.ok);
+
+function helloCaseOf(field: (f: fc.Arbitrary<Field>) => fc.Arbitrary<Field>): fc.Arbitrary<HelloCase> {
+  return fc.record({
+    v: field(vField), syncer: field(syncerField), node: field(nodeField), clientName: field(textField), clientVersion: field(textField),
+    resume: field(tokenField), known: field(tokenField), digest: field(digestField), compression: field(compressionField), flow: field(flowField),
+    revision: field(revisionField),
+    extra: fc.array(fc.tuple(fc.constantFrom('x-a', 'x-b', 'peers', 'window', 'mode'), fc.jsonValue({ maxDepth: 2 })), { maxLength: 3 }),
+    order: fc.array(fc.nat(), { minLength: 16, maxLength: 16 }),
+    tForm: form,
+  }).map((r) => {
+    const fields: [string, Field][] = [
+      ['v', r.v], ['syncer', r.syncer], ['node', r.node], ['clientName', r.clientName], ['clientVersion', r.clientVersion],
+      ['resume', r.resume], ['known', r.known], ['digest', r.digest], ['compression', r.compression], ['flow', r.flow],
+      ['revision', r.revision],
+    ];
+    const entries: [string, Buffer][] = [['t', strBytes('hello', r.tForm)]];
+    for (const [k, f] of fields) if (f.bytes) entries.push([k, f.bytes]);
+    const seen = new Set(entries.map(([k]) => k));
+    for (const [k, v] of r.extra) if (!seen.has(k)) { seen.add(k); entries.push([k, packr.pack(v)]); }
+    // Field order is free.
+    const keyed = entries.map((e, i) => ({ e, k: r.order[i % 16]! * 100 + i })).sort((a, b) => a.k - b.k).map((x) => x.e);
+    const bytes = rawMap(keyed);
+    const syncer = r.syncer.value as string;
+    const node = (r.node.valid ? r.node.value : undefined) as string | undefined;
+    let expect: HelloCase['expect'];
+    if (!r.v.valid) expect = { ok: false, code: 4003 };
+    else if (fields.some(([, f]) => !f.valid) || (NODE_SCOPED.has(syncer) && node === '')) expect = { ok: false, code: 4005 };
+    else {
+      const token = (f: Field) => (f.value as { seq?: number } | undefined)?.seq;
+      expect = {
+        ok: true, syncer, node: node!, digest: r.digest.bytes !== undefined && (r.digest.value as { scheme?: number } | undefined)?.scheme === 1,
+        resumeSeq: token(r.resume), knownSeq: token(r.known), flow: r.flow.value as boolean | undefined, compression: r.compression.value as string[] | undefined,
+      };
+    }
+    return { bytes, expect };
+  });
+}
 
 /** pong / ack / other types, with their verdict. */
 export const otherClientCase: fc.Arbitrary<{ bytes: Buffer; expect: { ok: true; t: string } | { ok: false; code: number } }> = fc.oneof(
@@ -450,7 +467,7 @@ export const otherClientCase: fc.Arbitrary<{ bytes: Buffer; expect: { ok: true; 
 // ---- valid client messages (for mutation) ----------------------------------------------------
 
 export const validClientMessage: fc.Arbitrary<Buffer> = fc.oneof(
-  { weight: 4, arbitrary: helloCase.filter((c) => c.expect.ok).map((c) => c.bytes) },
+  { weight: 4, arbitrary: validHelloCase.map((c) => c.bytes) },
   fc.constantFrom(
     packr.pack({ t: 'hello', v: 1, syncer: 'felix', node: '', clientName: 'fuzz', clientVersion: '1', compression: ['brotli', 'deflate'], flow: true }),
     packr.pack({ t: 'hello', v: 1, syncer: 'node-status', node: 'n1', resume: { epoch: 'abc', seq: 12 }, known: { epoch: 'abc', seq: 12 }, digest: { scheme: 1, buckets: 2, hashes: Buffer.alloc(16, 1) } }),

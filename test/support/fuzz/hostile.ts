@@ -166,8 +166,9 @@ export async function bomb(alg: 'brotli' | 'deflate', mb = 300): Promise<Buffer>
 export interface SessionCtx { epoch: string; seq: number; alg: Alg; tag: string }
 
 let poisonCounter = 0;
+const POISON_TAG = '/poison-';
 const poisonItems = (ctx: SessionCtx, n: number): ItemSpec[] =>
-  Array.from({ length: n }, () => ({ key: `/calico/resources/v3/projectcalico.org/networkpolicies/poison/${ctx.tag}-${poisonCounter++}`, value: packr.pack({ kind: 'Poison' }), revision: '1' }));
+  Array.from({ length: n }, () => ({ key: `/calico/resources/v3/projectcalico.org/networkpolicies${POISON_TAG}${ctx.tag}/${poisonCounter++}`, value: packr.pack({ kind: 'Poison' }), revision: '1' }));
 const frameOf = (head: object, items: ItemSpec[]) => itemsFrame(head as never, items.map((i) => encodeItem(i.key, i.value, i.revision)));
 
 const oddValue = fc.oneof(rawMsgpack.filter((b) => { try { packr.unpack(b); return true; } catch { return false; } }), fc.constantFrom(
@@ -233,7 +234,7 @@ export const hostileFrame = (ctx: SessionCtx, bombs: { brotli: Buffer; deflate: 
     fc.constant({ data: encode({ t: 'checksum', seq: Math.max(0, S - 1), value: '0000000000000000', count: 0 }), what: 'checksum behind the position', fatal: S > 0 ? 'semantic' as const : undefined }),
     // Compressed frames: none negotiated, nested, garbage, not a bin, bombs.
     validItems.map((items) => {
-      const inner = compressFrame(frameOf({ t: 'snapshot', seq: S + 1, i: 0, last: true }, items), alg);
+      const inner = compressFrame(frameOf({ t: 'snapshot', seq: S + 1, i: 0, last: true }, [...poisonItems(ctx, 1), ...items]), alg);
       return { data: compressFrame(inner, alg), what: 'compressed inside compressed', fatal: 'semantic' as const };
     }),
     fc.uint8Array({ maxLength: 200 }).map((b) => classify('compressed garbage')(rawMap([['t', strBytes('compressed')], ['data', binBytes(Buffer.from(b))]]))),
@@ -276,8 +277,8 @@ export const hostileFrame = (ctx: SessionCtx, bombs: { brotli: Buffer; deflate: 
       fc.constantFrom(strBytes(String(S + 1)), float64(S + 0.5), float64(2 ** 60)).map((seq) => ({ data: rawMap([['t', strBytes('goaway')], ['reason', strBytes('x')], ['retryAfterMs', num(1)], ['resume', rawMap([['epoch', strBytes(ctx.epoch)], ['seq', seq]])]]), what: 'goaway with an odd resume seq' })),
       fc.constant({ data: encode({ t: 'goaway', reason: 'x', retryAfterMs: 2 ** 31 - 2, resume: { epoch: ctx.epoch, seq: S } }), what: 'goaway: come back in 24 days' }),
   );
-  // Poison keys: every items frame's keys, for the frames that are fatal.
-  return fc.oneof(...arbs).map((o) => (o.fatal && !o.poison ? { ...o, poison: poisonKeysIn(o.data, ctx.alg) } : o));
+  // Poison keys: the keys made for this frame alone (random keys may also be in the prefix).
+  return fc.oneof(...arbs).map((o) => (o.fatal && !o.poison ? { ...o, poison: poisonKeysIn(o.data, ctx.alg).filter((k) => k.includes(POISON_TAG)) } : o));
 };
 
 function plainDecodeFails(data: Buffer): boolean {

@@ -3,7 +3,7 @@
 // invariants. A failure names the seed and ends with the trace of the last actions.
 import { prng } from '../prng.js';
 import { advance, describe, newModel, nextAction, type Action, type ClientSpec, type Flavour } from './actions.js';
-import { checkFinal, converged, divergence, nodeMoveExposure, wantedChecksums } from './invariants.js';
+import { checkFinal, converged, divergence, wantedChecksums } from './invariants.js';
 import { etcdPool, int, kubePool, pick, type WriteOp } from './resources.js';
 import { World } from './world.js';
 
@@ -29,8 +29,6 @@ export interface RunSummary {
   quiesceMs: number;
   actions: Record<string, number>;
   client: { connects: number; snapshots: number; digests: number; resumes: number; checksumMismatches: number; corruptions: number; updates: number; afterMismatchErrors: number };
-  /** Checksum mismatches explained by the store's node-move limit (see invariants.ts). */
-  explainedMismatches: number;
   crossReplica: string[];
   crossReplicaContext: string[];
   notes: string[];
@@ -71,16 +69,6 @@ export async function runSeed(o: RunOptions): Promise<RunSummary> {
 
   const model = newModel(o.flavour, replicas, clients);
   const actions: Record<string, number> = {};
-  /** spec.node of every CalicoNodeStatus written, in order (null: deleted). */
-  const cns = new Map<string, (string | null)[]>();
-  const recordWrites = (ops: readonly WriteOp[]) => {
-    for (const op of ops) {
-      if (!op.id.includes('caliconodestatuses')) continue;
-      const h = cns.get(op.id) ?? [];
-      h.push(op.value === null ? null : String((op.value as { spec: { node: string } }).spec.node));
-      cns.set(op.id, h);
-    }
-  };
 
   const world = await World.create({ flavour: o.flavour, replicas, clients, server, kube, rotation }, log);
   let quiesceMs = 0;
@@ -91,7 +79,6 @@ export async function runSeed(o: RunOptions): Promise<RunSummary> {
     const seedAction: Action = { t: 'write', what: 'burst', how: 'seq', ops: [...new Map(initial.map((x) => [x.id, x])).values()] };
     await world.apply(seedAction);
     advance(model, seedAction);
-    recordWrites(initial);
     log(`initial content: ${model.content.size} objects`);
     await world.startAll();
 
@@ -102,7 +89,6 @@ export async function runSeed(o: RunOptions): Promise<RunSummary> {
       actions[name] = (actions[name] ?? 0) + 1;
       await world.apply(a);
       advance(model, a);
-      if (a.t === 'write') recordWrites(a.ops);
       await new Promise((r) => setImmediate(r));
     }
 
@@ -121,7 +107,7 @@ export async function runSeed(o: RunOptions): Promise<RunSummary> {
     quiesceMs = Date.now() - tq;
     log(`converged in ${quiesceMs} ms`);
 
-    const { failures, explainedMismatches } = checkFinal(world, content, nodeMoveExposure(cns.values()), o.strictRevisions ?? false);
+    const failures = checkFinal(world, content, o.strictRevisions ?? false);
     if (failures.length) throw new Error(`invariants violated:\n  ${failures.join('\n  ')}`);
 
     const sum = (f: (c: (typeof world.clients)[number]) => number) => world.clients.reduce((n, c) => n + f(c), 0);
@@ -132,7 +118,6 @@ export async function runSeed(o: RunOptions): Promise<RunSummary> {
         resumes: sum((c) => c.client.stats.resumes), checksumMismatches: sum((c) => c.client.stats.checksumMismatches),
         corruptions: sum((c) => c.corruptions), updates: sum((c) => c.checker.updates), afterMismatchErrors: sum((c) => c.afterMismatchErrors),
       },
-      explainedMismatches,
       crossReplica: world.clients.flatMap((c) => c.checker.crossReplica),
       // The first cross-replica step with what led to it: the actions before it and the replicas' state.
       crossReplicaContext: (() => {

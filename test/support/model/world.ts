@@ -1,6 +1,7 @@
 // The world a model run acts on: a real etcd (two replicas on it) or the Kubernetes contract
 // server (one or two replicas), the calico-fanout servers, and the clients under test. `apply`
 // carries out one action; `heal` ends every fault; `content` reads what the datastore holds.
+import { createServer } from 'node:net';
 import type { ClientCache } from '../../../client/cache.js';
 import { SyncClient, type Update } from '../../../client/index.js';
 import { createDatastore, type App } from '../../../src/app.js';
@@ -39,8 +40,8 @@ export interface ClientUnderTest {
   readonly events: string[];
   /**
    * Protocol errors the library reported for frames that arrived after it had closed the
-   * connection over a checksum mismatch (a known client bug: see test/model-regressions.test.ts),
-   * and every other protocol error, with its message.
+   * connection over a checksum mismatch (a client bug, now fixed: test/model-regressions.test.ts),
+   * and every other protocol error, with its message: both fail the run, told apart.
    */
   afterMismatchErrors: number;
   readonly otherProtocolErrors: string[];
@@ -54,6 +55,16 @@ const internals = (c: SyncClient) => c as unknown as Internals;
 export const epochOf = (c: SyncClient): string => internals(c).epoch ?? '-';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A free port in 20000-32767, below Linux's ephemeral range (32768-60999). */
+async function unusedPort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12768);
+    const s = createServer();
+    const ok = await new Promise<boolean>((resolve) => { s.once('error', () => resolve(false)); s.listen(port, '127.0.0.1', () => resolve(true)); });
+    if (ok) { await new Promise((r) => s.close(r)); return port; }
+  }
+}
 
 /** `p`, or the string 'timeout' after `ms`. */
 async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
@@ -112,9 +123,18 @@ export class World {
 
   async startServer(s: number): Promise<void> {
     if (this.servers[s]) return;
-    const ds = createDatastore(this.datastoreConfig(), silentLogger);
-    const h = await startServerOn(ds, { ...this.cfg.server, serverPort: this.ports[s] ?? -1 });
-    this.ports[s] = h.app.ports.server;
+    // A replica keeps its port across restarts, and the port is below the ephemeral range: an
+    // outgoing connection (a client, an etcd client) may take a freed ephemeral port meanwhile.
+    this.ports[s] ??= await unusedPort();
+    let h: ServerHandle | undefined;
+    for (let attempt = 0; !h; attempt++) {
+      try {
+        h = await startServerOn(createDatastore(this.datastoreConfig(), silentLogger), { ...this.cfg.server, serverPort: this.ports[s] });
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+        await sleep(100);
+      }
+    }
     this.servers[s] = h;
     this.log(`  · s${s} up on :${this.ports[s]}, epoch ${h.app.store.epoch.slice(0, 6)}`);
   }
