@@ -99,8 +99,9 @@ export class ClientCache {
 
   apply(key: string, raw: Buffer | null, revision: string, hash = raw ? entryHash(key, raw) : 0n, decoded?: Record<string, any>): Update | undefined {
     this.marked?.add(key);
+    // Only plain integers: the hello sends it back as a decimal string ("1e21" would not be one).
     const rev = Number(revision);
-    if (rev > this.maxRev) this.maxRev = rev;
+    if (Number.isSafeInteger(rev) && rev > this.maxRev) this.maxRev = rev;
     const cur = this.map.get(key);
     if (raw === null) {
       if (!cur) return undefined;
@@ -145,8 +146,16 @@ export class ClientCache {
     if (!seen) return [];
     const gone: Update[] = [];
     let xor = 0n;
+    // After a whole snapshot the cache is the server's state: so is its newest revision (a
+    // revision from a hostile server or a restored datastore must not outlive it).
+    if (!scope) this.maxRev = 0;
     for (const [key, cur] of this.map) {
-      if (seen.has(key) || (scope && !scope.differ.has(bitsOf(key, cur) & (scope.buckets - 1)))) { xor ^= cur.hash; continue; }
+      if (seen.has(key) || (scope && !scope.differ.has(bitsOf(key, cur) & (scope.buckets - 1)))) {
+        xor ^= cur.hash;
+        const rev = Number(cur.revision);
+        if (!scope && Number.isSafeInteger(rev) && rev > this.maxRev) this.maxRev = rev;
+        continue;
+      }
       this.map.delete(key);
       gone.push(new Update(key, cur.revision, null, null));
     }
