@@ -16,7 +16,7 @@ import { unpackr } from '../src/protocol/codec.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
 import { cleanupAfterFile, startServerOn, waitFor } from './support/harness.js';
 import { startKubeApi, type KubeApiOptions, type KubeApiServer } from './support/kube-api.js';
-import { cluster, k8sNode, load, NODES, pod, podIp, PODS } from './support/kube-cluster.js';
+import { cluster, k8sNode, kubeContent, load, NODES, pod, podIp, PODS } from './support/kube-cluster.js';
 import { freePort, metricNamed } from './support/metrics.js';
 
 const { clients, track } = cleanupAfterFile();
@@ -25,17 +25,7 @@ const SLOW = { timeout: 120_000 };
 /** The Calico key an object of a collection converts to. */
 const calicoKey = (collection: string, obj: object) => WATCHED_RESOURCES.find((r) => r.path === collection)!.convert(obj)!.key;
 
-/** What the datastore should serve: every object of the API server, converted. */
-function expected(api: KubeApiServer): Map<string, unknown> {
-  const out = new Map<string, unknown>();
-  for (const r of WATCHED_RESOURCES) {
-    for (const o of api.list(r.path)) {
-      const c = r.convert(o);
-      if (c) out.set(c.key, c.value);
-    }
-  }
-  return out;
-}
+const expected = kubeContent;
 
 function kubeServer(api: KubeApiServer, extra: Partial<Config> = {}) {
   const config: Config = {

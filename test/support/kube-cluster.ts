@@ -1,6 +1,7 @@
 // A Kubernetes cluster as the API server returns it, for the Kubernetes datastore's tests and the
 // contract-server demo: nodes with Calico's annotations, namespaces with their default service
 // accounts, running pods, and a few Calico CRD objects (shapes from Calico's manifests and docs).
+import { WATCHED_RESOURCES } from '../../src/datastore/kubernetes/resources.js';
 import type { KubeApiServer } from './kube-api.js';
 
 export const PODS = '/api/v1/pods';
@@ -49,3 +50,15 @@ export function load(api: KubeApiServer, objects: Record<string, object[]>): voi
   for (const [collection, list] of Object.entries(objects)) for (const o of list) api.apply(collection, o);
 }
 
+
+/** What the Kubernetes datastore should serve: every object of the API server, converted. */
+export function kubeContent(api: KubeApiServer): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const r of WATCHED_RESOURCES) {
+    for (const o of api.list(r.path)) {
+      const c = r.convert(o);
+      if (c) out.set(c.key, c.value);
+    }
+  }
+  return out;
+}

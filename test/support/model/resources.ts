@@ -3,10 +3,8 @@
 // scoping of tunnel-ip-allocation (Node, by name) and node-status (CalicoNodeStatus, by spec.node,
 // which moves between nodes). The etcd world writes Calico's v3 documents; the Kubernetes world
 // writes Kubernetes objects, which the adapter converts (src/datastore/kubernetes/resources.ts).
-import { WATCHED_RESOURCES } from '../../../src/datastore/kubernetes/resources.js';
 import type { SyncerType } from '../../../src/model/views.js';
 import { node as calicoNode, resource, wep } from '../harness.js';
-import type { KubeApiServer } from '../kube-api.js';
 import { k8sNode, NODES as K8S_NODES, pod, PODS } from '../kube-cluster.js';
 
 export type Rnd = () => number;
@@ -120,17 +118,7 @@ export const kubePool: Pool = {
   },
 };
 
-/** What the Kubernetes datastore should serve: every object of the API server, converted. */
-export function kubeContent(api: KubeApiServer): Map<string, unknown> {
-  const out = new Map<string, unknown>();
-  for (const r of WATCHED_RESOURCES) {
-    for (const o of api.list(r.path)) {
-      const c = r.convert(o);
-      if (c) out.set(c.key, c.value);
-    }
-  }
-  return out;
-}
+export { kubeContent } from '../kube-cluster.js';
 
 /** A key in `syncer`'s view that no datastore ever holds: what a corrupted cache invents. */
 export function ghostKey(syncer: SyncerType, node: string, n: number): { key: string; value: object } {
