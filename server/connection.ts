@@ -61,7 +61,6 @@ export class Connection {
   private timer: NodeJS.Timeout | undefined;
   private behindTimer: NodeJS.Timeout | undefined;
   private heldSince: number | undefined;
-  private closeReason = 'client-closed';
 
   constructor(
     readonly id: number,
@@ -76,10 +75,15 @@ export class Connection {
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('close', () => this.onClosed());
     ws.on('error', (err: Error & { code?: string }) => {
-      // ws reports oversize and malformed WebSocket frames here and then closes the socket itself.
-      this.closeReason = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'too-big' : 'socket-error';
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') ctx.metrics.badFrames.labels(String(CloseCode.tooBig)).inc();
+      // ws reports oversize and malformed WebSocket frames here, with the close code it sends.
+      const code = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? CloseCode.tooBig
+        : err.code === 'WS_ERR_INVALID_UTF8' ? 1007 : err.code?.startsWith('WS_ERR_') ? 1002 : undefined;
+      if (code !== undefined) ctx.metrics.badFrames.labels(String(code)).inc();
       ctx.logger.debug({ conn: this.id, err: err.message }, 'connection error');
+      // The connection is over now, not when a silent peer lets ws's close handshake time out
+      // (30 s of a slot counted against the connection limit).
+      this.onClosed(code === CloseCode.tooBig ? 'too-big' : code !== undefined ? 'protocol-error' : 'socket-error');
+      setTimeout(() => ws.terminate(), 2000).unref();
     });
   }
 
@@ -381,7 +385,7 @@ export class Connection {
     setTimeout(() => this.ws.terminate(), 2000).unref();
   }
 
-  private onClosed(reason = this.closeReason): void {
+  private onClosed(reason = 'client-closed'): void {
     if (this.state === 'closed') return;
     if (this.state === 'streaming') this.ctx.metrics.connectionsStreaming.labels(this.hello!.syncer).dec();
     if (this.waitingDrain || this.waitingAck) this.ctx.metrics.backpressured.dec();

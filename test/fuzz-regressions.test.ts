@@ -1,8 +1,11 @@
 // Regressions found by fuzzing (test/fuzz.test.ts): each test is the smallest input that showed
-// the bug (each failed against the tree of 2026-11-26 00:39, before the fixes). RELIABILITY.md
-// ("Fuzzing") describes them.
+// the bug. They failed against the tree of 2026-11-26 00:39 (the cache-revision ones against the
+// tree of 01:07-01:44, when hello.revision was new); the broken-framing one is still open.
+// RELIABILITY.md ("Fuzzing") describes them.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SyncClient } from '../client/index.js';
@@ -42,6 +45,29 @@ test('server: a pong whose ts is -Infinity does not throw out of the message han
     again.ws.terminate();
   } finally {
     c.ws.terminate();
+    await ts.close();
+  }
+});
+
+test('server: a streaming client that sends broken WebSocket framing and then goes silent is let go within seconds, not 30 s', { timeout: 60_000 }, async () => {
+  // ws answers a framing error (here RSV bits set) with a close frame and waits up to its own
+  // closeTimeout (30 s) for the peer's; Connection's 'error' handler only notes the reason, so
+  // the connection stays in server.connections, streaming, until then (and the violation is not
+  // counted in calico_fanout_bad_frames_total).
+  const ts = await startTestServer({}, [node('n1')]);
+  const sock = connect(ts.app.ports.server, '127.0.0.1');
+  sock.on('error', () => {});
+  try {
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    const hello = packr.pack({ t: 'hello', v: 1, syncer: 'felix', node: '' });
+    const mask = Buffer.from([1, 2, 3, 4]);
+    sock.write(Buffer.concat([Buffer.from([0x82, 0x80 | hello.length]), mask, Buffer.from(hello.map((b, i) => b ^ mask[i % 4]!))]));
+    await waitFor(() => [...ts.app.server.connections].some((c) => c.streaming), 'the hello to be taken');
+    sock.write(Buffer.from([0xf2, 0x00])); // a frame with the reserved bits set
+    await waitFor(() => ts.app.server.connections.size === 0, 'the connection to be let go', 5000);
+  } finally {
+    sock.destroy();
     await ts.close();
   }
 });

@@ -11,9 +11,10 @@ import { packr } from '../../../src/protocol/codec.js';
 // ---- run counts --------------------------------------------------------------------------
 
 /**
- * Runs per property. Short by default (npm test); FUZZ_RUNS=<n> for a deep run of the pure
- * properties, FUZZ_NET_RUNS=<n> for the ones over sockets (default: FUZZ_RUNS / 100, at least
- * the short count). FUZZ_SEED replays a failure that fast-check reported.
+ * Runs per property. Short by default (npm test: 300 per pure property, 15 of the server one, 30
+ * of the hostile-server one); FUZZ_RUNS=<n> for a deep run of the pure properties,
+ * FUZZ_NET_RUNS=<n> for the two over sockets (default with FUZZ_RUNS: n/400 and n/100, at least
+ * the short counts). FUZZ_SEED replays a failure that fast-check reported.
  */
 export function runs(kind: 'pure' | 'server' | 'client'): number {
   const deep = Number(process.env.FUZZ_RUNS) || 0;
@@ -27,6 +28,13 @@ export function fcParams<T>(kind: 'pure' | 'server' | 'client'): fc.Parameters<T
   const seed = process.env.FUZZ_SEED;
   return { numRuns: runs(kind), ...(seed ? { seed: Number(seed) } : {}), endOnFailure: kind !== 'pure' };
 }
+
+/**
+ * Open product bugs (reported with failing tests in test/fuzz-regressions.test.ts): the inputs
+ * that trigger them are left out unless FUZZ_OPEN_BUGS=1, so that the fuzz tests keep looking for
+ * other problems instead of failing on those at random. Remove the switch once they are fixed.
+ */
+export const OPEN_BUGS = process.env.FUZZ_OPEN_BUGS === '1';
 
 // ---- raw msgpack writers -------------------------------------------------------------------
 

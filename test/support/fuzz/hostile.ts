@@ -10,7 +10,7 @@ import { checksumHex, entryHash } from '../../../src/protocol/checksum.js';
 import { encode, packr } from '../../../src/protocol/codec.js';
 import { compressFrame, decompressFrame } from '../../../src/protocol/compression.js';
 import { encodeItem, itemsFrame, decodeServerFrame } from '../../../src/protocol/frames.js';
-import { arrayHead, bigIntExt, binBytes, float64, itemArb, mutate, mutationsArb, packedAnything, randomBytes, rawMap, rawMessage, rawMsgpack, strBytes, valueBytesArb, type ItemSpec } from './gen.js';
+import { arrayHead, bigIntExt, binBytes, float64, itemArb, mutate, OPEN_BUGS, mutationsArb, packedAnything, randomBytes, rawMap, rawMessage, rawMsgpack, strBytes, valueBytesArb, type ItemSpec } from './gen.js';
 
 /** One frame the hostile server sends, and what the client must make of it. */
 export interface Outbound {
@@ -114,16 +114,15 @@ export class HostileServer {
 }
 
 /**
- * Open bug (fuzz-regressions: "an item revision that is not a plain decimal"): a cache that took
- * a revision like "1e21" from an item sends hello.revision "1e+21", and every server refuses the
- * hello (4005) forever. Hostile items carry such revisions only with FUZZ_OPEN_BUGS=1, so that
- * the property keeps looking for other problems meanwhile.
+ * Item revisions: odd ones too ("1e21" once wedged the client: fuzz-regressions). Decimals stay
+ * small: one newer than the good server's datastore costs a 2 s hold there (by design, bounded);
+ * FUZZ_OPEN_BUGS=1 lets them through as well.
  */
-export const OPEN_BUGS = process.env.FUZZ_OPEN_BUGS === '1';
-const DECIMAL = /^[0-9]{1,20}$/;
-const hostileItem: fc.Arbitrary<ItemSpec> = OPEN_BUGS
-  ? fc.tuple(itemArb, fc.option(fc.constantFrom('1e21', 'Infinity', '1'.repeat(25), '0x1f', '-5'), { freq: 3 })).map(([i, r]) => (r === null ? i : { ...i, revision: r }))
-  : itemArb.map((i) => (DECIMAL.test(i.revision) || Number.isNaN(Number(i.revision)) ? i : { ...i, revision: String(i.revision.length) }));
+const ODD_REVISIONS = ['1e21', 'Infinity', '1'.repeat(25), '0x2', '1e0', '-5', ' 3', '']; // ("0x2", "1e0", " 3" count as 2, 1, 3: small, no hold)
+const hostileItem: fc.Arbitrary<ItemSpec> = fc.tuple(itemArb, fc.option(fc.constantFrom(...ODD_REVISIONS), { freq: 4 })).map(([i, odd]) => {
+  if (odd !== null) return { ...i, revision: odd };
+  return OPEN_BUGS || !/^[0-9]+$/.test(i.revision) ? i : { ...i, revision: String(i.revision.length % 4) };
+});
 
 // ---- classification ---------------------------------------------------------------------------
 
@@ -336,4 +335,4 @@ export const sessionArb = (bombs: { brotli: Buffer; deflate: Buffer } | undefine
     });
 });
 
-export { valueBytesArb };
+export { OPEN_BUGS, valueBytesArb };
