@@ -157,7 +157,7 @@ test('the page in Chromium shows the datastore, every view, the connected client
   await page.close();
 });
 
-test('in Chromium a client name full of HTML is text, not markup; the page refreshes itself', { ...LIMIT, skip: browserMissing || false }, async () => {
+test('in Chromium a client name full of HTML is text, not markup; the page refreshes itself', { timeout: 90_000, skip: browserMissing || false }, async () => {
   const page = await openPage(false);
   const evil = connOf(EVIL_NAME);
   const row = `#clients tr[data-client-id="${evil.id}"]`;
