@@ -82,6 +82,11 @@ export interface ClientStats {
   checksumMismatches: number;
   /** Frames from the server that broke the protocol (each costs a reconnect and a snapshot). */
   protocolErrors: number;
+  /**
+   * Syncs from a datastore older than the cache (restored from a backup): the one case where a
+   * key's revision may go back (status.rewound).
+   */
+  rewinds: number;
   /** Calls of `discover` that gave a list, and those that failed, timed out or found nothing. */
   discoveries: number;
   discoveryFailures: number;
@@ -93,7 +98,7 @@ const MAX_FRAME_BYTES = 64 << 20;
 const noLog: ClientLogger = { debug() {}, info() {}, warn() {} };
 
 export class SyncClient {
-  readonly stats: ClientStats = { connects: 0, snapshots: 0, digests: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0, protocolErrors: 0, discoveries: 0, discoveryFailures: 0 };
+  readonly stats: ClientStats = { connects: 0, snapshots: 0, digests: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0, protocolErrors: 0, rewinds: 0, discoveries: 0, discoveryFailures: 0 };
   private readonly cache: ClientCache;
   private urlList: string[];
   /** Whether discover has been called since start (the first round always asks it). */
@@ -429,6 +434,11 @@ export class SyncClient {
         return this.report(updates);
       }
       case 'status':
+        if (msg.held) this.log.info({ held: msg.held }, 'server holds us until it has caught up with our cache');
+        if (msg.rewound) {
+          this.stats.rewinds++;
+          this.log.warn({ rewound: msg.rewound }, 'the datastore is older than our cache (restored?): revisions may go back');
+        }
         return this.onStatus(msg.status as SyncStatus);
       case 'checksum':
         return this.onChecksum(num(msg.seq, 'seq'), String(msg.value), num(msg.count, 'count'));

@@ -26,8 +26,17 @@ import type { ServerContext } from './context.js';
 
 export type ConnectionState = 'handshake' | 'streaming' | 'closed';
 
-/** How long a replica in sync with its datastore may hold a client whose cache is newer. */
-const IN_SYNC_GRACE_MS = 2000;
+/** How soon a failed read of the datastore's revision is tried again, within the hold. */
+const PROBE_RETRY_MS = 1000;
+
+/** A client held while this replica is older than its cache (see behind). */
+interface Hold {
+  readonly want: number;
+  readonly timer: NodeJS.Timeout;
+  retry?: NodeJS.Timeout;
+  /** The datastore is behind the client too (restored from an older backup): serve as it is. */
+  rewound?: boolean;
+}
 
 export class Connection {
   state: ConnectionState = 'handshake';
@@ -59,8 +68,9 @@ export class Connection {
   private bytesAcked = 0;
   private waitingAck = false;
   private timer: NodeJS.Timeout | undefined;
-  private behindTimer: NodeJS.Timeout | undefined;
-  private heldSince: number | undefined;
+  private hold: Hold | undefined;
+  /** Reads of the datastore's revision begun after this are fresh enough for this client. */
+  private probeMark = 0;
 
   constructor(
     readonly id: number,
@@ -157,6 +167,7 @@ export class Connection {
     const denied = denial(opts.authorization, this.identities, hello.syncer, hello.node);
     if (denied) return this.deny('authorization', denied);
     this.hello = hello;
+    this.probeMark = this.ctx.probe?.mark ?? 0;
     this.filter = new ViewFilter(hello.syncer, hello.node);
     this.compression = negotiate(hello.compression);
     const r = hello.resume;
@@ -225,7 +236,7 @@ export class Connection {
       if (this.syncDue !== undefined) {
         // Until then the client hears the status (it keeps its cache) and pings.
         if (!store.complete) return this.sendStatus();
-        if (this.behind()) return this.sendStatus();
+        if (this.behind()) return;
         if ('digest' in this.syncDue) this.startRepair(this.syncDue.digest);
         else this.startSnapshot(this.syncDue.minSeq);
         this.syncDue = undefined;
@@ -258,23 +269,71 @@ export class Connection {
   }
 
   /**
-   * True while this replica is older than the client's cache (it lags its datastore, or lost it):
-   * a repair or snapshot from it now would take keys back in time. Best effort, bounded: a replica
-   * in sync with its datastore gets a moment to ingest what it is catching up on, a lagging one up
-   * to the handshake timeout; then the client is served all the same (its cache may come from a
-   * datastore restored from backup, with revisions that never come again).
+   * True while this replica is older than the client's cache: a repair or snapshot from it now
+   * would take keys back in time. The datastore says which it is. Ahead of the client: this
+   * replica lags, and holds the client until it has caught up, or sends it to another replica
+   * after the hold timeout. Behind the client too (restored from an older backup, whose
+   * revisions never come again): the client is told so and served the datastore as it is.
+   * A datastore that does not answer leaves the client held, then sent away: never served stale.
    */
   private behind(): boolean {
     const want = Number(this.hello?.revision ?? 0);
-    const { store, opts } = this.ctx;
-    if (store.maxRevision >= want) return false;
-    this.heldSince ??= Date.now();
-    const limit = store.status === 'in-sync' ? IN_SYNC_GRACE_MS : opts.handshakeTimeoutMs;
-    const left = this.heldSince + limit - Date.now();
-    if (left <= 0) return false;
-    clearTimeout(this.behindTimer);
-    this.behindTimer = setTimeout(() => this.pump(), left);
+    if (!(want > this.ctx.store.maxRevision)) {
+      this.endHold('caught-up');
+      return false;
+    }
+    if (this.hold?.rewound) {
+      this.endHold('rewound');
+      return false;
+    }
+    if (!this.hold) this.startHold(want);
     return true;
+  }
+
+  private startHold(want: number): void {
+    const { store, metrics, opts, logger } = this.ctx;
+    const hold: Hold = {
+      want,
+      timer: setTimeout(() => {
+        this.endHold('sent-away');
+        this.goAway('behind', CloseCode.tryAgainLater, `this replica has not reached revision ${want} within the hold timeout`, 0, this.ctx.peers);
+      }, opts.holdTimeoutMs),
+    };
+    this.hold = hold;
+    metrics.clientsHeld.inc();
+    logger.info({ conn: this.id, revision: want, replica: store.maxRevision }, 'client cache newer than this replica: held until it catches up');
+    this.sentStatus = store.status;
+    this.send({ t: 'status', status: store.status, held: { revision: String(want), replica: String(store.maxRevision) } });
+    this.askDatastore(hold);
+  }
+
+  private askDatastore(hold: Hold): void {
+    const { probe, store, metrics, logger } = this.ctx;
+    // Without a way to ask, the client is held for the hold timeout and then sent away.
+    if (!probe) return;
+    probe.read(this.probeMark).then((datastore) => {
+      if (this.hold !== hold) return;
+      if (datastore >= hold.want) return probe.catchUpTo(hold.want);
+      hold.rewound = true;
+      metrics.rewoundClients.inc();
+      logger.warn({ conn: this.id, revision: hold.want, datastore, replica: store.maxRevision }, 'client cache newer than the datastore itself (restored to an older revision?): serving the datastore as it is');
+      this.send({ t: 'status', status: store.status, rewound: { revision: String(hold.want), datastore: String(datastore) } });
+      this.pump();
+    }, (err: Error) => {
+      if (this.hold !== hold) return;
+      logger.debug({ conn: this.id, err: err.message }, 'cannot read the datastore revision; asking again');
+      hold.retry = setTimeout(() => this.askDatastore(hold), PROBE_RETRY_MS);
+    });
+  }
+
+  private endHold(outcome: 'caught-up' | 'sent-away' | 'rewound' | 'closed'): void {
+    const hold = this.hold;
+    if (!hold) return;
+    this.hold = undefined;
+    clearTimeout(hold.timer);
+    clearTimeout(hold.retry);
+    this.ctx.metrics.clientsHeld.dec();
+    this.ctx.metrics.holds.labels(outcome).inc();
   }
 
   private sendStatus(): void {
@@ -370,7 +429,7 @@ export class Connection {
   }
 
   /** Closing on purpose: tell the client when to come back and where it was. */
-  goAway(reason: string, code: number, message: string, retryAfterMs = 0, peers?: string[]): void {
+  goAway(reason: string, code: number, message: string, retryAfterMs = 0, peers?: readonly string[]): void {
     if (this.state === 'closed') return;
     this.send({ t: 'goaway', reason, retryAfterMs, resume: { epoch: this.ctx.store.epoch, seq: this.pos }, ...(peers?.length ? { peers } : {}) });
     this.close(code, reason, message);
@@ -391,7 +450,7 @@ export class Connection {
     if (this.waitingDrain || this.waitingAck) this.ctx.metrics.backpressured.dec();
     this.state = 'closed';
     clearTimeout(this.timer);
-    clearTimeout(this.behindTimer);
+    this.endHold('closed');
     this.ctx.metrics.connectionsClosed.labels(reason).inc();
     this.ctx.onClosed(this);
   }

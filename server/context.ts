@@ -5,6 +5,7 @@ import type { Logger } from '../src/logging.js';
 import type { Metrics } from '../src/metrics.js';
 import type { AuthRule } from '../src/authorization.js';
 import type { Connection } from './connection.js';
+import type { RevisionProbe, RevisionSource } from './revision-probe.js';
 import type { ReloadingTls } from './tls.js';
 
 export interface ServerOptions {
@@ -32,6 +33,10 @@ export interface ServerOptions {
   maxConnections: number;
   /** Base of the jittered retryAfterMs in overload and rebalance goaways. */
   overloadRetryMs: number;
+  /** A client whose cache is newer than this replica is held at most this long, then sent away. */
+  holdTimeoutMs: number;
+  /** Where the datastore stands, for telling a lagging replica from a restored datastore. */
+  revisionSource: RevisionSource | undefined;
 }
 
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
@@ -52,6 +57,8 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   authorization: [],
   maxConnections: 10_000,
   overloadRetryMs: 2_000,
+  holdTimeoutMs: 10_000,
+  revisionSource: undefined,
 };
 
 export interface ServerContext {
@@ -62,6 +69,10 @@ export interface ServerContext {
   readonly logger: Logger;
   readonly serverId: string;
   readonly serverVersion: string;
+  /** Other replicas' client URLs, offered in goaways. */
+  readonly peers: readonly string[];
+  /** Asks the datastore where it stands (absent: a datastore that cannot tell). */
+  readonly probe: RevisionProbe | undefined;
   observeAck(seq: number): void;
   onClosed(conn: Connection): void;
 }

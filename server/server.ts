@@ -18,6 +18,7 @@ import { VERSION } from '../src/version.js';
 import { Connection } from './connection.js';
 import { DEFAULT_SERVER_OPTIONS, type ServerContext, type ServerOptions } from './context.js';
 import { PublishTimes } from './publish-times.js';
+import { RevisionProbe } from './revision-probe.js';
 import { peerIdentities } from './tls.js';
 
 export class FanoutServer implements ServerContext {
@@ -40,11 +41,13 @@ export class FanoutServer implements ServerContext {
   maxConnections: number;
   /** Other replicas' client URLs, offered in goaways (set by the rebalancer when it knows them). */
   peers: string[] = [];
+  readonly probe: RevisionProbe | undefined;
   /** When the ping round last ran: the server's own timers are turning (liveness). */
   lastTickAt = Date.now();
 
   constructor(readonly store: Store, opts: Partial<ServerOptions>, readonly metrics: Metrics, readonly logger: Logger) {
     this.opts = { ...DEFAULT_SERVER_OPTIONS, ...opts };
+    this.probe = this.opts.revisionSource && new RevisionProbe(this.opts.revisionSource);
     this.snapshots = new SnapshotCache(store, this.opts.chunkBytes, this.opts.snapshotReuseMs, metrics);
     // Never permessage-deflate: it is per socket, so it would undo encode-once.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.opts.maxInboundBytes, perMessageDeflate: false, clientTracking: false });

@@ -6,6 +6,7 @@ import { Ingest } from '../dedupe/ingest.js';
 import { Store } from '../snapshot/store.js';
 import { healthHandler, listenHttp, metricsHandler, portOf, type Handler } from '../server/http-endpoints.js';
 import { Rebalancer } from '../server/rebalance.js';
+import type { RevisionSource } from '../server/revision-probe.js';
 import { FanoutServer } from '../server/server.js';
 import { statusPageHandler } from '../server/status-page.js';
 import { ReloadingTls } from '../server/tls.js';
@@ -117,6 +118,9 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
     requiredIdentity: [config.clientCN, config.clientURISAN].filter(Boolean).map(identityPattern),
     authorization: parseAuthorization(config.clientAuthorization),
     maxConnections: config.maxConnectionsUpperLimit,
+    holdTimeoutMs: config.serverHoldTimeoutSecs * 1000,
+    // The datastore says where it stands; an adapter that cannot tell leaves held clients to the timeout.
+    revisionSource: datastore.currentRevision ? (datastore as RevisionSource) : undefined,
   }, metrics, logger.child({ stage: 'server' }));
   const rebalancer = rebalancerFor(config, server, logger.child({ stage: 'rebalance' }));
 

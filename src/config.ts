@@ -54,6 +54,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'serverPingIntervalSecs', typha: 'ServerPingIntervalSecs', kind: 'seconds', min: 0.01, default: 10, help: 'ping every client this often' },
   { name: 'serverPongTimeoutSecs', typha: 'ServerPongTimeoutSecs', kind: 'seconds', min: 0.01, default: 60, help: 'close a client silent this long' },
   { name: 'serverHandshakeTimeoutSecs', typha: 'ServerHandshakeTimeoutSecs', kind: 'seconds', min: 0.01, default: 10, help: 'close a connection without hello after this long' },
+  { name: 'serverHoldTimeoutSecs', typha: 'ServerHoldTimeoutSecs', kind: 'seconds', min: 0.01, default: 10, help: 'hold a client whose cache is newer than this replica at most this long while the replica catches up, then send it to another replica' },
   { name: 'serverWriteTimeoutSecs', typha: 'ServerWriteTimeoutSecs', kind: 'seconds', min: 0.01, default: 120, help: 'close a client whose socket makes no progress this long (stall timeout)' },
   { name: 'serverHighWaterMarkBytes', typha: 'ServerHighWaterMarkBytes', kind: 'bytes', min: 1024, default: 1 << 20, help: 'stop writing to a client whose socket buffer (or, under flow control, whose unacknowledged bytes) reach this much' },
   { name: 'serverMaxInboundMessageBytes', typha: 'ServerMaxInboundMessageBytes', kind: 'bytes', min: 1024, default: 256 << 10, help: 'largest frame a client may send (a hello with a cache digest is up to 128 KiB)' },
@@ -113,6 +114,7 @@ export interface Config {
   serverPingIntervalSecs: number;
   serverPongTimeoutSecs: number;
   serverHandshakeTimeoutSecs: number;
+  serverHoldTimeoutSecs: number;
   serverWriteTimeoutSecs: number;
   serverHighWaterMarkBytes: number;
   serverMaxInboundMessageBytes: number;

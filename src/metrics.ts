@@ -37,6 +37,9 @@ export class Metrics {
   readonly snapshotsReused = new Counter({ name: 'typha_snapshots_reused', help: 'Snapshot sends served from an already built snapshot.', labelNames: syncer, registers: this.r });
   readonly snapshotBytes = new Gauge({ name: 'typha_snapshot_raw_bytes', help: 'Size of the last snapshot built for each view.', labelNames: syncer, registers: this.r });
   readonly resyncs = new Counter({ name: 'calico_fanout_resyncs_total', help: 'Client syncs by mode: resume (catch-up from a position), digest (the buckets that differ from the client\'s cache) or snapshot.', labelNames: ['mode'] as const, registers: this.r });
+  readonly clientsHeld = new Gauge({ name: 'calico_fanout_clients_held', help: 'Clients held because their cache is newer than this replica, until it catches up.', registers: this.r });
+  readonly holds = new Counter({ name: 'calico_fanout_holds_total', help: 'Holds of clients whose cache was newer than this replica, by outcome: caught-up, sent-away (hold timeout), rewound (the datastore itself was older), closed.', labelNames: ['outcome'] as const, registers: this.r });
+  readonly rewoundClients = new Counter({ name: 'calico_fanout_rewound_clients_total', help: 'Clients whose cache was newer than the datastore itself (restored to an older revision), served the datastore as it is.', registers: this.r });
   readonly repairBuckets = new Histogram({ name: 'calico_fanout_digest_resync_differing_ratio', help: 'Share of a digest resync\'s buckets that differed and were resent (0: the client was right, 1: all).', buckets: [0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1], registers: this.r });
 
   readonly framesSent = new Counter({ name: 'calico_fanout_frames_sent_total', help: 'Frames written to client sockets.', registers: this.r });
@@ -59,5 +62,6 @@ export class Metrics {
       this.connectionsStreaming.labels(s).set(0);
     }
     for (const mode of ['resume', 'digest', 'snapshot'] as const satisfies readonly SyncMode[]) this.resyncs.labels(mode).inc(0);
+    for (const outcome of ['caught-up', 'sent-away', 'rewound', 'closed']) this.holds.labels(outcome).inc(0);
   }
 }

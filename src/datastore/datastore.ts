@@ -39,4 +39,15 @@ export interface Datastore {
   readonly lastError?: string;
   start(sink: DatastoreSink): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * The datastore's current revision, read from it now (etcd: a linearizable read's header;
+   * Kubernetes: the newest list resourceVersion). Tells a replica that lags its datastore from a
+   * datastore restored to an older revision.
+   */
+  currentRevision?(): Promise<number>;
+  /**
+   * Deliver everything up to `revision` and report it (DatastoreSink.onProgress) even where no
+   * event would show it: a quiet Kubernetes collection re-lists. etcd's one watch needs nothing.
+   */
+  catchUpTo?(revision: number): void;
 }

@@ -137,6 +137,12 @@ export class EtcdDatastore implements Datastore {
     this.client?.close();
   }
 
+  async currentRevision(): Promise<number> {
+    // A linearizable read (etcd's default): its header revision is at least every write before it.
+    const res = await this.client!.kv.range({ key: this.prefix, range_end: this.end, count_only: true }, { deadline: Date.now() + this.opts.watchTimeoutMs });
+    return Number(res.header.revision);
+  }
+
   private async run(): Promise<void> {
     const log = this.opts.logger;
     while (!this.stopped) {

@@ -26,6 +26,10 @@ export class MemoryDatastore implements Datastore {
     this.sink = undefined;
   }
 
+  async currentRevision(): Promise<number> {
+    return this.revision;
+  }
+
   get(key: string): unknown {
     return this.data.get(key)?.value;
   }

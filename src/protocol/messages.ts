@@ -57,11 +57,18 @@ export interface Welcome {
   /** For a flow-controlled client: bytes the server leaves unacknowledged at most. */
   window?: number;
 }
-export interface StatusMsg { t: 'status'; status: SyncStatus }
+export interface StatusMsg {
+  t: 'status';
+  status: SyncStatus;
+  /** The server holds this client: its cache (`revision`) is newer than the replica (`replica`). */
+  held?: { revision: string; replica: string };
+  /** The datastore itself is older than the client's cache (restored): what follows may go back. */
+  rewound?: { revision: string; datastore: string };
+}
 export interface ChecksumMsg { t: 'checksum'; seq: number; value: string; count: number }
 export interface Ping { t: 'ping'; ts: number }
 /** `peers`: other replicas' client URLs, tried first when known. */
-export interface GoAway { t: 'goaway'; reason: string; retryAfterMs: number; resume: ResumeToken; peers?: string[] }
+export interface GoAway { t: 'goaway'; reason: string; retryAfterMs: number; resume: ResumeToken; peers?: readonly string[] }
 export interface ErrorMsg { t: 'error'; code: number; message: string }
 export type ControlMessage = Welcome | StatusMsg | ChecksumMsg | Ping | GoAway | ErrorMsg;
 

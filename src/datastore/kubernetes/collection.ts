@@ -10,7 +10,9 @@
 // - anything else (connection refused, 5xx, a line that is not JSON): retry with backoff from the
 //   last R, never give up; a watch that sends nothing, not even a bookmark, for the inactivity
 //   timeout is presumed half-open and restarted.
-// resourceVersions are opaque: compared only for equality, never ordered.
+// resourceVersions are opaque to the loop: compared only for equality. The watermark alone reads
+// them as numbers (what every API server backed by etcd serves), to tell how far this collection
+// has delivered; a collection whose versions are not numbers reports none.
 import type { Logger } from '../../logging.js';
 import type { DatastoreEvent } from '../datastore.js';
 import { KubeApiError, statusError, type KubeHttp } from './http.js';
@@ -32,6 +34,8 @@ export interface CollectionSink {
   listed(): void;
   /** A request failed; cleared by the next success. */
   failed(err: Error | undefined): void;
+  /** The watermark moved (after what it covers was published). */
+  progressed(): void;
   /** An object that converts to nothing valid was skipped. */
   invalid(problem: string): void;
 }
@@ -51,6 +55,11 @@ export class CollectionWatch {
   private readonly stopping = new AbortController();
   private listedOnce = false;
   private done: Promise<void> | undefined;
+  /** Everything up to this resourceVersion has been published: a list's, an event's, a bookmark's. */
+  private _watermark: number | undefined;
+  /** A re-list was asked for (refresh): the watch in flight is ended for it. */
+  private relistDue = false;
+  private watchAbort: AbortController | undefined;
 
   constructor(
     readonly resource: WatchedResource,
@@ -71,26 +80,47 @@ export class CollectionWatch {
 
   private get path(): string { return this.resource.path; }
 
+  get watermark(): number | undefined { return this._watermark; }
+
+  /**
+   * Lists again now: a collection with nothing to say sends no event that would move its
+   * watermark, and a bookmark may be a minute away; a list's resourceVersion is current.
+   */
+  refresh(): void {
+    if (this.relistDue) return;
+    this.relistDue = true;
+    this.watchAbort?.abort();
+  }
+
+  private advance(rv: string): void {
+    const n = Number(rv);
+    if (!Number.isSafeInteger(n) || n <= (this._watermark ?? 0)) return;
+    this._watermark = n;
+    this.sink.progressed();
+  }
+
   private async run(): Promise<void> {
     const signal = this.stopping.signal;
     let attempt = 0;
     let needList = true;
     while (!signal.aborted) {
       try {
-        if (needList) {
+        if (needList || this.relistDue) {
+          this.relistDue = false;
           await this.list(signal);
           needList = false;
           if (!this.listedOnce) { this.listedOnce = true; this.sink.listed(); }
         }
         const started = Date.now();
         const end = await this.watch(signal);
-        if (end === 'gone') { needList = true; continue; }
+        if (end === 'gone' || this.relistDue) { needList = true; continue; }
         // A server that ends every watch at once must not be hammered.
         const quick = Date.now() - started < 1000;
         attempt = quick ? attempt + 1 : 0;
         await sleep(quick ? this.backoff(attempt) : Math.random() * 250, signal);
       } catch (err) {
         if (signal.aborted) return;
+        if (this.relistDue) continue;
         if (err instanceof KubeApiError && err.status === 410) {
           this.log.info({ rv: this.rv }, 'resourceVersion too old (410): listing again');
           needList = true;
@@ -136,10 +166,14 @@ export class CollectionWatch {
     this.sink.failed(undefined);
     this.log.info({ objects: items.length, changes: events.length, rv: listRv }, 'listed');
     this.sink.publish(events);
+    this.advance(listRv);
   }
 
   private async watch(signal: AbortSignal): Promise<WatchEnd> {
+    // A refresh asked for while the list ran: that list may predate what it was asked for.
+    if (this.relistDue) return 'ended';
     const ac = new AbortController();
+    this.watchAbort = ac;
     const abortAll = () => ac.abort();
     signal.addEventListener('abort', abortAll, { once: true });
     // Silence, from the request on (a server may not even send headers), restarts the watch.
@@ -177,6 +211,8 @@ export class CollectionWatch {
               }
             }
             this.sink.publish(events);
+            // Events arrive in resourceVersion order: the last one read covers all before it.
+            this.advance(this.rv);
           } catch (err) {
             // What was read so far is good; the rest comes again from the last resourceVersion.
             this.sink.publish(events);
@@ -191,6 +227,7 @@ export class CollectionWatch {
       throw why(err);
     } finally {
       clearTimeout(timer);
+      this.watchAbort = undefined;
       signal.removeEventListener('abort', abortAll);
     }
   }

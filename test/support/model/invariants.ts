@@ -6,15 +6,12 @@
 // - a key's revision never goes backwards. Revisions are the datastore's (etcd mod revisions, or
 //   the contract server's resourceVersions, an etcd-like counter): numeric strings, comparable.
 //
-//   Per server store (per epoch) this is a hard invariant. Across replicas it is enforced only
-//   with MODEL_STRICT_REVISIONS=1, and otherwise recorded (`crossReplica`) and reported as a
-//   finding: two replicas watch the datastore independently, and a client that moves to one whose
-//   watch lags the other's is repaired by digest to that replica's (older) state. The server now
-//   holds such a client while its store is older than the client's cache (hello.revision against
-//   Store.maxRevision), but on a bounded, best-effort basis (server/connection.ts `behind`), and
-//   the model still finds cases where it lets an older state through (see RELIABILITY: a re-list
-//   publishes pages in key order, so maxRevision runs ahead of keys not yet listed; an in-sync
-//   replica still catching up gets 2 s).
+//   Per server store (per epoch) this always fails the run; across replicas too (unless
+//   MODEL_STRICT_REVISIONS=0, which only records them in `crossReplica`, for investigating). Two
+//   replicas watch the datastore independently, and a client that moves to one whose watch lags
+//   the other's would be repaired to that replica's older state; the server holds such a client
+//   until it has caught up, having asked the datastore where it stands (server/connection.ts
+//   `behind`), so a regression here is a bug.
 //
 // After quiescence (checkFinal): every client's cache equals its view of the datastore, its
 // checksum is the server's, every replica holds the datastore's content, no protocol error

@@ -13,7 +13,7 @@ export interface RunOptions {
   steps: number;
   /** How long quiescence may take before the run fails. */
   quiesceTimeoutMs: number;
-  /** Cross-replica revision regressions fail the run (MODEL_STRICT_REVISIONS=1). */
+  /** Cross-replica revision regressions fail the run (the default; MODEL_STRICT_REVISIONS=0 only reports them). */
   strictRevisions?: boolean;
   /** How to replay this run, for the failure message. */
   replay: string;
