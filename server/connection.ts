@@ -213,19 +213,33 @@ export class Connection {
 
   private startSnapshot(minSeq: number): void {
     const snap = this.ctx.snapshots.get(this.filter!, minSeq);
-    this.frames = snapshotFrames(snap, this.compression);
-    this.framesEnd = snap.seq;
+    this.sendFrames(snapshotFrames(snap, this.compression), snap.seq);
   }
 
-  /** Digest resync: the buckets the client has wrong, whole, as of the head. */
+  /**
+   * Digest resync: the buckets the client has wrong, whole, as of the head. When most buckets
+   * differ (a small view has one bucket) the shared compressed snapshot may be smaller: the
+   * client gets whichever is.
+   */
   private startRepair(digest: Uint32Array): void {
     const { seq, buckets, items } = this.ctx.store.repair(this.filter!, digest);
     const count = digest.length / 2;
     this.ctx.metrics.repairBuckets.observe(buckets.length / count);
-    const frames = chunkFrames(items, this.ctx.opts.chunkBytes, (i, last) => (
-      i === 0 ? { t: 'repair', seq, i, last, buckets: count, differ: bucketsToWire(buckets) } : { t: 'repair', seq, i, last }));
-    this.frames = compressEach(frames, this.compression);
-    this.framesEnd = seq;
+    const frames = compressEach(chunkFrames(items, this.ctx.opts.chunkBytes, (i, last) => (
+      i === 0 ? { t: 'repair', seq, i, last, buckets: count, differ: bucketsToWire(buckets) } : { t: 'repair', seq, i, last })), this.compression);
+    if (buckets.length * 2 < count) return this.sendFrames(frames, seq);
+    const repair = [...frames];
+    const snap = this.ctx.snapshots.get(this.filter!, seq);
+    const bytes = (fs: Iterable<Buffer>) => { let n = 0; for (const f of fs) n += f.length; return n; };
+    if (bytes(snapshotFrames(snap, this.compression)) < bytes(repair)) this.sendFrames(snapshotFrames(snap, this.compression), snap.seq);
+    else this.sendFrames(repair.values(), seq);
+  }
+
+  private sendFrames(frames: Iterator<Buffer>, end: number): void {
+    this.frames = frames;
+    this.framesEnd = end;
+    // The status follows the sync too, whatever was said while the client was held.
+    this.sentStatus = undefined;
   }
 
   private pump(): void {

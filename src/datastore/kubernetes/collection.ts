@@ -176,7 +176,9 @@ export class CollectionWatch {
     this.watchAbort = ac;
     const abortAll = () => ac.abort();
     signal.addEventListener('abort', abortAll, { once: true });
-    // Silence, from the request on (a server may not even send headers), restarts the watch.
+    // Silence, from the request on (a server may not even send headers), restarts the watch. Once
+    // the stream is open, silence may be a quiet collection on a server that sends no bookmarks:
+    // a restart, not a failure. A server that does not even answer the new request has failed.
     let silent = false;
     let timer: NodeJS.Timeout | undefined;
     const idle = () => {
@@ -220,8 +222,8 @@ export class CollectionWatch {
           }
         });
         res.on('end', () => finish('ended'));
-        res.on('error', (err) => finish(why(err) as Error));
-        res.on('close', () => finish(why(new Error('watch connection closed before the end of the stream')) as Error));
+        res.on('error', (err) => finish(silent ? 'ended' : err));
+        res.on('close', () => finish(silent ? 'ended' : new Error('watch connection closed before the end of the stream')));
       });
     } catch (err) {
       throw why(err);
