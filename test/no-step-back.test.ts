@@ -12,10 +12,12 @@ import { createDatastore } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
 import type { Datastore, DatastoreSink } from '../src/datastore/datastore.js';
 import { WATCHED_RESOURCES } from '../src/datastore/kubernetes/resources.js';
+import { MemoryDatastore } from '../src/datastore/memory.js';
 import { silentLogger } from '../src/logging.js';
+import { encode } from '../src/protocol/codec.js';
 import { etcdContent, haveEtcd, putMany, startEtcd } from './support/etcd.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
-import { cleanupAfterFile, sleep, startServerOn, waitFor, wep } from './support/harness.js';
+import { cleanupAfterFile, rawConnect, sleep, startServerOn, waitFor, wep } from './support/harness.js';
 import { startKubeApi } from './support/kube-api.js';
 import { cluster, kubeContent, load, pod, PODS, podIp } from './support/kube-cluster.js';
 import { metricNamed } from './support/metrics.js';
@@ -223,4 +225,43 @@ test('a read of the datastore revision is shared only with clients whose hello c
   answers[1]!(7);
   assert.equal(await r1, 5);
   assert.equal(await r2, 7);
+});
+
+test('a held client hears in-sync after its repair, whatever it heard while held', { timeout: 20_000 }, async () => {
+  const seed = pods('1');
+  const lagging = new Lagging(new MemoryDatastore(seed));
+  const ts = track(await startServerOn(lagging, { serverHoldTimeoutSecs: 60 }));
+  await waitFor(() => ts.app.store.status === 'in-sync', 'in sync');
+  lagging.lag = true;
+  const memory = (lagging as unknown as { inner: MemoryDatastore }).inner;
+  const revision = memory.put(seed[0]!.key, pods('2')[0]!.value);
+  const conn = rawConnect(ts.url);
+  await conn.opened;
+  conn.ws.send(encode({ t: 'hello', v: 1, syncer: 'felix', node: '', clientName: 't', clientVersion: '1', revision, digest: { scheme: 1, buckets: 1, hashes: new Uint8Array(8) } }));
+  await waitFor(() => conn.frames.some((f) => f.msg.t === 'status' && f.msg.held), 'the held status');
+  assert.ok(!conn.frames.some((f) => f.msg.t === 'repair' || f.msg.t === 'snapshot'), 'nothing served while held');
+  lagging.release();
+  await waitFor(() => conn.frames.some((f) => (f.msg.t === 'repair' || f.msg.t === 'snapshot') && f.msg.last === true), 'the repair');
+  const last = conn.frames.findIndex((f) => (f.msg.t === 'repair' || f.msg.t === 'snapshot') && f.msg.last === true);
+  await waitFor(() => conn.frames.slice(last).some((f) => f.msg.t === 'status' && f.msg.status === 'in-sync'), 'in-sync after the repair');
+  conn.ws.terminate();
+});
+
+test('a digest resync of a view whose every bucket differs costs no more than the snapshot', { timeout: 20_000 }, async () => {
+  // Ten keys: a client of this size uses one bucket, so one wrong key means all of them.
+  const ts = track(await startServerOn(new MemoryDatastore(pods('1').slice(0, 10))));
+  await waitFor(() => ts.app.store.status === 'in-sync', 'in sync');
+  const bytesOf = async (hello: Record<string, unknown>) => {
+    const conn = rawConnect(ts.url);
+    let bytes = 0;
+    conn.ws.on('message', (d: Buffer) => { bytes += d.length; });
+    await conn.opened;
+    conn.ws.send(encode({ t: 'hello', v: 1, syncer: 'felix', node: '', clientName: 't', clientVersion: '1', compression: [], ...hello }));
+    await waitFor(() => conn.frames.some((f) => (f.msg.t === 'repair' || f.msg.t === 'snapshot') && f.msg.last === true), 'the sync');
+    conn.ws.terminate();
+    return bytes;
+  };
+  const snapshot = await bytesOf({});
+  const digest = await bytesOf({ digest: { scheme: 1, buckets: 1, hashes: new Uint8Array(8).fill(1) } });
+  assert.ok(digest <= snapshot, `digest resync ${digest} B, snapshot ${snapshot} B`);
 });

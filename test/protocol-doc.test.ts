@@ -18,7 +18,12 @@ interface Documented { required: Set<string>; optional: Set<string> }
 function documentedMessages(): Map<string, Documented> {
   const doc = readFileSync(new URL('../PROTOCOL.md', import.meta.url), 'utf8');
   const out = new Map<string, Documented>();
+  // The message tables are in these sections only.
+  const sections = ['## Items and frames carrying updates', '## Client → server', '## Server → client'];
+  let inTables = false;
   for (const line of doc.split('\n')) {
+    if (line.startsWith('## ')) inTables = sections.includes(line.trim());
+    if (!inTables) continue;
     const row = /^\| ((?:`[a-z]+`(?:, )?)+) \| (.*?) \| .* \|$/.exec(line);
     if (!row) continue;
     const types = [...row[1]!.matchAll(/`([a-z]+)`/g)].map((m) => m[1]!);
