@@ -265,3 +265,20 @@ test('a digest resync of a view whose every bucket differs costs no more than th
   const digest = await bytesOf({ digest: { scheme: 1, buckets: 1, hashes: new Uint8Array(8).fill(1) } });
   assert.ok(digest <= snapshot, `digest resync ${digest} B, snapshot ${snapshot} B`);
 });
+
+test('Kubernetes: the watermark is reported before in-sync, so a held client is never measured against a partial one', { timeout: 20_000 }, async () => {
+  const api = await startKubeApi();
+  try {
+    load(api, cluster(5));
+    const config: Config = { ...loadConfig({ env: {} }), datastoreType: 'kubernetes', kubeconfig: api.kubeconfigPath };
+    const ds = createDatastore(config, silentLogger);
+    const calls: string[] = [];
+    await ds.start({ onUpdates: () => {}, onInvalid: () => {}, onStatus: (s) => calls.push(s), onProgress: (r) => calls.push(`progress ${r}`) });
+    await waitFor(() => calls.includes('in-sync'), 'in sync');
+    await ds.stop();
+    const first = calls.indexOf('in-sync');
+    assert.match(calls[first - 1] ?? '', /^progress \d+$/, `a watermark just before in-sync: ${calls.join(', ')}`);
+  } finally {
+    await api.close();
+  }
+});

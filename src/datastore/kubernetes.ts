@@ -86,13 +86,14 @@ export class KubernetesDatastore implements Datastore {
    */
   private update(): void {
     if (this.waiting > 0) return;
-    this.setStatus(this.failing.size ? 'wait-for-datastore' : 'in-sync');
     let low = Infinity;
     for (const w of this.watches) low = Math.min(low, w.watermark ?? 0);
+    // The watermark first: a server told in-sync serves held clients by it at once.
     if (low > this.reported && Number.isFinite(low)) {
       this.reported = low;
       this.sink!.onProgress?.(String(low));
     }
+    this.setStatus(this.failing.size ? 'wait-for-datastore' : 'in-sync');
   }
 
   private setStatus(status: SyncStatus): void {
