@@ -110,7 +110,8 @@ export class ClientCache {
       return new Update(key, revision, null, null);
     }
     if (cur && cur.hash === hash) {
-      cur.revision = revision;
+      // The same value from another replica may carry an older revision: the newer one stays.
+      if (!(Number(cur.revision) > rev)) cur.revision = revision;
       return undefined;
     }
     const value = this.keepValues ? (decoded ?? decodeValue(raw, revision)) : undefined;

@@ -16,6 +16,8 @@ export interface IngestTarget {
   apply(changes: readonly Change[]): void;
   setStatus(status: SyncStatus): void;
   setProgress?(revision: number): void;
+  /** Changes that leave the value as it is, for their newer revision. */
+  revise?(changes: readonly Change[]): void;
 }
 
 export interface IngestOptions {
@@ -84,11 +86,13 @@ export class Ingest implements DatastoreSink {
     const changes = this.pending;
     this.pending = new Map();
     let batch: Change[] = [];
+    const same: Change[] = [];
     let bytes = 0;
     for (const c of changes.values()) {
       for (const v of viewsOfKind(c.kind)) this.metrics.updatesTotal.labels(v).inc();
       if (this.isNoOp(c)) {
         for (const v of viewsOfKind(c.kind)) this.metrics.updatesSkipped.labels(v).inc();
+        if (c.value) same.push(c);
         continue;
       }
       batch.push(c);
@@ -100,6 +104,7 @@ export class Ingest implements DatastoreSink {
       }
     }
     this.target.apply(batch);
+    if (same.length) this.target.revise?.(same);
   }
 
   stop(): void {

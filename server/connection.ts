@@ -229,7 +229,7 @@ export class Connection {
       i === 0 ? { t: 'repair', seq, i, last, buckets: count, differ: bucketsToWire(buckets) } : { t: 'repair', seq, i, last })), this.compression);
     if (buckets.length * 2 < count) return this.sendFrames(frames, seq);
     const repair = [...frames];
-    const snap = this.ctx.snapshots.get(this.filter!, seq);
+    const snap = this.ctx.snapshots.get(this.filter!, seq, true);
     const bytes = (fs: Iterable<Buffer>) => { let n = 0; for (const f of fs) n += f.length; return n; };
     if (bytes(snapshotFrames(snap, this.compression)) < bytes(repair)) this.sendFrames(snapshotFrames(snap, this.compression), snap.seq);
     else this.sendFrames(repair.values(), seq);

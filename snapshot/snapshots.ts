@@ -18,6 +18,8 @@ export interface Snapshot {
   readonly bytes: number;
   readonly count: number;
   readonly builtAt: number;
+  /** Store.revised when built. */
+  readonly revised: number;
 }
 
 export class SnapshotCache {
@@ -33,14 +35,15 @@ export class SnapshotCache {
 
   /**
    * A snapshot of the view at a seq of at least `minSeq`: a client that already holds newer
-   * state than a cached snapshot would otherwise see its keys go back in time.
+   * state than a cached snapshot would otherwise see its keys go back in time. `current`: also
+   * with every revision the store has now (for a client whose cache came from another replica).
    */
-  get(filter: ViewFilter, minSeq = 0): Snapshot {
+  get(filter: ViewFilter, minSeq = 0, current = false): Snapshot {
     const now = Date.now();
     this.sweep(now);
     const cached = this.cache.get(filter.key);
     // Below the floor a snapshot is useless: the catch-up that must follow it no longer exists.
-    if (cached && cached.seq >= Math.max(minSeq, this.store.floor) && this.fresh(cached, now)) {
+    if (cached && cached.seq >= Math.max(minSeq, this.store.floor) && this.fresh(cached, now) && (!current || cached.revised === this.store.revised)) {
       this.metrics.snapshotsReused.labels(filter.syncer).inc();
       return cached;
     }
@@ -59,7 +62,7 @@ export class SnapshotCache {
     const seq = this.store.head;
     const items = inBucketOrder([...this.store.entries(filter)]);
     const frames = [...chunkFrames(items, this.chunkBytes, (i, last) => ({ t: 'snapshot', seq, i, last }))];
-    return { seq, frames, compressed: new Map(), bytes: frames.reduce((n, f) => n + f.length, 0), count: items.length, builtAt: now };
+    return { seq, frames, compressed: new Map(), bytes: frames.reduce((n, f) => n + f.length, 0), count: items.length, builtAt: now, revised: this.store.revised };
   }
 
   /** Stale snapshots are dropped so memory follows the number of views in use, not history. */

@@ -51,6 +51,7 @@ export class Store {
   private _status: SyncStatus = 'wait-for-datastore';
   private _complete = false;
   private _maxRevision = 0;
+  private _revised = 0;
 
   constructor(historyMaxBytes: number, private readonly metrics: Metrics) {
     this.log = new ChangeLog(historyMaxBytes);
@@ -142,6 +143,27 @@ export class Store {
     const batch: Batch = { from, to: this._head, changes: published, at: Date.now() };
     for (const l of this.listeners) l.onBatch(batch);
   }
+
+  /**
+   * Writes that change nothing but the revision (the same value written again, or changes that
+   * coalesced back to the stored value): the entry takes the newer revision, unpublished. Two
+   * replicas that saw different intermediate values then agree on each key's revision, so a
+   * client moving between them never hears one go back.
+   */
+  revise(changes: readonly Change[]): void {
+    for (const c of changes) {
+      const e = this.byKey.get(c.key);
+      if (!e?.value || !c.value || !(Number(c.revision) > Number(e.revision))) continue;
+      e.item = encodeItem(c.key, c.value, c.revision);
+      const valueEnd = e.item.length - strSize(Buffer.byteLength(c.revision));
+      e.value = e.item.subarray(valueEnd - c.value.length, valueEnd);
+      e.revision = c.revision;
+      this._revised++;
+    }
+  }
+
+  /** Counts revise()d entries: a snapshot built before a revision moved carries the older one. */
+  get revised(): number { return this._revised; }
 
   setStatus(status: SyncStatus): void {
     if (status === this._status) return;

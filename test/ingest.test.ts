@@ -4,6 +4,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ingest } from '../dedupe/ingest.js';
 import { prepare, type Change } from '../dedupe/prepare.js';
+import { ViewFilter } from '../dedupe/view-filter.js';
 import { Store, type Batch } from '../snapshot/store.js';
 import type { DatastoreEvent } from '../src/datastore/datastore.js';
 import { silentLogger } from '../src/logging.js';
@@ -66,6 +67,27 @@ async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 500
 // ---- no-op suppression ---------------------------------------------------------------------
 
 describe('no-op suppression', () => {
+  test('a write that changes only the revision moves the stored revision on, unpublished (replicas agree on it)', () => {
+    const { ingest, store, published } = setup();
+    const a = wep('n1', 'a', 'default', { v: '1' });
+    ingest.onUpdates([ev(a)]);
+    ingest.flush();
+    const head = store.head;
+    // A change and its undoing within one window coalesce to the stored value, as the same value
+    // written again does: nothing to publish, but the datastore's revision of the key moved on.
+    ingest.onUpdates([ev(wep('n1', 'a', 'default', { v: '2' })), ev(a)]);
+    ingest.flush();
+    assert.equal(store.head, head, 'nothing published');
+    assert.equal(published().length, 1);
+    const filter = new ViewFilter('felix', '');
+    const repaired = decodeItemList(store.repair(filter, new Uint32Array(2).fill(1)).items);
+    assert.deepEqual(repaired.map((i) => [i.key, i.revision]), [[a.key, String(rev)]], 'a repair carries the newest revision');
+    // Older revisions never replace newer ones.
+    ingest.onUpdates([{ key: a.key, value: a.value, revision: '1' }]);
+    ingest.flush();
+    assert.equal(decodeItemList(store.repair(filter, new Uint32Array(2).fill(1)).items)[0]!.revision, String(rev));
+  });
+
   test('same content (again, new resourceVersion, other field order) is published once', async () => {
     const { ingest, metrics, store, published } = setup();
     const n = node('noop', { asNumber: 64512, labels: { a: '1', b: '2' } });
