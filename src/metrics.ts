@@ -27,7 +27,8 @@ export class Metrics {
   readonly updatesSkipped = new Counter({ name: 'typha_updates_skipped', help: 'Updates dropped because they changed nothing, per view.', labelNames: syncer, registers: this.r });
   readonly updatesPublished = new Counter({ name: 'calico_fanout_updates_published_total', help: 'Changes published, per view.', labelNames: syncer, registers: this.r });
   readonly invalidValues = new Counter({ name: 'calico_fanout_invalid_values_total', help: 'Datastore values dropped because their shape does not fit their key.', labelNames: ['kind'] as const, registers: this.r });
-  readonly ignoredKeys = new Counter({ name: 'calico_fanout_ignored_keys_total', help: 'Datastore keys outside the Calico layout that is served.', registers: this.r });
+  readonly ignoredKeys = new Counter({ name: 'calico_fanout_ignored_keys_total', help: 'Datastore keys outside Calico\'s layout.', registers: this.r });
+  readonly unservedUpdates = new Counter({ name: 'calico_fanout_unserved_updates_total', help: 'Updates of keys Calico writes that no view carries (IPAM handles, Felix status reports, …), by kind: dropped.', labelNames: ['kind'] as const, registers: this.r });
 
   readonly cacheSize = new Gauge({ name: 'typha_cache_size', help: 'Live keys in each view (node-scoped kinds counted for all nodes).', labelNames: syncer, registers: this.r });
   readonly headSeq = new Gauge({ name: 'typha_breadcrumb_seq_number', help: 'Sequence number of the latest published change.', registers: this.r });
