@@ -382,7 +382,7 @@ describe('prepare()', () => {
   test('rejections carry the kind; unknown layouts are ignored', () => {
     const r = prepare({ key: node('m').key, value: node('n').value, revision: '1' });
     assert.equal(r.ok, false);
-    assert.ok(!r.ok && !r.ignored && r.kind === 'Node' && /metadata\.name/.test(r.reason));
+    assert.ok(!r.ok && !r.ignored && !r.unserved && r.kind === 'Node' && /metadata\.name/.test(r.reason));
     const ign = prepare({ key: '/calico/v1/config/Foo', value: {}, revision: '1' });
     assert.deepEqual(ign, { ok: false, ignored: true });
     for (const k of [

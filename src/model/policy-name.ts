@@ -6,7 +6,7 @@
 
 export const POLICY_METADATA_ANNOTATION = 'projectcalico.org/metadata';
 
-const POLICY_KINDS: ReadonlySet<string> = new Set(['NetworkPolicy', 'GlobalNetworkPolicy', 'StagedNetworkPolicy', 'StagedGlobalNetworkPolicy']);
+export const POLICY_KINDS: ReadonlySet<string> = new Set(['NetworkPolicy', 'GlobalNetworkPolicy', 'StagedNetworkPolicy', 'StagedGlobalNetworkPolicy']);
 
 export type Served = { ok: true; value: unknown } | { ok: false; reason: string };
 
