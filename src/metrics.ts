@@ -21,7 +21,7 @@ export class Metrics {
   readonly tlsReloads = new Counter({ name: 'calico_fanout_tls_reloads_total', help: 'Certificate reloads after a file changed, by result.', labelNames: ['result'] as const, registers: this.r });
   readonly badFrames = new Counter({ name: 'calico_fanout_bad_frames_total', help: 'Frames from clients rejected as protocol violations, by close code.', labelNames: ['code'] as const, registers: this.r });
 
-  readonly updatesReceived = new Counter({ name: 'calico_fanout_datastore_updates_total', help: 'Updates received from the datastore.', registers: this.r });
+  readonly updatesReceived = new Counter({ name: 'calico_fanout_datastore_updates_total', help: 'Updates received from the datastore (and, once at start, Calico\'s built-in default-allow profile).', registers: this.r });
   readonly updatesCoalesced = new Counter({ name: 'calico_fanout_updates_coalesced_total', help: 'Updates replaced by a later update of the same key within one batching window.', registers: this.r });
   readonly updatesTotal = new Counter({ name: 'typha_updates_total', help: 'Updates entering the store, per view that carries their kind.', labelNames: syncer, registers: this.r });
   readonly updatesSkipped = new Counter({ name: 'typha_updates_skipped', help: 'Updates dropped because they changed nothing, per view.', labelNames: syncer, registers: this.r });
