@@ -24,6 +24,8 @@ export interface IngestOptions {
   windowMs: number;
   /** A batch (one delta frame per view) is cut once its keys and values reach this many bytes. */
   maxBatchBytes: number;
+  /** USE_POD_CIDR: no view carries IPAM blocks or block affinities. */
+  usePodCidr?: boolean;
 }
 
 export class Ingest implements DatastoreSink {
@@ -44,13 +46,16 @@ export class Ingest implements DatastoreSink {
   onUpdates(events: readonly DatastoreEvent[]): void {
     for (const ev of events) {
       this.metrics.updatesReceived.inc();
-      const p = prepare(ev);
+      const p = prepare(ev, this.opts);
       if (p.ok) {
         if (this.pending.has(ev.key)) this.metrics.updatesCoalesced.inc();
         this.pending.set(ev.key, p.change);
+      } else if (!p.ignored && p.unserved) {
+        // Calico's own data that no agent reads: expected, so counted apart and not logged.
+        this.metrics.unservedUpdates.labels(p.kind).inc();
       } else if (p.ignored) {
         this.metrics.ignoredKeys.inc();
-        this.warn.warn('ignored-key', { key: ev.key }, 'datastore key outside the Calico layout served; ignored');
+        this.warn.warn('ignored-key', { key: ev.key }, "datastore key outside Calico's layout; ignored");
       } else {
         this.metrics.invalidValues.labels(p.kind).inc();
         this.warn.warn(`invalid-${p.kind}`, { key: ev.key, revision: ev.revision, problem: p.reason }, 'invalid datastore value dropped');

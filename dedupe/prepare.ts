@@ -1,7 +1,8 @@
 // Turns a datastore event into a Change: the key parsed, the value checked against its key and
 // encoded once into canonical bytes. Everything downstream works on those bytes.
-import { parseKey, RESOURCE_PREFIX } from '../src/model/kinds.js';
-import { nodeOf } from '../src/model/views.js';
+import { parseKey, RESOURCE_PREFIX, unservedKind } from '../src/model/kinds.js';
+import { servedPolicy } from '../src/model/policy-name.js';
+import { isServed, nodeOf } from '../src/model/views.js';
 import { encodeValue } from '../src/protocol/canonical.js';
 import type { DatastoreEvent } from '../src/datastore/datastore.js';
 
@@ -16,18 +17,31 @@ export interface Change {
 
 export type Prepared =
   | { ok: true; change: Change }
+  /** Outside Calico's layout. */
   | { ok: false; ignored: true }
-  | { ok: false; ignored: false; kind: string; reason: string };
+  /** A key Calico writes that no view carries (IPAM handles, Felix status reports, …). */
+  | { ok: false; ignored: false; unserved: true; kind: string; reason?: undefined }
+  | { ok: false; ignored: false; unserved?: false; kind: string; reason: string };
 
-export function prepare(ev: DatastoreEvent): Prepared {
+export interface PrepareOptions {
+  /** USE_POD_CIDR: IPAM blocks and affinities are served by no view. */
+  usePodCidr?: boolean;
+}
+
+export function prepare(ev: DatastoreEvent, opts: PrepareOptions = {}): Prepared {
   const parsed = parseKey(ev.key);
-  if (!parsed) return { ok: false, ignored: true };
+  if (!parsed) {
+    const kind = unservedKind(ev.key);
+    return kind ? { ok: false, ignored: false, unserved: true, kind } : { ok: false, ignored: true };
+  }
+  // Checked before the value: what no view carries is never read, so its value cannot be wrong.
+  if (!isServed(parsed.kind, opts.usePodCidr ?? false)) return { ok: false, ignored: false, unserved: true, kind: parsed.kind };
   const revision = String(ev.revision);
   if (ev.invalid !== undefined) return { ok: false, ignored: false, kind: parsed.kind, reason: ev.invalid };
   if (ev.value === null || ev.value === undefined) {
     return { ok: true, change: { key: ev.key, kind: parsed.kind, node: undefined, value: null, revision } };
   }
-  const v = ev.value as any;
+  let v = ev.value as any;
   const bad = (reason: string): Prepared => ({ ok: false, ignored: false, kind: parsed.kind, reason });
   if (typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return bad('value is not an object');
   if (ev.key.startsWith(RESOURCE_PREFIX)) {
@@ -40,6 +54,10 @@ export function prepare(ev: DatastoreEvent): Prepared {
       return bad(`metadata.namespace ${JSON.stringify(meta.namespace)} does not match the path`);
     }
     if (v.spec !== undefined && (typeof v.spec !== 'object' || v.spec === null || Array.isArray(v.spec))) return bad('spec is not an object');
+    // Checked as stored; served with the name Calico reads it by.
+    const served = servedPolicy(parsed.kind, v);
+    if (!served.ok) return bad(served.reason);
+    v = served.value;
   }
   let value: Buffer;
   try {

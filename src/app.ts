@@ -15,6 +15,7 @@ import { kubernetesEndpoints } from './discovery.js';
 import { ConfigError, effectivePort, type Config } from './config.js';
 import { ChurnGenerator } from './datastore/churn.js';
 import type { Datastore } from './datastore/datastore.js';
+import { withDefaultAllowProfile } from './datastore/default-allow.js';
 import { EtcdDatastore, type EtcdConnection } from './datastore/etcd.js';
 import { KubernetesDatastore } from './datastore/kubernetes.js';
 import { MemoryDatastore } from './datastore/memory.js';
@@ -101,6 +102,7 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
   const ingest = new Ingest(store, {
     windowMs: config.ingestBatchWindowSecs * 1000,
     maxBatchBytes: config.snapshotChunkBytes,
+    usePodCidr: config.usePodCIDR,
   }, metrics, logger.child({ stage: 'ingest' }));
   const server = new FanoutServer(store, {
     host: config.serverHost || '0.0.0.0',
@@ -175,7 +177,8 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
     }
     ports.server = (await server.listen()).port;
     rebalancer?.start();
-    await datastore.start(ingest);
+    // Calico's built-in profile enters where every datastore's data does, ahead of it.
+    await datastore.start(withDefaultAllowProfile(ingest));
     if (config.simulateChurn > 0 && datastore instanceof MemoryDatastore) {
       churn = new ChurnGenerator(datastore, config.simulateChurn);
       churn.start();

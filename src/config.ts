@@ -14,6 +14,8 @@ interface Setting {
   readonly name: string;
   /** Typha-style name: TYPHA_<UPPER> in the environment; also accepted in the config file. */
   readonly typha: string;
+  /** The environment variable, where Calico reads the setting under another name than TYPHA_<UPPER>. */
+  readonly env?: string;
   readonly flag?: string;
   readonly kind: Kind;
   readonly default: unknown;
@@ -42,6 +44,8 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'kubernetesPageSize', typha: 'KubernetesPageSize', kind: 'int', min: 1, default: 500, help: 'kubernetes datastore: objects per list request (limit/continue paging)' },
   { name: 'kubernetesWatchTimeoutSecs', typha: 'KubernetesWatchTimeoutSecs', kind: 'seconds', min: 1, default: 300, help: 'kubernetes datastore: ask the API server to end each watch after about this long (then it resumes)' },
   { name: 'kubernetesWatchInactivitySecs', typha: 'KubernetesWatchInactivitySecs', kind: 'seconds', min: 0.01, default: 120, help: 'kubernetes datastore: restart a watch that sends nothing, not even a bookmark, this long' },
+  // libcalico-go lib/apiconfig/apiconfig.go K8sUsePodCIDR: json usePodCIDR, envconfig USE_POD_CIDR (no TYPHA_ prefix).
+  { name: 'usePodCIDR', typha: 'UsePodCIDR', env: 'USE_POD_CIDR', flag: 'use-pod-cidr', kind: 'bool', default: false, help: 'host-local IPAM (Kubernetes pod CIDRs): the felix and bgp views carry no IPAM blocks or block affinities, as Typha\'s syncers' },
   { name: 'serverHost', typha: 'ServerHost', flag: 'server-host', kind: 'string', default: '', help: 'client port bind address ("" = all interfaces)' },
   { name: 'serverPort', typha: 'ServerPort', flag: 'server-port', kind: 'port', default: 5473, help: 'client port (0 = 5473, -1 = ephemeral)' },
   { name: 'healthEnabled', typha: 'HealthEnabled', kind: 'bool', default: true, help: 'serve /livez and /readyz' },
@@ -101,6 +105,7 @@ export interface Config {
   kubernetesPageSize: number;
   kubernetesWatchTimeoutSecs: number;
   kubernetesWatchInactivitySecs: number;
+  usePodCIDR: boolean;
   simulateChurn: number;
   serverHost: string;
   serverPort: number;
@@ -146,7 +151,7 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
-export const envName = (s: Setting): string => `TYPHA_${s.typha.toUpperCase()}`;
+export const envName = (s: Setting): string => s.env ?? `TYPHA_${s.typha.toUpperCase()}`;
 
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1 << 20, g: 1e9, gb: 1e9, gib: 1 << 30 };
 

@@ -21,13 +21,14 @@ export class Metrics {
   readonly tlsReloads = new Counter({ name: 'calico_fanout_tls_reloads_total', help: 'Certificate reloads after a file changed, by result.', labelNames: ['result'] as const, registers: this.r });
   readonly badFrames = new Counter({ name: 'calico_fanout_bad_frames_total', help: 'Frames from clients rejected as protocol violations, by close code.', labelNames: ['code'] as const, registers: this.r });
 
-  readonly updatesReceived = new Counter({ name: 'calico_fanout_datastore_updates_total', help: 'Updates received from the datastore.', registers: this.r });
+  readonly updatesReceived = new Counter({ name: 'calico_fanout_datastore_updates_total', help: 'Updates received from the datastore (and, once at start, Calico\'s built-in default-allow profile).', registers: this.r });
   readonly updatesCoalesced = new Counter({ name: 'calico_fanout_updates_coalesced_total', help: 'Updates replaced by a later update of the same key within one batching window.', registers: this.r });
   readonly updatesTotal = new Counter({ name: 'typha_updates_total', help: 'Updates entering the store, per view that carries their kind.', labelNames: syncer, registers: this.r });
   readonly updatesSkipped = new Counter({ name: 'typha_updates_skipped', help: 'Updates dropped because they changed nothing, per view.', labelNames: syncer, registers: this.r });
   readonly updatesPublished = new Counter({ name: 'calico_fanout_updates_published_total', help: 'Changes published, per view.', labelNames: syncer, registers: this.r });
   readonly invalidValues = new Counter({ name: 'calico_fanout_invalid_values_total', help: 'Datastore values dropped because their shape does not fit their key.', labelNames: ['kind'] as const, registers: this.r });
-  readonly ignoredKeys = new Counter({ name: 'calico_fanout_ignored_keys_total', help: 'Datastore keys outside the Calico layout that is served.', registers: this.r });
+  readonly ignoredKeys = new Counter({ name: 'calico_fanout_ignored_keys_total', help: 'Datastore keys outside Calico\'s layout.', registers: this.r });
+  readonly unservedUpdates = new Counter({ name: 'calico_fanout_unserved_updates_total', help: 'Updates of keys Calico writes that no view carries (IPAM handles, Felix status reports, …), by kind: dropped.', labelNames: ['kind'] as const, registers: this.r });
 
   readonly cacheSize = new Gauge({ name: 'typha_cache_size', help: 'Live keys in each view (node-scoped kinds counted for all nodes).', labelNames: syncer, registers: this.r });
   readonly headSeq = new Gauge({ name: 'typha_breadcrumb_seq_number', help: 'Sequence number of the latest published change.', registers: this.r });

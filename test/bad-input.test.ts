@@ -103,7 +103,7 @@ describe('bad client input against a real server', () => {
     ts = await startTestServer({ serverHandshakeTimeoutSecs: HANDSHAKE_SECS, serverMaxInboundMessageBytes: MAX_INBOUND }, seed);
     healthy = clients.make({ url: ts.url, syncerType: 'felix', node: 'node-a', clientName: 'healthy' });
     await withTimeout(healthy.inSync(), 5000, 'healthy client in sync');
-    assert.equal(healthy.size, seed.length);
+    assert.equal(healthy.size, seed.length + 1, 'the seed and the built-in default-allow profile');
   });
 
   after(async () => {
@@ -252,7 +252,7 @@ describe('bad client input against a real server', () => {
     await waitFor(() => healthy.get(late.key) !== undefined && healthy.get(lateWep.key) !== undefined, 'healthy client to see the new keys', 5000);
     assert.equal(healthy.stats.connects, 1, 'the healthy client never reconnected');
     assert.ok(healthy.isInSync);
-    assert.equal(healthy.size, ts.ds.size);
+    assert.equal(healthy.size, ts.ds.size + 1, 'and the built-in default-allow profile');
 
     // A new well-behaved raw client is still welcomed.
     const ok = rawConnect(ts.url);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { DEFAULT_ALLOW_PROFILE_KEY } from '../src/datastore/default-allow.js';
 import { loadResources } from '../src/datastore/seed.js';
 import { parseKey } from '../src/model/kinds.js';
 import { VIEWS } from '../src/model/views.js';
@@ -131,6 +132,8 @@ function viewKeys(paths: string[], syncer: keyof typeof VIEWS, nodeName = ''): s
     }
     keys.add(r.key);
   }
+  // Calico's built-in profile is served in every datastore (src/datastore/default-allow.ts).
+  if (view.kinds.has('Profile')) keys.add(DEFAULT_ALLOW_PROFILE_KEY);
   return [...keys].sort();
 }
 
@@ -283,8 +286,9 @@ items:
     metadata: {name: export-only}
     spec: {}
 `;
-// Felix view: 2 Nodes, the IPPool, the GlobalNetworkPolicy, the WorkloadEndpoint and the BGPPeer.
-const TEMP_SEED_FELIX = 6;
+// Felix view: 2 Nodes, the IPPool, the GlobalNetworkPolicy, the WorkloadEndpoint and the BGPPeer,
+// plus Calico's built-in default-allow profile.
+const TEMP_SEED_FELIX = 7;
 
 describe('calico-fanout CLI', { concurrency: true }, () => {
   let seedDir: string;

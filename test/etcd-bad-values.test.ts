@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import type { Update } from '../client/index.js';
 import { createDatastore } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
+import { DEFAULT_ALLOW_PROFILE, DEFAULT_ALLOW_PROFILE_KEY } from '../src/datastore/default-allow.js';
 import { EtcdDatastore } from '../src/datastore/etcd.js';
 import { silentLogger } from '../src/logging.js';
 import type { Metrics } from '../src/metrics.js';
@@ -75,6 +76,8 @@ test('invalid values and foreign keys, at list time and through the watch, are c
     const addValid = (...rs: { key: string; value: unknown }[]) => { for (const r of rs) valid.set(r.key, r.value); };
     addValid(node('node-1'), node('node-2'), victim, wep('node-1', 'pod-a'), resource('IPPool', { name: 'pool-a' }, { cidr: '10.244.0.0/16', blockSize: 26 }));
     assert.equal(valid.size, 5);
+    // Served as well, though never stored: Calico's built-in profile (src/datastore/default-allow.ts).
+    valid.set(DEFAULT_ALLOW_PROFILE_KEY, DEFAULT_ALLOW_PROFILE);
 
     const badAtList = {
       notJson: { key: `${NODES}bad`, value: '{not json' },
@@ -103,8 +106,8 @@ test('invalid values and foreign keys, at list time and through the watch, are c
     assert.deepEqual(await counts(ts.app.metrics), {
       invalidNode: 3, invalidAll: 3,
       ignored: 2,
-      // Everything under /calico/ and nothing else: /other/x is not even read.
-      received: 5 + 3 + 2,
+      // Everything under /calico/ and nothing else: /other/x is not even read; plus the built-in profile.
+      received: 5 + 3 + 2 + 1,
     }, 'counters after the list');
     await assertReady(ts, 'after a list with invalid values');
     const victimRevision = c.get(victim.key)!.revision;
@@ -128,7 +131,7 @@ test('invalid values and foreign keys, at list time and through the watch, are c
     assert.deepEqual(await counts(ts.app.metrics), {
       invalidNode: 6, invalidAll: 6,
       ignored: 4,
-      received: 10 + 6, // 3 invalid, 2 foreign, 1 valid; not /other/y
+      received: 11 + 6, // 3 invalid, 2 foreign, 1 valid; not /other/y
     }, 'counters after the watched writes');
     await assertReady(ts, 'after invalid values through the watch');
 
@@ -150,7 +153,7 @@ test('invalid values and foreign keys, at list time and through the watch, are c
     assert.deepEqual(await counts(ts.app.metrics), {
       invalidNode: 9, invalidAll: 9,
       ignored: 4,
-      received: 16 + 4,
+      received: 17 + 4,
     }, 'counters after the invalid overwrites');
     assert.ok(c.isInSync, 'the client is still in sync');
     await assertReady(ts, 'after invalid overwrites');
@@ -202,8 +205,9 @@ test('keys outside the configured prefix are not read at all', LIMIT, async () =
     ts = await serveEtcd(etcd, { etcdPrefix: '/calico/resources/' });
     const c = clients.make({ url: ts.url, syncerType: 'felix' });
     await c.inSync();
-    assertClientMatches(c, new Map([[n1.key, n1.value]]), 'after the list');
-    assert.deepEqual(await counts(ts.app.metrics), { invalidNode: 0, invalidAll: 0, ignored: 0, received: 1 }, 'only the one key under the prefix was read');
+    const builtIn: [string, unknown] = [DEFAULT_ALLOW_PROFILE_KEY, DEFAULT_ALLOW_PROFILE];
+    assertClientMatches(c, new Map([[n1.key, n1.value], builtIn]), 'after the list');
+    assert.deepEqual(await counts(ts.app.metrics), { invalidNode: 0, invalidAll: 0, ignored: 0, received: 1 + 1 }, 'only the one key under the prefix was read (and the built-in profile)');
 
     await put(etcd, '/calico/foo/baz', '{}');
     await put(etcd, '/other/y', '{}');
@@ -211,8 +215,8 @@ test('keys outside the configured prefix are not read at all', LIMIT, async () =
     const n2 = node('node-2');
     await put(etcd, n2.key, n2.value);
     await waitFor(() => c.get(n2.key) !== undefined, 'a write under the prefix to reach the client');
-    assertClientMatches(c, new Map([[n1.key, n1.value], [n2.key, n2.value]]), 'after the watched writes');
-    assert.deepEqual(await counts(ts.app.metrics), { invalidNode: 0, invalidAll: 0, ignored: 0, received: 2 }, 'the watch sees only the prefix too');
+    assertClientMatches(c, new Map([[n1.key, n1.value], [n2.key, n2.value], builtIn]), 'after the watched writes');
+    assert.deepEqual(await counts(ts.app.metrics), { invalidNode: 0, invalidAll: 0, ignored: 0, received: 2 + 1 }, 'the watch sees only the prefix too');
     await assertReady(ts, 'at the end');
   } finally {
     await clients.stopAll();

@@ -156,7 +156,7 @@ test('/metrics serves Prometheus text with the server\'s and the process\'s metr
     assert.match(r.body, /^# HELP typha_connections_accepted /m);
     assert.match(r.body, /^# TYPE typha_connections_accepted counter$/m);
     assert.equal(sample(r.body, 'typha_connections_accepted'), 1);
-    assert.equal(sample(r.body, 'typha_cache_size', '{syncer="felix"}'), seed.length);
+    assert.equal(sample(r.body, 'typha_cache_size', '{syncer="felix"}'), seed.length + 1, 'the seed and the built-in default-allow profile');
     assert.equal(sample(r.body, 'typha_cache_size', '{syncer="tunnel-ip-allocation"}'), 3, 'pool and both nodes, counted for all nodes');
     assert.equal(sample(r.body, 'calico_fanout_history_bytes'), 0, 'no tombstones yet');
     // Present is the point: prom-client counts CPU since the registry was made, which a fast
@@ -167,7 +167,7 @@ test('/metrics serves Prometheus text with the server\'s and the process\'s metr
     ts.ds.delete(seed[0]!.key);
     await waitFor(() => !c.get(seed[0]!.key), 'the deletion reaches the client');
     const r2 = await httpGet(mp, '/metrics?x=1');
-    assert.equal(sample(r2.body, 'typha_cache_size', '{syncer="felix"}'), seed.length - 1);
+    assert.equal(sample(r2.body, 'typha_cache_size', '{syncer="felix"}'), seed.length - 1 + 1);
     assert.ok((sample(r2.body, 'calico_fanout_history_bytes') ?? 0) > 0, 'a tombstone is history');
 
     for (const path of ['/livez', '/readyz', '/', '/metricsz']) assert.equal((await httpGet(mp, path)).status, 404, `${path} on the metrics port`);
@@ -190,7 +190,7 @@ test('health and metrics configured on the same port share one listener', LIMIT,
     assert.equal(json(ready.body).status, 'in-sync');
     const m = await httpGet(port, '/metrics');
     assert.equal(m.status, 200);
-    assert.equal(sample(m.body, 'typha_cache_size', '{syncer="felix"}'), seed.length);
+    assert.equal(sample(m.body, 'typha_cache_size', '{syncer="felix"}'), seed.length + 1, 'and the built-in default-allow profile');
     assert.equal((await httpGet(port, '/nope')).status, 404);
   } finally {
     await app.close();

@@ -391,8 +391,9 @@ describe('prepare()', () => {
     assert.equal(ok({ key: ak, value: { state: 'confirmed', node: 'other' }, revision: '5' }).node, 'node-9');
     assert.deepEqual(parseKey(ak), { kind: 'BlockAffinity', name: 'node-9-10-0-0-0-26', host: 'node-9' });
 
-    assert.equal(ok({ key: '/calico/ipam/v2/handle/h1', value: { handleID: 'h1' }, revision: '1' }).kind, 'IPAMHandle');
-    assert.equal(ok({ key: '/calico/ipam/v2/config', value: { strictAffinity: false }, revision: '1' }).kind, 'IPAMConfig');
+    // Calico's own keys that no syncer reads: known, but served by no view.
+    assert.deepEqual(prepare({ key: '/calico/ipam/v2/handle/h1', value: { handleID: 'h1' }, revision: '1' }), { ok: false, ignored: false, unserved: true, kind: 'IPAMHandle' });
+    assert.deepEqual(prepare({ key: '/calico/ipam/v2/config', value: { strictAffinity: false }, revision: '1' }), { ok: false, ignored: false, unserved: true, kind: 'IPAMConfig' });
   });
 
   test('deletions: no value, no node (the store keeps the old one)', () => {
@@ -404,7 +405,7 @@ describe('prepare()', () => {
   test('rejections carry the kind; unknown layouts are ignored', () => {
     const r = prepare({ key: node('m').key, value: node('n').value, revision: '1' });
     assert.equal(r.ok, false);
-    assert.ok(!r.ok && !r.ignored && r.kind === 'Node' && /metadata\.name/.test(r.reason));
+    assert.ok(!r.ok && !r.ignored && !r.unserved && r.kind === 'Node' && /metadata\.name/.test(r.reason));
     const ign = prepare({ key: '/calico/v1/config/Foo', value: {}, revision: '1' });
     assert.deepEqual(ign, { ok: false, ignored: true });
     for (const k of [

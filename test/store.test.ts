@@ -40,6 +40,8 @@ function mkStore(historyMaxBytes = 1 << 24) {
 let revCounter = 0;
 function change(key: string, value: unknown, revision = String(++revCounter)): Change {
   const p = prepare({ key, value, revision });
+  // Ingest drops kinds no view carries; the store must still keep them out of every view if given one.
+  if (!p.ok && !p.ignored && p.unserved) return { key, kind: p.kind, node: undefined, value: value === null ? null : encodeValue(value), revision };
   if (!p.ok) throw new Error(`prepare rejected ${key}: ${JSON.stringify(p)}`);
   return p.change;
 }

@@ -5,6 +5,7 @@ import { etcdConnection, startApp } from '../app.js';
 import { ConfigError, envName, loadConfig, SETTINGS, type Config } from '../config.js';
 import { EtcdError, etcdClient, putAll } from '../datastore/etcd.js';
 import { loadResources, SeedError } from '../datastore/seed.js';
+import { asCreatedByCalico } from '../datastore/calico-write.js';
 import { createLogger } from '../logging.js';
 import { isSyncerType, needsNode, SYNCER_TYPES, type SyncerType } from '../model/views.js';
 import { VERSION } from '../version.js';
@@ -146,7 +147,8 @@ withSettings(program.command('load-etcd'), (n) => n.startsWith('etcd') || n === 
     }
     const client = etcdClient(etcdConnection(config));
     try {
-      await putAll(client, resources);
+      const now = new Date();
+      await putAll(client, resources.map(({ key, value }) => ({ key, value: asCreatedByCalico(key, value, now) })));
     } catch (err) {
       fatal(1, `cannot write to etcd at ${config.etcdEndpoints.join(', ')}: ${(err as Error).message}`);
     } finally {

@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 import { noop } from 'cockatiel';
 import { Etcd3, type IKeyValue, type IWatchResponse } from 'etcd3';
 import type { Logger } from '../logging.js';
+import { BLOCK_AFFINITY, parseKey } from '../model/kinds.js';
 import type { Datastore, DatastoreEvent, DatastoreSink } from './datastore.js';
 
 export interface EtcdOptions {
@@ -303,6 +304,9 @@ export class EtcdDatastore implements Datastore {
 function toEvent(kv: IKeyValue): DatastoreEvent {
   const key = kv.key.toString();
   const revision = String(kv.mod_revision);
+  // Older libcalico-go stored block affinities with no value; model/block_affinity.go parseValue
+  // reads that as {} (state "", which is not "pending": confd acts on it).
+  if (kv.value.length === 0 && parseKey(key)?.kind === BLOCK_AFFINITY) return { key, value: {}, revision };
   let value: unknown;
   try {
     value = JSON.parse(kv.value.toString());

@@ -44,8 +44,8 @@ function loadFile(file: string): SeedResource[] {
     }
     try {
       // IPAM documents are stored as Calico's etcd datastore stores them: the model, not a resource.
-      const ipam = doc.kind === IPAM_BLOCK || doc.kind === BLOCK_AFFINITY;
-      out.push({ key: keyForResource(doc), value: ipam ? doc.spec : doc });
+      const value = doc.kind === IPAM_BLOCK ? doc.spec : doc.kind === BLOCK_AFFINITY ? affinityModel(doc.spec) : doc;
+      out.push({ key: keyForResource(doc), value });
     } catch (err) {
       throw new SeedError(`${where}: ${(err as Error).message}`);
     }
@@ -53,3 +53,23 @@ function loadFile(file: string): SeedResource[] {
   docs.forEach((d, i) => add(d, `${file} document ${i + 1}`));
   return out;
 }
+
+/**
+ * A BlockAffinity document's spec as the model stores it under /calico/ipam/v2/host/...:
+ * libcalico-go lib/backend/model/block_affinity.go BlockAffinity is `{state, deleted: bool}`; the
+ * CRD's `deleted` is a string, read with strconv.ParseBool (lib/backend/k8s/resources/ipam_affinity_v1.go).
+ */
+function affinityModel(spec: any): { state: string; deleted: boolean } {
+  const state = spec?.state ?? '';
+  if (typeof state !== 'string') throw new Error('BlockAffinity spec.state is not a string');
+  const d = spec?.deleted ?? false;
+  const deleted = typeof d === 'boolean' ? d : GO_BOOL[String(d)];
+  if (deleted === undefined) throw new Error(`BlockAffinity spec.deleted ${JSON.stringify(d)} is not a boolean`);
+  return { state, deleted };
+}
+
+/** strconv.ParseBool's spellings, with "" as false (ipam_affinity_v1.go parses only a non-empty string). */
+const GO_BOOL: Record<string, boolean> = Object.fromEntries([
+  ...['1', 't', 'T', 'TRUE', 'true', 'True'].map((s) => [s, true] as const),
+  ...['', '0', 'f', 'F', 'FALSE', 'false', 'False'].map((s) => [s, false] as const),
+]);

@@ -87,6 +87,40 @@ export function parseKey(key: string): ParsedKey | undefined {
   return undefined;
 }
 
+/**
+ * Keys Calico writes that no syncer reads, by what they hold (libcalico-go lib/backend/model:
+ * resource.go registers the plurals blockaffinities and ipamconfigs; block_affinity.go matches
+ * load-balancer affinities under virtual/; statusreports.go, workloadendpointstatus.go and
+ * hostendpointstatus.go are Felix's status reports). Undefined for any other key.
+ */
+export function unservedKind(key: string): string | undefined {
+  const parts = key.split('/');
+  if (key.startsWith(RESOURCE_PREFIX)) {
+    const [plural, name, extra] = key.slice(RESOURCE_PREFIX.length).split('/');
+    if (!name || extra !== undefined) return undefined;
+    if (plural === 'blockaffinities') return BLOCK_AFFINITY;
+    if (plural === 'ipamconfigs') return IPAM_CONFIG;
+    return undefined;
+  }
+  if (key.startsWith(IPAM_PREFIX)) {
+    // virtual/<name>/ipv4/block/<cidr>: affinities of load-balancer IPAM; the bgp syncer lists host/ only.
+    const [type, host, ipv, block, cidr, extra] = key.slice(IPAM_PREFIX.length).split('/');
+    if (type === 'virtual' && host && isIpVersion(ipv) && block === 'block' && cidr && extra === undefined) return BLOCK_AFFINITY;
+    return undefined;
+  }
+  // /calico/felix/v2/<region>/host/<h>/status | last_reported_status | workload/<o>/<w>/endpoint/<e>
+  if (parts[1] === 'calico' && parts[2] === 'felix' && parts[3] === 'v2' && parts[4] && parts[5] === 'host' && parts[6]) {
+    if (parts.length === 8 && parts[7] === 'status') return 'ActiveStatusReport';
+    if (parts.length === 8 && parts[7] === 'last_reported_status') return 'LastStatusReport';
+    if (parts.length === 12 && parts[7] === 'workload' && parts[8] && parts[9] && parts[10] === 'endpoint' && parts[11]) return 'WorkloadEndpointStatus';
+  }
+  // /calico/felix/v1/host/<h>/endpoint/<e>
+  if (parts.length === 8 && parts[1] === 'calico' && parts[2] === 'felix' && parts[3] === 'v1' && parts[4] === 'host' && parts[5] && parts[6] === 'endpoint' && parts[7]) {
+    return 'HostEndpointStatus';
+  }
+  return undefined;
+}
+
 function isIpVersion(s: string | undefined): boolean {
   return s === 'ipv4' || s === 'ipv6';
 }

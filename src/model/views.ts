@@ -70,3 +70,14 @@ for (const v of SYNCER_TYPES) for (const k of VIEWS[v].kinds) viewsByKind.set(k,
 export function viewsOfKind(kind: string): readonly SyncerType[] {
   return viewsByKind.get(kind) ?? [];
 }
+
+/**
+ * Whether any view carries a kind. With USE_POD_CIDR (host-local IPAM) none carries IPAM blocks
+ * or block affinities: Typha's felix syncer then leaves out BlockListOptions
+ * (syncersv1/felixsyncer/felixsyncerv1.go) and its bgp syncer BlockAffinityListOptions
+ * (syncersv1/bgpsyncer/bgpsyncer.go).
+ */
+export function isServed(kind: string, usePodCidr: boolean): boolean {
+  if (usePodCidr && (kind === IPAM_BLOCK || kind === BLOCK_AFFINITY)) return false;
+  return viewsOfKind(kind).length > 0;
+}

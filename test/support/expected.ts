@@ -4,15 +4,23 @@ import assert from 'node:assert/strict';
 import type { SyncClient } from '../../client/index.js';
 import { ViewFilter } from '../../dedupe/view-filter.js';
 import type { MemoryDatastore } from '../../src/datastore/memory.js';
-import { parseKey } from '../../src/model/kinds.js';
+import { DEFAULT_ALLOW_PROFILE, DEFAULT_ALLOW_PROFILE_KEY } from '../../src/datastore/default-allow.js';
+import { parseKey, RESOURCE_PREFIX } from '../../src/model/kinds.js';
+import { servedPolicy } from '../../src/model/policy-name.js';
 import { nodeOf, type SyncerType } from '../../src/model/views.js';
 
 export function expectedView(ds: MemoryDatastore | Map<string, unknown>, syncer: SyncerType, nodeName: string): Map<string, unknown> {
   const f = new ViewFilter(syncer, nodeName);
   const out = new Map<string, unknown>();
-  for (const [key, value] of ds instanceof Map ? ds : ds.snapshot()) {
+  // Every datastore serves Calico's built-in profile, whatever is stored under its key.
+  const content = new Map(ds instanceof Map ? ds : ds.snapshot());
+  content.set(DEFAULT_ALLOW_PROFILE_KEY, DEFAULT_ALLOW_PROFILE);
+  for (const [key, value] of content) {
     const p = parseKey(key);
-    if (p && f.matches(p.kind, nodeOf(p, value))) out.set(key, value);
+    if (!p || !f.matches(p.kind, nodeOf(p, value))) continue;
+    // Policies are served with the name Calico reads them by (src/model/policy-name.ts, tested on its own).
+    const served = value && key.startsWith(RESOURCE_PREFIX) ? servedPolicy(p.kind, value) : { ok: true as const, value };
+    out.set(key, served.ok ? served.value : value);
   }
   return out;
 }
