@@ -44,7 +44,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'kubernetesPageSize', typha: 'KubernetesPageSize', kind: 'int', min: 1, default: 500, help: 'kubernetes datastore: objects per list request (limit/continue paging)' },
   { name: 'kubernetesWatchTimeoutSecs', typha: 'KubernetesWatchTimeoutSecs', kind: 'seconds', min: 1, default: 300, help: 'kubernetes datastore: ask the API server to end each watch after about this long (then it resumes)' },
   { name: 'kubernetesWatchInactivitySecs', typha: 'KubernetesWatchInactivitySecs', kind: 'seconds', min: 0.01, default: 120, help: 'kubernetes datastore: restart a watch that sends nothing, not even a bookmark, this long' },
-  // libcalico-go lib/apiconfig/apiconfig.go K8sUsePodCIDR: json usePodCIDR, envconfig USE_POD_CIDR (no TYPHA_ prefix).
+  // Calico's own name for it, without the TYPHA_ prefix.
   { name: 'usePodCIDR', typha: 'UsePodCIDR', env: 'USE_POD_CIDR', flag: 'use-pod-cidr', kind: 'bool', default: false, help: 'host-local IPAM (Kubernetes pod CIDRs): the felix and bgp views carry no IPAM blocks or block affinities, as Typha\'s syncers' },
   { name: 'serverHost', typha: 'ServerHost', flag: 'server-host', kind: 'string', default: '', help: 'client port bind address ("" = all interfaces)' },
   { name: 'serverPort', typha: 'ServerPort', flag: 'server-port', kind: 'port', default: 5473, help: 'client port (0 = 5473, -1 = ephemeral)' },

@@ -1,7 +1,6 @@
-// What libcalico-go adds to a v3 resource when it creates it in etcd, so that `load-etcd` leaves
-// the datastore as a real cluster's: lib/clientv3/resources.go Create sets metadata.uid (a random
-// UUID) and creationTimestamp (now, whole seconds, UTC) when unset, and lib/backend/etcdv3/etcdv3.go
-// defaultPolicyName stores a policy's v3 name in the `projectcalico.org/metadata` annotation.
+// What Calico adds to a v3 resource when it creates it in etcd, so that `load-etcd` leaves the
+// datastore as a real cluster's: metadata.uid (a random UUID) and creationTimestamp (now, whole
+// seconds, UTC) when unset, and a policy's v3 name in the `projectcalico.org/metadata` annotation.
 import { randomUUID } from 'node:crypto';
 import { parseKey, RESOURCE_PREFIX } from '../model/kinds.js';
 import { POLICY_KINDS, POLICY_METADATA_ANNOTATION } from '../model/policy-name.js';

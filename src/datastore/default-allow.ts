@@ -1,13 +1,12 @@
 // The `projectcalico-default-allow` profile: never stored, yet every Calico datastore serves it
-// (libcalico-go lib/resources/static.go DefaultAllowProfile, added to every profile List and Get
-// by lib/backend/etcdv3/etcdv3.go and lib/backend/k8s/resources/profile.go). Automatic host
-// endpoints reference only it, and Felix turns a referenced but missing profile into drop.
+// in every profile list. Automatic host endpoints reference only it, and Felix turns a referenced
+// but missing profile into drop.
 import { keyForResource } from '../model/kinds.js';
 import type { DatastoreEvent, DatastoreSink } from './datastore.js';
 
 export const DEFAULT_ALLOW_PROFILE_NAME = 'projectcalico-default-allow';
 
-/** As DefaultAllowProfile builds it: only a name, one allow-all rule each way (empty fields left out). */
+/** As Calico builds it: only a name, one allow-all rule each way (empty fields left out). */
 export const DEFAULT_ALLOW_PROFILE = Object.freeze({
   apiVersion: 'projectcalico.org/v3',
   kind: 'Profile',

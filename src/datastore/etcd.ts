@@ -304,8 +304,8 @@ export class EtcdDatastore implements Datastore {
 function toEvent(kv: IKeyValue): DatastoreEvent {
   const key = kv.key.toString();
   const revision = String(kv.mod_revision);
-  // Older libcalico-go stored block affinities with no value; model/block_affinity.go parseValue
-  // reads that as {} (state "", which is not "pending": confd acts on it).
+  // Older Calico releases stored block affinities with no value, which Calico reads as {} (state
+  // "", which is not "pending": confd acts on it).
   if (kv.value.length === 0 && parseKey(key)?.kind === BLOCK_AFFINITY) return { key, value: {}, revision };
   let value: unknown;
   try {

@@ -55,9 +55,8 @@ function loadFile(file: string): SeedResource[] {
 }
 
 /**
- * A BlockAffinity document's spec as the model stores it under /calico/ipam/v2/host/...:
- * libcalico-go lib/backend/model/block_affinity.go BlockAffinity is `{state, deleted: bool}`; the
- * CRD's `deleted` is a string, read with strconv.ParseBool (lib/backend/k8s/resources/ipam_affinity_v1.go).
+ * A BlockAffinity document's spec as Calico stores it under /calico/ipam/v2/host/...:
+ * `{state, deleted: bool}`, where the CRD's `deleted` is a string read as a Go boolean.
  */
 function affinityModel(spec: any): { state: string; deleted: boolean } {
   const state = spec?.state ?? '';
@@ -68,7 +67,7 @@ function affinityModel(spec: any): { state: string; deleted: boolean } {
   return { state, deleted };
 }
 
-/** strconv.ParseBool's spellings, with "" as false (ipam_affinity_v1.go parses only a non-empty string). */
+/** Go's boolean spellings, with "" as false (Calico parses only a non-empty string). */
 const GO_BOOL: Record<string, boolean> = Object.fromEntries([
   ...['1', 't', 'T', 'TRUE', 'true', 'True'].map((s) => [s, true] as const),
   ...['', '0', 'f', 'F', 'FALSE', 'false', 'False'].map((s) => [s, false] as const),

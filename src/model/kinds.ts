@@ -88,10 +88,9 @@ export function parseKey(key: string): ParsedKey | undefined {
 }
 
 /**
- * Keys Calico writes that no syncer reads, by what they hold (libcalico-go lib/backend/model:
- * resource.go registers the plurals blockaffinities and ipamconfigs; block_affinity.go matches
- * load-balancer affinities under virtual/; statusreports.go, workloadendpointstatus.go and
- * hostendpointstatus.go are Felix's status reports). Undefined for any other key.
+ * Keys Calico writes that no syncer reads, by what they hold: the v3 plurals blockaffinities and
+ * ipamconfigs, load-balancer affinities under virtual/, and Felix's status reports. Undefined for
+ * any other key.
  */
 export function unservedKind(key: string): string | undefined {
   const parts = key.split('/');

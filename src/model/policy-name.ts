@@ -1,5 +1,4 @@
-// Policy values as libcalico-go reads them back (lib/backend/model/keys.go determinePolicyName,
-// applied by model/resource.go parseValue to the four policy kinds): the name comes from the
+// Policy values as Calico reads them back (the four policy kinds): the name comes from the
 // internal `projectcalico.org/metadata` annotation, which is then dropped; without it, a
 // default-tier name loses the `default.` prefix that releases v3.25–v3.29 stored. The key keeps
 // the stored name, as Calico keys the KVPair by its path.
@@ -16,7 +15,7 @@ export function servedPolicy(kind: string, value: any): Served {
   const meta = value.metadata;
   const annotations = meta.annotations;
   const stored = isObject(annotations) ? annotations[POLICY_METADATA_ANNOTATION] : undefined;
-  // determinePolicyName only looks at a non-empty annotation.
+  // Only a non-empty annotation counts.
   if (typeof stored === 'string' && stored !== '') {
     let parsed: unknown;
     try {

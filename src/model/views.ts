@@ -73,9 +73,7 @@ export function viewsOfKind(kind: string): readonly SyncerType[] {
 
 /**
  * Whether any view carries a kind. With USE_POD_CIDR (host-local IPAM) none carries IPAM blocks
- * or block affinities: Typha's felix syncer then leaves out BlockListOptions
- * (syncersv1/felixsyncer/felixsyncerv1.go) and its bgp syncer BlockAffinityListOptions
- * (syncersv1/bgpsyncer/bgpsyncer.go).
+ * or block affinities, as Typha's felix and bgp syncers then leave them out.
  */
 export function isServed(kind: string, usePodCidr: boolean): boolean {
   if (usePodCidr && (kind === IPAM_BLOCK || kind === BLOCK_AFFINITY)) return false;
