@@ -282,3 +282,26 @@ test('Kubernetes: the watermark is reported before in-sync, so a held client is 
     await api.close();
   }
 });
+
+test('a stalled etcd (SIGSTOP) turns the status away from in-sync, and a client newer than the replica is held, not served', { ...SLOW, skip: NO_ETCD }, async () => {
+  const etcd = await startEtcd({ progressNotifyMs: 200 });
+  try {
+    await putMany(etcd.client, pods('1'));
+    const a = track(await startServerOn(createDatastore(etcdConfig(etcd.endpoint), silentLogger), { serverHoldTimeoutSecs: 60 }));
+    await waitFor(() => a.app.store.status === 'in-sync', 'in sync');
+    await etcd.kill('SIGSTOP');
+    // Within the watch timeout (1 s here) plus a progress interval.
+    await waitFor(() => a.app.store.status !== 'in-sync', 'the status to leave in-sync');
+    const conn = rawConnect(a.url);
+    await conn.opened;
+    const revision = String(a.app.store.maxRevision + 5);
+    conn.ws.send(encode({ t: 'hello', v: 1, syncer: 'felix', node: '', clientName: 't', clientVersion: '1', revision, digest: { scheme: 1, buckets: 1, hashes: new Uint8Array(8) } }));
+    await waitFor(() => conn.frames.some((f) => f.msg.t === 'status' && f.msg.held), 'the held status');
+    assert.ok(!conn.frames.some((f) => f.msg.t === 'repair' || f.msg.t === 'snapshot'), 'nothing served from the stale store');
+    conn.ws.terminate();
+    await etcd.kill('SIGCONT');
+    await waitFor(() => a.app.store.status === 'in-sync', 'back in sync', 20_000);
+  } finally {
+    await etcd.stop();
+  }
+});

@@ -119,9 +119,10 @@ test('the page in Chromium shows the datastore, every view, the connected client
     const all = await metricValue(ts.app.metrics.cacheSize, { syncer: v });
     assert.equal(int(await cell(page, row, 'keys-all-nodes')), all, `${v} keys on all nodes`);
   }
-  // The seed makes these non-trivial: 6 WEPs + 2 Nodes + a pool for Felix; node-status's one
-  // status is node-scoped, so its shared part is empty while all nodes hold one.
-  assert.equal(int(await cell(page, '#views tr[data-view="felix"]', 'keys')), 9);
+  // The seed makes these non-trivial: 6 WEPs + 2 Nodes + a pool for Felix, and the built-in
+  // default-allow profile; node-status's one status is node-scoped, so its shared part is empty
+  // while all nodes hold one.
+  assert.equal(int(await cell(page, '#views tr[data-view="felix"]', 'keys')), 10);
   assert.equal(int(await cell(page, '#views tr[data-view="node-status"]', 'keys')), 0);
   assert.equal(int(await cell(page, '#views tr[data-view="node-status"]', 'keys-all-nodes')), 1);
   assert.equal(int(await cell(page, '#views tr[data-view="felix"]', 'clients')), 1);
