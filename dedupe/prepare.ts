@@ -2,7 +2,7 @@
 // encoded once into canonical bytes. Everything downstream works on those bytes.
 import { parseKey, RESOURCE_PREFIX, unservedKind } from '../src/model/kinds.js';
 import { servedPolicy } from '../src/model/policy-name.js';
-import { isServed, nodeOf } from '../src/model/views.js';
+import { isCarried, isServed, nodeOf } from '../src/model/views.js';
 import { encodeValue } from '../src/protocol/canonical.js';
 import type { DatastoreEvent } from '../src/datastore/datastore.js';
 
@@ -59,6 +59,8 @@ export function prepare(ev: DatastoreEvent, opts: PrepareOptions = {}): Prepared
     if (!served.ok) return bad(served.reason);
     v = served.value;
   }
+  // Valid but left out of every view (a WEP without addresses, a staged deletion): a deletion.
+  if (!isCarried(parsed.kind, v)) return { ok: true, change: { key: ev.key, kind: parsed.kind, node: undefined, value: null, revision } };
   let value: Buffer;
   try {
     value = encodeValue(v);

@@ -402,6 +402,25 @@ describe('prepare()', () => {
     assert.equal(ok({ key: node('y').key, value: undefined, revision: '10' }).value, null);
   });
 
+  test('what Felix\'s syncer leaves out reads as a deletion: a WEP without ipNetworks, a staged deletion', () => {
+    const r = wep('node-7', 'web-1', 'prod');
+    const { ipNetworks: _nets, ...noNets } = r.value.spec;
+    for (const spec of [noNets, { ...noNets, ipNetworks: [] }]) {
+      assert.deepEqual(ok({ key: r.key, value: { ...r.value, spec }, revision: '5' }), { key: r.key, kind: 'WorkloadEndpoint', node: undefined, value: null, revision: '5' });
+    }
+    for (const kind of ['StagedNetworkPolicy', 'StagedGlobalNetworkPolicy', 'StagedKubernetesNetworkPolicy']) {
+      const ns = kind === 'StagedGlobalNetworkPolicy' ? {} : { namespace: 'prod' };
+      const del = resource(kind, { name: 'p', ...ns }, { stagedAction: 'Delete' });
+      assert.equal(ok(ev(del)).value, null, `${kind} Delete`);
+      const set = resource(kind, { name: 'p', ...ns }, { stagedAction: 'Set' });
+      assert.ok(ok(ev(set)).value, `${kind} Set is carried`);
+      assert.ok(ok(ev(resource(kind, { name: 'p', ...ns }, {}))).value, `${kind} without stagedAction is carried`);
+    }
+    // Still checked first: a bad value is rejected, not turned into a deletion.
+    const bad = prepare({ key: r.key, value: { ...r.value, metadata: { name: 'other' }, spec: noNets }, revision: '6' });
+    assert.ok(!bad.ok && !bad.ignored && !bad.unserved && /metadata\.name/.test(bad.reason));
+  });
+
   test('rejections carry the kind; unknown layouts are ignored', () => {
     const r = prepare({ key: node('m').key, value: node('n').value, revision: '1' });
     assert.equal(r.ok, false);

@@ -251,7 +251,7 @@ describe('catch-up', () => {
     // Keys whose node never changes (CalicoNodeStatus keeps its node here; see the todo test).
     const makers: (() => { key: string; value: unknown })[] = [
       ...nodes.map((n) => () => node(n, { v: Math.floor(rnd() * 4) })),
-      ...Array.from({ length: 16 }, (_, i) => () => resource('WorkloadEndpoint', { name: `w${i}`, namespace: 'default' }, { node: pick(nodes), v: Math.floor(rnd() * 3) })),
+      ...Array.from({ length: 16 }, (_, i) => () => resource('WorkloadEndpoint', { name: `w${i}`, namespace: 'default' }, { node: pick(nodes), ipNetworks: ['10.0.0.1/32'], v: Math.floor(rnd() * 3) })),
       ...Array.from({ length: 6 }, (_, i) => () => STATUS(`s${i}`, nodes[i % 3]!, { v: Math.floor(rnd() * 3) })),
       ...Array.from({ length: 2 }, (_, i) => () => POOL(`pool${i}`, { v: Math.floor(rnd() * 3) })),
       ...nodes.map((n) => () => ({ key: AFFINITY_KEY(n), value: AFFINITY({ v: Math.floor(rnd() * 3) }) })),
@@ -437,7 +437,7 @@ describe('checksums', () => {
       ...nodes.map((n): Gen => () => ({ ...node(n, { v: small() }), kind: 'Node', node: n })),
       ...Array.from({ length: 8 }, (_, i): Gen => () => {
         const n = pick(nodes);
-        return { ...resource('WorkloadEndpoint', { name: `w${i}`, namespace: i % 2 ? 'default' : 'kube-system' }, { node: n, pod: `p${i}`, v: small() }), kind: 'WorkloadEndpoint', node: n };
+        return { ...resource('WorkloadEndpoint', { name: `w${i}`, namespace: i % 2 ? 'default' : 'kube-system' }, { node: n, pod: `p${i}`, ipNetworks: ['10.0.0.1/32'], v: small() }), kind: 'WorkloadEndpoint', node: n };
       }),
       ...Array.from({ length: 6 }, (_, i): Gen => () => {
         const n = pick(nodes); // statuses move between nodes here: checksums must follow

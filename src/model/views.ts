@@ -37,6 +37,23 @@ export function isSyncerType(s: unknown): s is SyncerType {
   return typeof s === 'string' && (SYNCER_TYPES as readonly string[]).includes(s);
 }
 
+const STAGED_POLICY_KINDS: ReadonlySet<string> = new Set(['StagedNetworkPolicy', 'StagedGlobalNetworkPolicy', 'StagedKubernetesNetworkPolicy']);
+
+/**
+ * Whether a stored value of a carried kind reaches its views at all. Felix's syncer leaves out a
+ * workload endpoint with no ipNetworks (its rules cannot be rendered yet) and a staged policy
+ * whose stagedAction is Delete (nothing to enforce); such a value reads as the key's absence,
+ * so an update into either state takes the key out of the view.
+ */
+export function isCarried(kind: string, value: any): boolean {
+  if (kind === 'WorkloadEndpoint') {
+    const nets = value?.spec?.ipNetworks;
+    return Array.isArray(nets) && nets.length > 0;
+  }
+  if (STAGED_POLICY_KINDS.has(kind)) return value?.spec?.stagedAction !== 'Delete';
+  return true;
+}
+
 /** A view needs the client's node name when any of its kinds is node-scoped. */
 export function needsNode(view: SyncerType): boolean {
   return VIEWS[view].nodeScoped.size > 0;
