@@ -315,7 +315,7 @@ export class Connection {
     };
     this.hold = hold;
     metrics.clientsHeld.inc();
-    logger.info({ conn: this.id, revision: want, replica: store.maxRevision }, 'client cache newer than this replica: held until it catches up');
+    logger.debug({ conn: this.id, revision: want, replica: store.maxRevision }, 'client cache newer than this replica: held until it catches up');
     this.sentStatus = store.status;
     this.send({ t: 'status', status: store.status, held: { revision: String(want), replica: String(store.maxRevision) } });
     this.askDatastore(hold);
