@@ -12,6 +12,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { discoveryDocument } from './kube-discovery.js';
 
 export interface KubeApiOptions {
   /** Events kept for watch resume (default 1000); resuming from an RV older than that gets 410. */
@@ -475,7 +476,10 @@ class ContractServer implements KubeApiServer {
     }
     if (req.method !== 'GET') return this.fail(res, 405, `the contract server is read-only over HTTP (${req.method})`);
     const route = parseRoute(url.pathname);
-    if (!route) return this.fail(res, 404, 'the server could not find the requested resource');
+    if (!route) {
+      const doc = discoveryDocument(url.pathname);
+      return doc ? this.json(res, 200, doc) : this.fail(res, 404, 'the server could not find the requested resource');
+    }
     if (route.name !== undefined) return this.serveGet(res, route);
 
     const q = url.searchParams;
