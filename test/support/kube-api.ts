@@ -12,6 +12,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { discoveryDocument } from './kube-discovery.js';
 
 export interface KubeApiOptions {
   /** Events kept for watch resume (default 1000); resuming from an RV older than that gets 410. */
@@ -20,6 +21,8 @@ export interface KubeApiOptions {
   bookmarkIntervalMs?: number;
   /** If set, every request needs 'Authorization: Bearer <token>', else 401 Status. */
   token?: string;
+  /** More tokens accepted besides `token` (until rotateToken). */
+  tokens?: string[];
   /** A too-old watch RV as an HTTP 410 response (default) or as 200 + an ERROR event, then end. */
   goneAs?: 'http' | 'event';
   /** Every Nth line of a watch stream is written in two TCP chunks (default 3; 0 = never). */
@@ -57,6 +60,13 @@ export interface KubeApiServer {
   failNext(collection: string, status: number, n?: number): void;
   /** Closes the listener and every socket, then listens on the same port; state is kept. */
   restart(opts?: { loseHistory?: boolean }): Promise<void>;
+  /**
+   * From now on only `newToken` is accepted (401 for any other), and every open watch ends
+   * cleanly: the client's next request must carry the new token. The kubeconfig is not rewritten.
+   */
+  rotateToken(newToken: string): void;
+  /** Requests answered 401 for a missing or refused token. */
+  readonly unauthorized: number;
   /** Requests received per collection (failed ones included), bookmarks sent, 410s sent. */
   readonly stats: { lists: Map<string, number>; watches: Map<string, number>; bookmarks: number; gone: number };
   close(): Promise<void>;
@@ -257,13 +267,16 @@ class ContractServer implements KubeApiServer {
   private readonly historyLimit: number;
   private readonly goneAs: 'http' | 'event';
   private readonly splitEvery: number;
-  private readonly token: string | undefined;
+  private token: string | undefined;
+  private accepted: Set<string> | undefined;
+  unauthorized = 0;
 
   constructor(opts: KubeApiOptions) {
     this.historyLimit = opts.historyLimit ?? 1000;
     this.goneAs = opts.goneAs ?? 'http';
     this.splitEvery = opts.splitEvery ?? 3;
     this.token = opts.token;
+    if (opts.token !== undefined || opts.tokens?.length) this.accepted = new Set([...(opts.token !== undefined ? [opts.token] : []), ...(opts.tokens ?? [])]);
     this.dir = mkdtempSync(join(tmpdir(), 'kube-api-'));
     this.kubeconfigPath = join(this.dir, 'kubeconfig');
     this.server = createServer((req, res) => {
@@ -431,6 +444,12 @@ class ContractServer implements KubeApiServer {
     await this.listen(this.port);
   }
 
+  rotateToken(newToken: string): void {
+    this.token = newToken;
+    this.accepted = new Set([newToken]);
+    for (const w of this.watches) w.end();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -451,10 +470,16 @@ class ContractServer implements KubeApiServer {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (this.token !== undefined && req.headers.authorization !== `Bearer ${this.token}`) return this.fail(res, 401, 'Unauthorized');
+    if (this.accepted && !this.accepted.has(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '')) {
+      this.unauthorized++;
+      return this.fail(res, 401, 'Unauthorized');
+    }
     if (req.method !== 'GET') return this.fail(res, 405, `the contract server is read-only over HTTP (${req.method})`);
     const route = parseRoute(url.pathname);
-    if (!route) return this.fail(res, 404, 'the server could not find the requested resource');
+    if (!route) {
+      const doc = discoveryDocument(url.pathname);
+      return doc ? this.json(res, 200, doc) : this.fail(res, 404, 'the server could not find the requested resource');
+    }
     if (route.name !== undefined) return this.serveGet(res, route);
 
     const q = url.searchParams;

@@ -6,6 +6,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
+import { credentialsFor, loadDefaultKubeconfig, loadKubeconfigFile, userForTls, type Authorization } from './credentials.js';
 
 /** A non-2xx answer, with the Status object's reason and message when the server sent one. */
 export class KubeApiError extends Error {
@@ -26,24 +27,41 @@ export interface KubeHttp {
  */
 export function loadKubeConfig(kubeconfig: string): KubeConfig {
   const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  if (kubeconfig) loadKubeconfigFile(kc, kubeconfig);
   else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else kc.loadFromDefault();
+  else loadDefaultKubeconfig(kc);
   if (!kc.getCurrentCluster()) throw new KubeApiError(0, undefined, 'the kubeconfig names no current cluster');
   return kc;
 }
 
 export async function kubeHttp(kc: KubeConfig): Promise<KubeHttp> {
-  const server = kc.getCurrentCluster()!.server.replace(/\/+$/, '');
+  const cluster = kc.getCurrentCluster()!;
+  const server = cluster.server.replace(/\/+$/, '');
   const base: https.RequestOptions = { headers: { Accept: 'application/json' } };
-  // Adds the bearer token or client certificate, the CA, and skipTLSVerify as configured.
-  await kc.applyToHTTPSOptions(base);
-  const request = (path: string, signal: AbortSignal): Promise<IncomingMessage> => new Promise((resolve, reject) => {
+  // The CA, skipTLSVerify and client certificate files, once; the token per request (credentials.ts).
+  const tls = new KubeConfig();
+  const user = userForTls(kc);
+  tls.loadFromClusterAndUser(cluster, user ?? { name: 'anonymous' });
+  await tls.applyToHTTPSOptions(base);
+  const creds = credentialsFor(kc);
+  const once = (path: string, signal: AbortSignal, auth: Authorization): Promise<IncomingMessage> => new Promise((resolve, reject) => {
     const url = new URL(server + path);
-    const req = (url.protocol === 'https:' ? https : http).request(url, { ...base, method: 'GET', signal }, resolve);
+    const headers = { ...base.headers, ...(auth.header ? { Authorization: auth.header } : {}) };
+    const opts: https.RequestOptions = { ...base, headers, method: 'GET', signal, ...(auth.cert ? { cert: auth.cert, key: auth.key } : {}) };
+    const req = (url.protocol === 'https:' ? https : http).request(url, opts, resolve);
     req.on('error', reject);
     req.end();
   });
+  // A 401 means the token rotated under us: fetch new credentials and try once more, so the
+  // caller (a list page, a watch) never sees it unless the new ones are refused too.
+  const request = async (path: string, signal: AbortSignal): Promise<IncomingMessage> => {
+    const auth = await creds.current();
+    const res = await once(path, signal, auth);
+    if (res.statusCode !== 401) return res;
+    res.resume();
+    creds.rejected(auth);
+    return once(path, signal, await creds.current());
+  };
   return {
     server,
     async getJson(path, signal, timeoutMs) {
