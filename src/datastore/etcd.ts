@@ -239,6 +239,9 @@ export class EtcdDatastore implements Datastore {
         if (this.stopped) { stream.cancel(); return resolve({ compacted: false, error: new EtcdError('stopped') }); }
         this.stream = stream;
         stream.on('data', (res: IWatchResponse) => {
+          // A stream given up on may still deliver what it had buffered: the next watch resumes
+          // from the last revision delivered, so anything later here would move it out of order.
+          if (settled) return;
           lastHeard = Date.now();
           if (res.canceled) {
             if (Number(res.compact_revision) > 0) return finish({ compacted: true });
