@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
 import { putAll } from '../../src/datastore/etcd.js';
-import { freePort } from './metrics.js';
+import { stablePort } from './metrics.js';
 
 /** etcd's TLS files; the test's own client presents the same certificate (it needs clientAuth too). */
 export interface EtcdTls { caFile: string; certFile: string; keyFile: string; clientCertAuth?: boolean }
@@ -35,7 +35,8 @@ export function haveEtcd(): boolean {
 export async function startEtcd(opts: { progressNotifyMs?: number; tls?: EtcdTls; cpus?: string } = {}): Promise<EtcdServer> {
   if (!haveEtcd()) throw new Error(`${ETCD} not found: install Debian's etcd-server (apt-get install etcd-server; npm test does it through scripts/ensure-etcd.sh when run as root)`);
   const dataDir = mkdtempSync(join(tmpdir(), 'fanout-etcd-'));
-  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  // etcd restarts on the same ports (kill and restart tests).
+  const [clientPort, peerPort] = [await stablePort(), await stablePort()];
   const scheme = opts.tls ? 'https' : 'http';
   const endpoint = `${scheme}://127.0.0.1:${clientPort}`;
   const args = [

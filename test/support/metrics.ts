@@ -63,3 +63,16 @@ export async function freePort(): Promise<number> {
   await new Promise((r) => s.close(r));
   return port;
 }
+
+/**
+ * A free port in 20000-32767, below Linux's ephemeral range (32768-60999), for a process that
+ * restarts on the same port: an outgoing connection may take a freed ephemeral port meanwhile.
+ */
+export async function stablePort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12768);
+    const s = createServer();
+    const ok = await new Promise<boolean>((resolve) => { s.once('error', () => resolve(false)); s.listen(port, '127.0.0.1', () => resolve(true)); });
+    if (ok) { await new Promise((r) => s.close(r)); return port; }
+  }
+}

@@ -1,7 +1,6 @@
 // The world a model run acts on: a real etcd (two replicas on it) or the Kubernetes contract
 // server (one or two replicas), the calico-fanout servers, and the clients under test. `apply`
 // carries out one action; `heal` ends every fault; `content` reads what the datastore holds.
-import { createServer } from 'node:net';
 import type { ClientCache } from '../../../client/cache.js';
 import { SyncClient, type Update } from '../../../client/index.js';
 import { createDatastore, type App } from '../../../src/app.js';
@@ -10,6 +9,7 @@ import { silentLogger } from '../../../src/logging.js';
 import { encodeValue } from '../../../src/protocol/canonical.js';
 import { etcdContent, startEtcd, type EtcdServer } from '../etcd.js';
 import { startServerOn } from '../harness.js';
+import { stablePort } from '../metrics.js';
 import { startKubeApi, type KubeApiOptions, type KubeApiServer } from '../kube-api.js';
 import type { Action, ClientSpec, Flavour } from './actions.js';
 import { UpdateChecker } from './invariants.js';
@@ -55,16 +55,6 @@ const internals = (c: SyncClient) => c as unknown as Internals;
 export const epochOf = (c: SyncClient): string => internals(c).epoch ?? '-';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A free port in 20000-32767, below Linux's ephemeral range (32768-60999). */
-async function unusedPort(): Promise<number> {
-  for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 12768);
-    const s = createServer();
-    const ok = await new Promise<boolean>((resolve) => { s.once('error', () => resolve(false)); s.listen(port, '127.0.0.1', () => resolve(true)); });
-    if (ok) { await new Promise((r) => s.close(r)); return port; }
-  }
-}
 
 /** `p`, or the string 'timeout' after `ms`. */
 async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
@@ -125,7 +115,7 @@ export class World {
     if (this.servers[s]) return;
     // A replica keeps its port across restarts, and the port is below the ephemeral range: an
     // outgoing connection (a client, an etcd client) may take a freed ephemeral port meanwhile.
-    this.ports[s] ??= await unusedPort();
+    this.ports[s] ??= await stablePort();
     let h: ServerHandle | undefined;
     for (let attempt = 0; !h; attempt++) {
       try {
