@@ -21,7 +21,8 @@ import { parseAllDocuments } from 'yaml';
 import { healthHandler, type Readiness } from '../server/http-endpoints.js';
 import { startApp } from '../src/app.js';
 import { envName, loadConfig, SETTINGS } from '../src/config.js';
-import { WATCHED_RESOURCES } from '../src/datastore/kubernetes/resources.js';
+import { V3 } from '../src/datastore/kubernetes/api-group.js';
+import { WATCHED_RESOURCES, watchedResources } from '../src/datastore/kubernetes/resources.js';
 import { silentLogger } from '../src/logging.js';
 import { startKubeApi, type KubeApiServer } from './support/kube-api.js';
 import { cluster, load } from './support/kube-cluster.js';
@@ -188,7 +189,9 @@ function groupResource(path: string): string {
 
 /** What the ClusterRole must grant: group/resource for every watched collection, plus EndpointSlices. */
 function expectedGrants(): string[] {
-  return [...new Set([...WATCHED_RESOURCES.map((r) => groupResource(r.path)), 'discovery.k8s.io/endpointslices'])].sort();
+  // Calico's resources in either API group: which one a cluster serves is discovered at run time.
+  const watched = [...WATCHED_RESOURCES, ...watchedResources(V3)];
+  return [...new Set([...watched.map((r) => groupResource(r.path)), 'discovery.k8s.io/endpointslices'])].sort();
 }
 
 /** Status the server's health handler answers for a path (false when it does not serve the path). */
