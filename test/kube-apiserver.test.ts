@@ -81,6 +81,7 @@ describe('a collection whose CRD is not installed', () => {
     assert.equal(ready.ready, true);
     assert.deepEqual(ready.missingCollections, OPTIONAL.map(v1).sort());
     for (const o of OPTIONAL) assert.equal(await metricNamed(ts.app.metrics, 'calico_fanout_datastore_missing_collections', { collection: v1(o) }), 1, o);
+    assert.equal(await ts.ds.currentRevision(), k.resourceVersion, 'where the datastore stands, with collections missing');
     const c = clients.make({ url: ts.url, syncerType: 'felix' });
     await c.inSync();
     assertClientMatches(c, expectedView(content(k, CRD_V1), 'felix', ''), 'felix with CRDs missing');

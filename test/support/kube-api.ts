@@ -744,7 +744,8 @@ class ContractServer implements KubeApiServer {
     const schedule = () => {
       const now = Date.now();
       const next = Math.min(this.bookmarkIntervalMs > 0 ? now + this.bookmarkIntervalMs : Infinity, deadline);
-      if (Number.isFinite(next) && next > now) w.timer(next - now, () => { this.sendBookmark(w); schedule(); });
+      // The one before the deadline is the last (timers may fire a millisecond early by the wall clock).
+      if (Number.isFinite(next) && next > now) w.timer(next - now, () => { this.sendBookmark(w); if (next < deadline) schedule(); });
     };
     if (w.wantsBookmarks) schedule();
   }
