@@ -68,6 +68,8 @@ export function createDatastore(config: Config, logger: Logger): Datastore {
         requestTimeoutMs: 60_000,
         initialBackoffMs: 100,
         maxBackoffMs: 10_000,
+        missingPollMs: config.kubernetesMissingPollSecs * 1000,
+        calicoApiGroup: config.calicoApiGroup,
         logger: logger.child({ stage: 'kubernetes' }),
       });
     default:
@@ -94,6 +96,7 @@ function rebalancerFor(config: Config, server: FanoutServer, logger: Logger): Re
 
 export async function startApp(config: Config, logger: Logger, datastore: Datastore = createDatastore(config, logger)): Promise<App> {
   const metrics = new Metrics();
+  metrics.missingCollectionsOf(() => datastore.missing ?? []);
   const reloaded = (ok: boolean) => metrics.tlsReloads.labels(ok ? 'ok' : 'failed').inc();
   const tls = config.serverCertFile
     ? new ReloadingTls({ certFile: config.serverCertFile, keyFile: config.serverKeyFile, caFile: config.caFile || undefined }, logger.child({ stage: 'tls' }), reloaded)
@@ -145,6 +148,8 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
     ready: () => store.status === 'in-sync' && !server.isDraining,
     detail: () => ({
       datastore: datastore.name, datastoreError: datastore.lastError, status: store.status, draining: server.isDraining, seq: store.head,
+      // Not there (a CRD not installed): served as empty, and no reason to be unready.
+      ...(datastore.missing?.length ? { missingCollections: datastore.missing } : {}),
       // What the other replicas' rebalancers read: the load, and how clients reach this one.
       connections: server.connections.size, serverId: server.serverId, clientUrl: `${tls ? 'wss' : 'ws'}://{host}:${ports.server}`,
     }),

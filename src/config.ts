@@ -44,6 +44,9 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'kubernetesPageSize', typha: 'KubernetesPageSize', kind: 'int', min: 1, default: 500, help: 'kubernetes datastore: objects per list request (limit/continue paging)' },
   { name: 'kubernetesWatchTimeoutSecs', typha: 'KubernetesWatchTimeoutSecs', kind: 'seconds', min: 1, default: 300, help: 'kubernetes datastore: ask the API server to end each watch after about this long (then it resumes)' },
   { name: 'kubernetesWatchInactivitySecs', typha: 'KubernetesWatchInactivitySecs', kind: 'seconds', min: 0.01, default: 120, help: 'kubernetes datastore: restart a watch that sends nothing, not even a bookmark, this long' },
+  { name: 'kubernetesMissingPollSecs', typha: 'KubernetesMissingPollSecs', kind: 'seconds', min: 0.01, default: 30, help: 'kubernetes datastore: list a collection that is not there (404: its CRD not installed) again this often; meanwhile it counts as empty' },
+  // Calico's own name for it (libcalico-go apiconfig), without the TYPHA_ prefix.
+  { name: 'calicoApiGroup', typha: 'CalicoAPIGroup', env: 'CALICO_API_GROUP', kind: 'oneof', choices: ['crd.projectcalico.org/v1', 'projectcalico.org/v3'], default: '', help: 'kubernetes datastore: the API group of Calico\'s resources (default: discovered through /apis: projectcalico.org/v3 when only that group is served)' },
   // Calico's own name for it, without the TYPHA_ prefix.
   { name: 'usePodCIDR', typha: 'UsePodCIDR', env: 'USE_POD_CIDR', flag: 'use-pod-cidr', kind: 'bool', default: false, help: 'host-local IPAM (Kubernetes pod CIDRs): the felix and bgp views carry no IPAM blocks or block affinities, as Typha\'s syncers' },
   { name: 'serverHost', typha: 'ServerHost', flag: 'server-host', kind: 'string', default: '', help: 'client port bind address ("" = all interfaces)' },
@@ -105,6 +108,9 @@ export interface Config {
   kubernetesPageSize: number;
   kubernetesWatchTimeoutSecs: number;
   kubernetesWatchInactivitySecs: number;
+  kubernetesMissingPollSecs: number;
+  /** '' (discover), 'crd.projectcalico.org/v1' or 'projectcalico.org/v3'. */
+  calicoApiGroup: string;
   usePodCIDR: boolean;
   simulateChurn: number;
   serverHost: string;

@@ -28,6 +28,15 @@ export class Metrics {
   readonly updatesPublished = new Counter({ name: 'calico_fanout_updates_published_total', help: 'Changes published, per view.', labelNames: syncer, registers: this.r });
   readonly invalidValues = new Counter({ name: 'calico_fanout_invalid_values_total', help: 'Datastore values dropped because their shape does not fit their key.', labelNames: ['kind'] as const, registers: this.r });
   readonly ignoredKeys = new Counter({ name: 'calico_fanout_ignored_keys_total', help: 'Datastore keys outside Calico\'s layout.', registers: this.r });
+  private missingSource: () => readonly string[] = () => [];
+  readonly missingCollections = new Gauge({
+    name: 'calico_fanout_datastore_missing_collections', help: 'Datastore collections that are not there (a CRD not installed), served as empty and polled: 1 per collection.',
+    labelNames: ['collection'] as const, registers: this.r,
+    collect: () => {
+      this.missingCollections.reset();
+      for (const c of this.missingSource()) this.missingCollections.labels(c).set(1);
+    },
+  });
   readonly unservedUpdates = new Counter({ name: 'calico_fanout_unserved_updates_total', help: 'Updates of keys Calico writes that no view carries (IPAM handles, Felix status reports, …), by kind: dropped.', labelNames: ['kind'] as const, registers: this.r });
 
   readonly cacheSize = new Gauge({ name: 'typha_cache_size', help: 'Live keys in each view (node-scoped kinds counted for all nodes).', labelNames: syncer, registers: this.r });
@@ -55,6 +64,11 @@ export class Metrics {
     name: 'calico_fanout_ping_rtt_seconds', help: 'Round trip of application pings.',
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: this.r,
   });
+
+  /** Where the missing collections are read from when scraped. */
+  missingCollectionsOf(source: () => readonly string[]): void {
+    this.missingSource = source;
+  }
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });

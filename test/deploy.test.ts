@@ -21,10 +21,11 @@ import { parseAllDocuments } from 'yaml';
 import { healthHandler, type Readiness } from '../server/http-endpoints.js';
 import { startApp } from '../src/app.js';
 import { envName, loadConfig, SETTINGS } from '../src/config.js';
-import { WATCHED_RESOURCES } from '../src/datastore/kubernetes/resources.js';
+import { V3 } from '../src/datastore/kubernetes/api-group.js';
+import { WATCHED_RESOURCES, watchedResources } from '../src/datastore/kubernetes/resources.js';
 import { silentLogger } from '../src/logging.js';
 import { startKubeApi, type KubeApiServer } from './support/kube-api.js';
-import { cluster, load } from './support/kube-cluster.js';
+import { asV3Crds, cluster, load } from './support/kube-cluster.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEPLOY = join(ROOT, 'deploy');
@@ -188,7 +189,9 @@ function groupResource(path: string): string {
 
 /** What the ClusterRole must grant: group/resource for every watched collection, plus EndpointSlices. */
 function expectedGrants(): string[] {
-  return [...new Set([...WATCHED_RESOURCES.map((r) => groupResource(r.path)), 'discovery.k8s.io/endpointslices'])].sort();
+  // Calico's resources in either API group: which one a cluster serves is discovered at run time.
+  const watched = [...WATCHED_RESOURCES, ...watchedResources(V3)];
+  return [...new Set([...watched.map((r) => groupResource(r.path)), 'discovery.k8s.io/endpointslices'])].sort();
 }
 
 /** Status the server's health handler answers for a path (false when it does not serve the path). */
@@ -811,9 +814,9 @@ describe('RBAC against the server as deployed', () => {
    * server holding a small cluster, until `until` holds (20 s at most) and `settleMs` more; then
    * what the front allowed and denied, and what the readiness probe answers.
    */
-  async function serveWith(rules: Obj[], until: (front: RbacFront, readyz: number) => boolean, settleMs = 0) {
-    const api = await startKubeApi();
-    load(api, cluster(20));
+  async function serveWith(rules: Obj[], until: (front: RbacFront, readyz: number) => boolean, settleMs = 0, v3Only = false) {
+    const api = await startKubeApi(v3Only ? { calicoGroups: [V3] } : {});
+    load(api, v3Only ? asV3Crds(cluster(20)) : cluster(20));
     const front = await rbacFront(api, rules);
     const kubeconfig = JSON.parse(readFileSync(api.kubeconfigPath, 'utf8'));
     kubeconfig.clusters[0].cluster.server = front.url;
@@ -843,7 +846,10 @@ describe('RBAC against the server as deployed', () => {
     }
   }
 
-  const everyWatch = (allowed: Set<string>) => expectedGrants().every((gr) => allowed.has(`list ${gr}`) && allowed.has(`watch ${gr}`));
+  /** A list and a watch of every granted collection, Calico's in the group the cluster serves. */
+  const everyWatch = (allowed: Set<string>, group = 'crd.projectcalico.org') => expectedGrants()
+    .filter((gr) => !/^(crd\.)?projectcalico\.org\//.test(gr) || gr.startsWith(`${group}/`))
+    .every((gr) => allowed.has(`list ${gr}`) && allowed.has(`watch ${gr}`));
   /** What kubernetes-mode rebalancing asks: the EndpointSlices of its Service's namespace. */
   const rebalancingLookup = `list discovery.k8s.io/endpointslices in ${NAMESPACE}`;
   const rebalancing = () => deploymentEnv(bundle).TYPHA_CONNECTIONREBALANCINGMODE === 'kubernetes';
@@ -857,10 +863,17 @@ describe('RBAC against the server as deployed', () => {
     if (rebalancing()) assert.ok(r.allowed.has(rebalancingLookup), `rebalancing looked up its peers (saw: ${[...r.allowed].sort().join(', ')})`);
   });
 
+  test('on a cluster serving Calico\'s resources only as projectcalico.org/v3 CRDs, the same ClusterRole is enough', { timeout: 60_000 }, async () => {
+    const r = await serveWith(the(bundle, 'ClusterRole').rules, (f, readyz) => readyz === 200 && everyWatch(f.allowed, 'projectcalico.org'), 0, true);
+    assert.deepEqual(r.denied, [], 'requests the ClusterRole does not allow');
+    assert.equal(r.readyz, 200, 'the readiness probe passes');
+    assert.ok(everyWatch(r.allowed, 'projectcalico.org'), `a list and a watch per v3 collection (saw: ${[...r.allowed].sort().join(', ')})`);
+  });
+
   test('the front enforces: without the EndpointSlices rule requests are denied and /readyz stays 503', { timeout: 60_000 }, async () => {
     const rules = the(bundle, 'ClusterRole').rules.filter((r: Obj) => !r.resources.includes('endpointslices'));
     // Until every other collection has been listed: with EndpointSlices allowed it would now be ready.
-    const others = expectedGrants().filter((g) => g !== 'discovery.k8s.io/endpointslices');
+    const others = expectedGrants().filter((g) => g !== 'discovery.k8s.io/endpointslices' && !g.startsWith('projectcalico.org/'));
     const r = await serveWith(rules, (f) => f.denied.includes('list discovery.k8s.io/endpointslices') && others.every((g) => f.allowed.has(`list ${g}`)), 500);
     assert.ok(r.denied.includes('list discovery.k8s.io/endpointslices'), `denied: ${r.denied.join(', ')}`);
     assert.equal(r.readyz, 503, 'not ready without EndpointSlices');

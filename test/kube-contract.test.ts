@@ -473,3 +473,125 @@ test('@kubernetes/client-node 1.4.0 lists and watches it through the kubeconfig 
   wrong.loadFromString(readFileSync(api.kubeconfigPath, 'utf8').replace('"tok"', '"nope"'));
   await assert.rejects(wrong.makeApiClient(CoreV1Api).listNode(), (e: any) => e.code === 401);
 });
+
+// ---- as the real apiserver: CRDs not installed, discovery, future RVs, 429, bookmark cadence ----
+
+const NOT_FOUND = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'the server could not find the requested resource', reason: 'NotFound', details: {}, code: 404 };
+
+test('a collection whose CRD is not installed answers a 404 Status; installed at runtime it lists and watches', LIMIT, async () => {
+  const BGPFILTERS = '/apis/crd.projectcalico.org/v1/bgpfilters';
+  const api = await server({ missing: [BGPFILTERS] });
+  for (const path of [BGPFILTERS, `${BGPFILTERS}?watch=true`, `${BGPFILTERS}/f1`]) {
+    const r = await getJson(api.url, path);
+    assert.equal(r.status, 404, path);
+    assert.deepEqual(r.body, NOT_FOUND, path);
+  }
+  assert.equal((await getJson(api.url, IPPOOLS)).status, 200, 'other CRDs are there');
+  assert.throws(() => api.create(BGPFILTERS, { metadata: { name: 'f1' }, spec: {} }), /not installed/);
+  api.install(BGPFILTERS);
+  const w = await watch(api.url, `${BGPFILTERS}?watch=true&resourceVersion=${api.resourceVersion}`);
+  assert.equal(w.status, 200);
+  api.create(BGPFILTERS, { metadata: { name: 'f1' }, spec: {} });
+  await until(() => w.events.length === 1, 'the new object');
+  assert.equal((await getJson(api.url, BGPFILTERS)).body.items.length, 1);
+  // Deleting the CRD deletes its objects (watchers see each go), ends its watches, then 404.
+  api.uninstall(BGPFILTERS);
+  assert.deepEqual((await w.ended), { complete: true });
+  assert.deepEqual(w.events.map((e) => e.type), ['ADDED', 'DELETED']);
+  assert.equal((await getJson(api.url, BGPFILTERS)).status, 404);
+  assert.ok(api.stats.notFound >= 4);
+});
+
+test('discovery: /api, /apis and group versions list what is served, for either Calico API group', LIMIT, async () => {
+  const api = await server({ missing: ['/apis/crd.projectcalico.org/v1/bgpfilters'] });
+  const versions = await getJson(api.url, '/api');
+  assert.equal(versions.body.kind, 'APIVersions');
+  assert.deepEqual(versions.body.versions, ['v1']);
+  const core = await getJson(api.url, '/api/v1');
+  assert.equal(core.body.kind, 'APIResourceList');
+  assert.ok(core.body.resources.some((r: any) => r.name === 'pods' && r.namespaced && r.kind === 'Pod' && r.verbs.includes('watch')));
+  const groups = async () => (await getJson(api.url, '/apis')).body.groups.map((g: any) => g.name).sort();
+  assert.deepEqual(await groups(), ['crd.projectcalico.org', 'discovery.k8s.io', 'networking.k8s.io']);
+  const calico = await getJson(api.url, '/apis/crd.projectcalico.org/v1');
+  assert.equal(calico.body.groupVersion, 'crd.projectcalico.org/v1');
+  const plurals = calico.body.resources.map((r: any) => r.name);
+  assert.ok(plurals.includes('ippools') && !plurals.includes('bgpfilters'), 'a missing CRD is not listed');
+  assert.equal((await getJson(api.url, '/apis/crd.projectcalico.org')).body.preferredVersion.groupVersion, 'crd.projectcalico.org/v1');
+  assert.equal((await getJson(api.url, '/apis/projectcalico.org/v3')).status, 404);
+  assert.equal((await getJson(api.url, '/apis/projectcalico.org/v3/ippools')).status, 404, 'a group not served: 404');
+
+  api.setCalicoGroups(['projectcalico.org/v3']);
+  assert.deepEqual(await groups(), ['discovery.k8s.io', 'networking.k8s.io', 'projectcalico.org']);
+  assert.equal((await getJson(api.url, IPPOOLS)).status, 404);
+  api.create('/apis/projectcalico.org/v3/ippools', { metadata: { name: 'p' }, spec: { cidr: '10.0.0.0/16' } });
+  const v3 = await getJson(api.url, '/apis/projectcalico.org/v3/ippools');
+  assert.equal(v3.body.items[0].apiVersion, 'projectcalico.org/v3');
+  const both = await server({ calicoGroups: ['crd.projectcalico.org/v1', 'projectcalico.org/v3'] });
+  assert.ok((await getJson(both.url, '/apis')).body.groups.some((g: any) => g.name === 'projectcalico.org'));
+});
+
+test('a watch from a resourceVersion the server does not have yet: after the wait, 200 and an ERROR Status 504', LIMIT, async () => {
+  const api = await server({ tooLargeWaitMs: 300 });
+  api.create(PODS, pod('a', 'p1'));
+  const future = api.resourceVersion + 5;
+  const started = Date.now();
+  const w = await watch(api.url, `${PODS}?watch=true&resourceVersion=${future}`);
+  assert.ok(Date.now() - started >= 290, 'held for the wait before the headers');
+  assert.equal(w.status, 200);
+  assert.deepEqual(await w.ended, { complete: true });
+  assert.deepEqual(w.events, [{
+    type: 'ERROR',
+    object: {
+      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Timeout', code: 504,
+      message: `Timeout: Too large resource version: ${future}, current: ${api.resourceVersion}`,
+      details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 },
+    },
+  }]);
+  assert.equal(api.stats.tooLarge, 1);
+  // Caught up within the wait: an ordinary watch from there.
+  const soon = api.resourceVersion + 1;
+  const pending = watch(api.url, `${PODS}?watch=true&resourceVersion=${soon}`);
+  api.create(PODS, pod('a', 'p2'));
+  api.create(PODS, pod('a', 'p3'));
+  const ok = await pending;
+  await until(() => ok.events.length === 1, 'the event after it');
+  assert.deepEqual(summary(ok.events), [`ADDED a/p3 ${soon + 1}`]);
+  ok.close();
+  // An etcd restore takes the resourceVersion back: the adapter's old one is now in the future.
+  const b = api.backup();
+  api.create(PODS, pod('a', 'p4'));
+  const before = api.resourceVersion;
+  api.restore(b);
+  assert.equal(api.resourceVersion, b.rv);
+  assert.deepEqual(api.list(PODS).map((p) => p.metadata.name), ['p1', 'p2', 'p3']);
+  const late = await watch(api.url, `${PODS}?watch=true&resourceVersion=${before}`);
+  await late.ended;
+  assert.equal(late.events[0]!.object.code, 504);
+});
+
+test('429 carries Retry-After as asked, in the header and the Status details', LIMIT, async () => {
+  const api = await server();
+  api.failNext(PODS, 429, 1, 7);
+  const r = await getJson(api.url, PODS);
+  assert.equal(r.status, 429);
+  assert.equal(r.headers['retry-after'], '7');
+  assert.equal(r.body.details.retryAfterSeconds, 7);
+  assert.deepEqual(api.stats.requests.map((q) => [q.collection, q.watch, q.status]), [[PODS, false, 429]]);
+});
+
+test('bookmarks on the cacher\'s cadence: every interval from the watch\'s start, and shortly before its timeout', LIMIT, async () => {
+  const api = await server({ bookmarkIntervalMs: 400, bookmarkBeforeTimeoutMs: 300 });
+  api.create(PODS, pod('a', 'p1'));
+  const started = Date.now();
+  const w = await watch(api.url, `${PODS}?watch=true&resourceVersion=${api.resourceVersion}&allowWatchBookmarks=true&timeoutSeconds=1`);
+  const at: number[] = [];
+  await until(() => { while (at.length < w.events.length) at.push(Date.now() - started); return at.length >= 2; }, 'two bookmarks', 3000);
+  await w.ended;
+  assert.deepEqual(w.events.map((e) => e.type), ['BOOKMARK', 'BOOKMARK'], 'one at 400 ms, one at 700 ms (1 s - 300 ms), then none: the next would be past the deadline');
+  assert.ok(at[0]! >= 350 && at[0]! < 650, `first at ${at[0]} ms`);
+  assert.ok(at[1]! >= 650 && at[1]! < 950, `second at ${at[1]} ms`);
+  const defaults = await server();
+  const d = await watch(defaults.url, `${PODS}?watch=true&allowWatchBookmarks=true&timeoutSeconds=1`);
+  await d.ended;
+  assert.deepEqual(d.events, [], 'the defaults (60 s, 2 s before the end) send none in a 1 s watch');
+});

@@ -37,6 +37,8 @@ export interface Datastore {
   readonly name: string;
   /** The last error talking to the datastore while it is failing (readiness shows it). */
   readonly lastError?: string;
+  /** Collections the datastore does not have (a CRD not installed), served as empty (readiness and a metric name them). */
+  readonly missing?: readonly string[];
   start(sink: DatastoreSink): Promise<void>;
   stop(): Promise<void>;
   /**

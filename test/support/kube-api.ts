@@ -1,8 +1,13 @@
 // A Kubernetes API contract server for tests: node:http on loopback that answers list and watch
 // the way kube-apiserver documents them, so the Kubernetes datastore can be tested without a
 // cluster. It is our reading of the API (https://kubernetes.io/docs/reference/using-api/api-concepts/),
-// not a proof: watch-cache RV quirks, real bookmark timing, APF 429s and auth plugins are not
-// modelled (research/node-libs.md §2 "Testing without a kube-apiserver").
+// not a proof: watch-cache RV quirks, APF 429s and auth plugins are not modelled
+// (research/node-libs.md §2 "Testing without a kube-apiserver"). Where the real apiserver was
+// read (k8s.io/apiserver pkg/storage/cacher, libcalico-go lib/backend/k8s), it follows it:
+// collections that are not installed answer a 404 Status, a watch from a resourceVersion the
+// server does not have yet gets an in-stream ERROR 504 "Too large resource version" after a
+// wait, bookmarks come about once a minute and 2 s before a watch's timeout, and discovery
+// (/api, /apis, group versions) lists what is installed, for both Calico API groups.
 //
 // Writes go through the methods below (there is no POST/PUT/DELETE over HTTP): the adapter only
 // reads, and tests must control exactly when each write happens.
@@ -12,13 +17,26 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { discoveryDocument } from './kube-discovery.js';
 
 export interface KubeApiOptions {
   /** Events kept for watch resume (default 1000); resuming from an RV older than that gets 410. */
   historyLimit?: number;
-  /** Periodic BOOKMARKs to watches that asked for them; 0 (default) = only on bookmark(). */
+  /**
+   * Each watch that asked for bookmarks gets one this often from its start (default 60 000, the
+   * cacher's defaultBookmarkFrequency); 0 = only on bookmark().
+   */
   bookmarkIntervalMs?: number;
+  /** And one this long before its timeoutSeconds ends (default 2000, as the cacher); 0 = none. */
+  bookmarkBeforeTimeoutMs?: number;
+  /**
+   * A watch from a resourceVersion above the server's waits this long for it (default 3000, the
+   * watch cache's blockTimeout), then gets 200 + an ERROR Status 504 "Too large resource version".
+   */
+  tooLargeWaitMs?: number;
+  /** The Calico API groups the cluster serves (default crd.projectcalico.org/v1 only). */
+  calicoGroups?: readonly CalicoGroup[];
+  /** Collections whose CRD is not installed: 404, as any path of a group not served. */
+  missing?: readonly string[];
   /** If set, every request needs 'Authorization: Bearer <token>', else 401 Status. */
   token?: string;
   /** More tokens accepted besides `token` (until rotateToken). */
@@ -28,6 +46,12 @@ export interface KubeApiOptions {
   /** Every Nth line of a watch stream is written in two TCP chunks (default 3; 0 = never). */
   splitEvery?: number;
 }
+
+export type CalicoGroup = 'crd.projectcalico.org/v1' | 'projectcalico.org/v3';
+export const CALICO_GROUPS: readonly CalicoGroup[] = ['crd.projectcalico.org/v1', 'projectcalico.org/v3'];
+
+/** A copy of the whole state, as an etcd backup holds it. */
+export interface KubeApiBackup { readonly rv: number; readonly store: Map<string, Map<string, unknown>> }
 
 export interface KubeApiServer {
   readonly url: string;
@@ -56,8 +80,24 @@ export interface KubeApiServer {
   dropWatches(): void;
   /** While on, new and open watches get nothing at all, ever (a half-open connection). */
   stall(on: boolean): void;
-  /** The next n list or watch requests to the collection (any namespace) fail with `status`. */
-  failNext(collection: string, status: number, n?: number): void;
+  /**
+   * The next n list or watch requests to the collection (any namespace) fail with `status`; a
+   * 429 carries Retry-After: `retryAfterSecs` (default 1).
+   */
+  failNext(collection: string, status: number, n?: number, retryAfterSecs?: number): void;
+  /** Removes a collection's CRD: its objects are deleted (DELETED events), its watches end, then 404. */
+  uninstall(collection: string): void;
+  /** Installs a collection's CRD (empty): listed, watched and in discovery from now on. */
+  install(collection: string): void;
+  /** Which Calico API groups the cluster serves from now on; watches on the others end. */
+  setCalicoGroups(groups: readonly CalicoGroup[]): void;
+  /** The state now (objects and resourceVersion). */
+  backup(): KubeApiBackup;
+  /**
+   * An etcd restore: objects and resourceVersion as in `b`, the event history gone, every watch
+   * cut (the apiserver restarts). A watch from a later resourceVersion then gets 504.
+   */
+  restore(b: KubeApiBackup): void;
   /** Closes the listener and every socket, then listens on the same port; state is kept. */
   restart(opts?: { loseHistory?: boolean }): Promise<void>;
   /**
@@ -67,8 +107,15 @@ export interface KubeApiServer {
   rotateToken(newToken: string): void;
   /** Requests answered 401 for a missing or refused token. */
   readonly unauthorized: number;
-  /** Requests received per collection (failed ones included), bookmarks sent, 410s sent. */
-  readonly stats: { lists: Map<string, number>; watches: Map<string, number>; bookmarks: number; gone: number };
+  /**
+   * Requests received per collection (failed ones included), bookmarks sent, 410s and 504s
+   * (too large resource version) sent, 404s for collections not installed, every list and watch
+   * request with its time.
+   */
+  readonly stats: {
+    lists: Map<string, number>; watches: Map<string, number>; bookmarks: number; gone: number; tooLarge: number; notFound: number;
+    requests: { collection: string; watch: boolean; at: number; status: number }[];
+  };
   close(): Promise<void>;
 }
 
@@ -101,6 +148,28 @@ const KINDS: Record<string, string> = {
   ipamconfigs: 'IPAMConfig', ipamhandles: 'IPAMHandle', ippools: 'IPPool', ipreservations: 'IPReservation',
   kubecontrollersconfigurations: 'KubeControllersConfiguration', networksets: 'NetworkSet', tiers: 'Tier',
 };
+
+/** What discovery lists per group version: plural → [kind, namespaced]. Calico's are the same in both groups. */
+const CALICO_RESOURCES: Record<string, [string, boolean]> = {
+  bgpconfigurations: ['BGPConfiguration', false], bgpfilters: ['BGPFilter', false], bgppeers: ['BGPPeer', false],
+  blockaffinities: ['BlockAffinity', false], caliconodestatuses: ['CalicoNodeStatus', false], clusterinformations: ['ClusterInformation', false],
+  felixconfigurations: ['FelixConfiguration', false], globalnetworkpolicies: ['GlobalNetworkPolicy', false], globalnetworksets: ['GlobalNetworkSet', false],
+  hostendpoints: ['HostEndpoint', false], ipamblocks: ['IPAMBlock', false], ipamhandles: ['IPAMHandle', false], ippools: ['IPPool', false],
+  ipreservations: ['IPReservation', false], kubecontrollersconfigurations: ['KubeControllersConfiguration', false], networkpolicies: ['NetworkPolicy', true],
+  networksets: ['NetworkSet', true], stagedglobalnetworkpolicies: ['StagedGlobalNetworkPolicy', false], stagednetworkpolicies: ['StagedNetworkPolicy', true],
+  stagedkubernetesnetworkpolicies: ['StagedKubernetesNetworkPolicy', true], tiers: ['Tier', false],
+};
+const DISCOVERY: Record<string, Record<string, [string, boolean]>> = {
+  v1: {
+    pods: ['Pod', true], nodes: ['Node', false], namespaces: ['Namespace', false], services: ['Service', true],
+    serviceaccounts: ['ServiceAccount', true], endpoints: ['Endpoints', true],
+  },
+  'discovery.k8s.io/v1': { endpointslices: ['EndpointSlice', true] },
+  'networking.k8s.io/v1': { networkpolicies: ['NetworkPolicy', true] },
+  'crd.projectcalico.org/v1': CALICO_RESOURCES,
+  'projectcalico.org/v3': CALICO_RESOURCES,
+};
+const READ_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
 const REASONS: Record<number, string> = {
   400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 405: 'MethodNotAllowed',
@@ -242,7 +311,7 @@ class WatchStream {
 // ---- the server --------------------------------------------------------------------------
 
 class ContractServer implements KubeApiServer {
-  readonly stats = { lists: new Map<string, number>(), watches: new Map<string, number>(), bookmarks: 0, gone: 0 };
+  readonly stats: KubeApiServer['stats'] = { lists: new Map(), watches: new Map(), bookmarks: 0, gone: 0, tooLarge: 0, notFound: 0, requests: [] };
   readonly kubeconfigPath: string;
   port = 0;
 
@@ -258,10 +327,14 @@ class ContractServer implements KubeApiServer {
   private nextSnapshotId = 1;
   private readonly watches = new Set<WatchStream>();
   private readonly sockets = new Set<Socket>();
-  private readonly failures = new Map<string, { status: number; n: number }>();
+  private readonly failures = new Map<string, { status: number; n: number; retryAfterSecs: number }>();
   private stalled = false;
   private closed = false;
-  private readonly bookmarkTimer: NodeJS.Timeout | undefined;
+  private readonly bookmarkIntervalMs: number;
+  private readonly bookmarkBeforeTimeoutMs: number;
+  private readonly tooLargeWaitMs: number;
+  private calicoGroups: Set<string>;
+  private readonly missing: Set<string>;
   private readonly server: Server;
   private readonly dir: string;
   private readonly historyLimit: number;
@@ -277,6 +350,11 @@ class ContractServer implements KubeApiServer {
     this.splitEvery = opts.splitEvery ?? 3;
     this.token = opts.token;
     if (opts.token !== undefined || opts.tokens?.length) this.accepted = new Set([...(opts.token !== undefined ? [opts.token] : []), ...(opts.tokens ?? [])]);
+    this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 60_000;
+    this.bookmarkBeforeTimeoutMs = opts.bookmarkBeforeTimeoutMs ?? 2000;
+    this.tooLargeWaitMs = opts.tooLargeWaitMs ?? 3000;
+    this.calicoGroups = new Set(opts.calicoGroups ?? ['crd.projectcalico.org/v1']);
+    this.missing = new Set((opts.missing ?? []).map((c) => collectionRoute(c).collection));
     this.dir = mkdtempSync(join(tmpdir(), 'kube-api-'));
     this.kubeconfigPath = join(this.dir, 'kubeconfig');
     this.server = createServer((req, res) => {
@@ -284,9 +362,6 @@ class ContractServer implements KubeApiServer {
     });
     this.server.on('connection', (s) => { this.sockets.add(s); s.on('close', () => this.sockets.delete(s)); });
     this.server.on('clientError', (_err, socket) => socket.destroy());
-    // The apiserver sends bookmarks "about once a minute" (kubernetes#90249) and promises no
-    // interval; tests pick one, or send them on demand.
-    if ((opts.bookmarkIntervalMs ?? 0) > 0) this.bookmarkTimer = setInterval(() => this.bookmark(), opts.bookmarkIntervalMs);
   }
 
   get url(): string { return `http://127.0.0.1:${this.port}`; }
@@ -319,6 +394,7 @@ class ContractServer implements KubeApiServer {
 
   create(collection: string, obj: object): any {
     const route = collectionRoute(collection);
+    if (!this.installed(route)) throw apiError(404, 'NotFound', `the server could not find the requested resource (${collection} is not installed)`);
     const o = this.prepare(route, obj);
     const items = this.items(collection);
     if (items.has(keyOf(o.metadata.namespace, o.metadata.name))) {
@@ -403,6 +479,45 @@ class ContractServer implements KubeApiServer {
     for (const [id, s] of this.snapshots) if (s.rv < this.minResumeRv) this.snapshots.delete(id);
   }
 
+  /** A Calico group the cluster does not serve, or a CRD not installed. */
+  private installed(route: Route): boolean {
+    const calico = CALICO_GROUPS.find((g) => route.apiVersion === g);
+    return !this.missing.has(route.collection) && (calico === undefined || this.calicoGroups.has(calico));
+  }
+
+  uninstall(collection: string): void {
+    const route = collectionRoute(collection);
+    // Deleting a CRD deletes its objects first, each a DELETED event to the watches.
+    for (const o of this.current(route)) this.remove(collection, o.metadata.namespace, o.metadata.name);
+    this.missing.add(route.collection);
+    this.endWatches((w) => w.route.collection === route.collection);
+  }
+
+  install(collection: string): void {
+    this.missing.delete(collectionRoute(collection).collection);
+  }
+
+  setCalicoGroups(groups: readonly CalicoGroup[]): void {
+    this.calicoGroups = new Set(groups);
+    this.endWatches((w) => !this.installed(w.route));
+  }
+
+  private endWatches(which: (w: WatchStream) => boolean): void {
+    for (const w of [...this.watches]) if (which(w)) w.end();
+  }
+
+  backup(): KubeApiBackup {
+    return { rv: this.rv, store: new Map([...this.store].map(([c, m]) => [c, new Map([...m].map(([k, o]) => [k, structuredClone(o)]))])) };
+  }
+
+  restore(b: KubeApiBackup): void {
+    this.store.clear();
+    for (const [c, m] of b.store) this.store.set(c, new Map([...m].map(([k, o]) => [k, structuredClone(o) as Obj])));
+    this.rv = b.rv;
+    this.compact();
+    this.dropWatches();
+  }
+
   compact(): void {
     this.history = [];
     this.head = 0;
@@ -413,14 +528,16 @@ class ContractServer implements KubeApiServer {
   // ---- faults ----
 
   bookmark(): void {
-    for (const w of this.watches) {
-      if (!w.wantsBookmarks || w.state !== 'open') continue;
-      // "Object returned in that event is of the type requested by the request, but only
-      // resourceVersion field is set" (api-concepts, "Watch bookmarks").
-      const object = { kind: this.kindOf(w.route), apiVersion: w.route.apiVersion, metadata: { resourceVersion: String(this.rv) } };
-      w.send(`${JSON.stringify({ type: 'BOOKMARK', object })}\n`);
-      this.stats.bookmarks++;
-    }
+    for (const w of this.watches) this.sendBookmark(w);
+  }
+
+  private sendBookmark(w: WatchStream): void {
+    if (!w.wantsBookmarks || w.state !== 'open') return;
+    // "Object returned in that event is of the type requested by the request, but only
+    // resourceVersion field is set" (api-concepts, "Watch bookmarks").
+    const object = { kind: this.kindOf(w.route), apiVersion: w.route.apiVersion, metadata: { resourceVersion: String(this.rv) } };
+    w.send(`${JSON.stringify({ type: 'BOOKMARK', object })}\n`);
+    this.stats.bookmarks++;
   }
 
   dropWatches(): void {
@@ -432,9 +549,9 @@ class ContractServer implements KubeApiServer {
     if (on) for (const w of this.watches) w.stall();
   }
 
-  failNext(collection: string, status: number, n = 1): void {
+  failNext(collection: string, status: number, n = 1, retryAfterSecs = 1): void {
     collectionRoute(collection);
-    if (n > 0) this.failures.set(collection, { status, n });
+    if (n > 0) this.failures.set(collection, { status, n, retryAfterSecs });
     else this.failures.delete(collection);
   }
 
@@ -453,7 +570,6 @@ class ContractServer implements KubeApiServer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.bookmarkTimer);
     await this.closeListener();
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -475,22 +591,26 @@ class ContractServer implements KubeApiServer {
       return this.fail(res, 401, 'Unauthorized');
     }
     if (req.method !== 'GET') return this.fail(res, 405, `the contract server is read-only over HTTP (${req.method})`);
+    if (this.serveDiscovery(res, url.pathname)) return;
     const route = parseRoute(url.pathname);
-    if (!route) {
-      const doc = discoveryDocument(url.pathname);
-      return doc ? this.json(res, 200, doc) : this.fail(res, 404, 'the server could not find the requested resource');
-    }
-    if (route.name !== undefined) return this.serveGet(res, route);
+    if (!route) return this.fail(res, 404, 'the server could not find the requested resource');
+    // The apiserver's answer for a resource no CRD defines: the same Status as any unknown path.
+    const notInstalled = () => { this.stats.notFound++; this.fail(res, 404, 'the server could not find the requested resource', 'NotFound', {}); };
+    if (route.name !== undefined) return this.installed(route) ? this.serveGet(res, route) : notInstalled();
 
     const q = url.searchParams;
     const watch = q.get('watch') === 'true' || q.get('watch') === '1';
     const counts = watch ? this.stats.watches : this.stats.lists;
     counts.set(route.collection, (counts.get(route.collection) ?? 0) + 1);
+    const logged = { collection: route.collection, watch, at: Date.now(), status: 200 };
+    this.stats.requests.push(logged);
+    if (!this.installed(route)) { logged.status = 404; return notInstalled(); }
 
     const f = this.failures.get(route.collection);
     if (f) {
       if (--f.n <= 0) this.failures.delete(route.collection);
-      return this.fail(res, f.status, `injected failure (${f.status})`);
+      logged.status = f.status;
+      return this.fail(res, f.status, `injected failure (${f.status})`, undefined, undefined, f.retryAfterSecs);
     }
     // Unsupported, and silently ignoring them would hide a misuse.
     for (const p of ['labelSelector', 'fieldSelector', 'sendInitialEvents']) {
@@ -498,6 +618,40 @@ class ContractServer implements KubeApiServer {
     }
     if (watch) this.serveWatch(req, res, route, q);
     else this.serveList(res, route, q);
+  }
+
+  /**
+   * Discovery as the apiserver serves it: /api (APIVersions), /apis (APIGroupList), /apis/<group>
+   * (APIGroup) and /api/v1, /apis/<group>/<version> (APIResourceList). A Calico group is listed
+   * while it is served and has a CRD installed. False when `pathname` is not a discovery path.
+   */
+  private serveDiscovery(res: ServerResponse, pathname: string): boolean {
+    const segs = pathname.split('/').filter(Boolean);
+    const listed = (gv: string) => Object.entries(DISCOVERY[gv] ?? {}).filter(([plural]) => this.installed(collectionRoute(`/${gv === 'v1' ? 'api' : 'apis'}/${gv}/${plural}`)));
+    const groups = Object.keys(DISCOVERY).filter((gv) => gv !== 'v1' && listed(gv).length > 0);
+    const group = (gv: string) => {
+      const [name, version] = gv.split('/');
+      const v = { groupVersion: gv, version };
+      return { name, versions: [v], preferredVersion: v };
+    };
+    const resources = (gv: string) => ({
+      kind: 'APIResourceList', apiVersion: 'v1', groupVersion: gv,
+      resources: listed(gv).map(([plural, [kind, namespaced]]) => ({ name: plural, singularName: kind.toLowerCase(), namespaced, kind, verbs: READ_VERBS })),
+    });
+    if (segs.length === 1 && segs[0] === 'api') {
+      this.json(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${this.port}` }] });
+    } else if (segs.length === 2 && segs[0] === 'api' && segs[1] === 'v1') {
+      this.json(res, 200, resources('v1'));
+    } else if (segs.length === 1 && segs[0] === 'apis') {
+      this.json(res, 200, { kind: 'APIGroupList', apiVersion: 'v1', groups: groups.map(group) });
+    } else if (segs[0] === 'apis' && (segs.length === 2 || segs.length === 3)) {
+      const gv = groups.find((g) => g === segs.slice(1).join('/') || (segs.length === 2 && g.split('/')[0] === segs[1]));
+      if (!gv) this.fail(res, 404, 'the server could not find the requested resource', 'NotFound', {});
+      else this.json(res, 200, segs.length === 2 ? { kind: 'APIGroup', apiVersion: 'v1', ...group(gv) } : resources(gv));
+    } else {
+      return false;
+    }
+    return true;
   }
 
   private serveGet(res: ServerResponse, route: Route): void {
@@ -572,7 +726,28 @@ class ContractServer implements KubeApiServer {
     this.watches.add(w);
     res.on('close', () => { w.close(); this.watches.delete(w); });
     if (this.stalled) { w.stall(); return; } // not even the response headers
+    if (from !== undefined && from > this.rv) {
+      // The watch cache waits up to blockTimeout for a resourceVersion it has not seen, then
+      // answers NewTooLargeResourceVersionError as an ERROR event (storage/errors.go). Nothing
+      // is written meanwhile, not even the headers.
+      this.watches.delete(w);
+      w.timer(this.tooLargeWaitMs, () => {
+        if (from! <= this.rv) return this.startWatch(w, res, route, from, timeout);
+        this.stats.tooLarge++;
+        w.close();
+        const body = status(504, `Timeout: Too large resource version: ${from}, current: ${this.rv}`, 'Timeout', {
+          causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1,
+        });
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
+        res.end(`${JSON.stringify({ type: 'ERROR', object: body })}\n`);
+      });
+      return;
+    }
+    this.startWatch(w, res, route, from, timeout);
+  }
 
+  private startWatch(w: WatchStream, res: ServerResponse, route: Route, from: number | undefined, timeout: number): void {
+    this.watches.add(w);
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
     res.flushHeaders();
     if (from === undefined) {
@@ -585,6 +760,15 @@ class ContractServer implements KubeApiServer {
     }
     // timeoutSeconds ends the response cleanly, the normal way a watch ends.
     if (timeout > 0) w.timer(timeout * 1000, () => w.end());
+    // The cacher's nextBookmarkTime: min(now + bookmarkFrequency, deadline - 2 s), none once that is past.
+    const deadline = timeout > 0 && this.bookmarkBeforeTimeoutMs > 0 ? Date.now() + timeout * 1000 - this.bookmarkBeforeTimeoutMs : Infinity;
+    const schedule = () => {
+      const now = Date.now();
+      const next = Math.min(this.bookmarkIntervalMs > 0 ? now + this.bookmarkIntervalMs : Infinity, deadline);
+      // The one before the deadline is the last (timers may fire a millisecond early by the wall clock).
+      if (Number.isFinite(next) && next > now) w.timer(next - now, () => { this.sendBookmark(w); if (next < deadline) schedule(); });
+    };
+    if (w.wantsBookmarks) schedule();
   }
 
   private gone(res: ServerResponse, from: number): void {
@@ -596,9 +780,10 @@ class ContractServer implements KubeApiServer {
     res.end(`${JSON.stringify({ type: 'ERROR', object: body })}\n`);
   }
 
-  private fail(res: ServerResponse, code: number, message: string, reason?: string, details?: object): void {
+  private fail(res: ServerResponse, code: number, message: string, reason?: string, details?: object, retryAfterSecs = 1): void {
     if (code === 410) this.stats.gone++;
-    this.json(res, code, status(code, message, reason, details), code === 429 ? { 'Retry-After': '1' } : {});
+    const d = code === 429 ? { ...details, retryAfterSeconds: retryAfterSecs } : details;
+    this.json(res, code, status(code, message, reason, d), code === 429 ? { 'Retry-After': String(retryAfterSecs) } : {});
   }
 
   private json(res: ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}): void {

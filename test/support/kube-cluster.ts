@@ -62,3 +62,11 @@ export function kubeContent(api: KubeApiServer): Map<string, unknown> {
   }
   return out;
 }
+
+/** The same cluster with Calico's resources as projectcalico.org/v3 CRDs (a v3.32+ cluster without the v1 ones). */
+export function asV3Crds(objects: Record<string, object[]>): Record<string, object[]> {
+  const V1 = '/apis/crd.projectcalico.org/v1/';
+  return Object.fromEntries(Object.entries(objects).map(([path, list]) => path.startsWith(V1)
+    ? [`/apis/projectcalico.org/v3/${path.slice(V1.length)}`, list.map((o) => ({ ...o, apiVersion: 'projectcalico.org/v3' }))]
+    : [path, list]));
+}

@@ -4,9 +4,13 @@
 // - a watch from resourceVersion R delivers every change after R, in order; BOOKMARK events only
 //   move R on (requested with allowWatchBookmarks, never published);
 // - the server ends watches (timeoutSeconds, restarts): watch again from the last R seen;
-// - 410 Gone (R older than the server keeps, as the HTTP status or as an ERROR event): list again
-//   and publish only what differs from what was published before (kept per object: its
-//   resourceVersion and the Calico key it became), so clients see an ordinary delta;
+// - 410 Gone (R older than the server keeps, as the HTTP status or as an ERROR event), and 504
+//   "Too large resource version" (R newer than the server has: an etcd restore, a lagging
+//   apiserver): list again and publish only what differs from what was published before (kept
+//   per object: its resourceVersion and the Calico key it became), so clients see an ordinary delta;
+// - 404 (a CRD not installed): the collection is empty, and listed again every missing-poll
+//   interval until it is there;
+// - 429: retried after the server's Retry-After, if longer than the backoff;
 // - anything else (connection refused, 5xx, a line that is not JSON): retry with backoff from the
 //   last R, never give up; a watch that sends nothing, not even a bookmark, for the inactivity
 //   timeout is presumed half-open and restarted.
@@ -26,6 +30,8 @@ export interface CollectionOptions {
   requestTimeoutMs: number;
   initialBackoffMs: number;
   maxBackoffMs: number;
+  /** A collection that is not there (404) is listed again this often. */
+  missingPollMs: number;
 }
 
 export interface CollectionSink {
@@ -38,9 +44,21 @@ export interface CollectionSink {
   progressed(): void;
   /** An object that converts to nothing valid was skipped. */
   invalid(problem: string): void;
+  /**
+   * The collection answered 404 where it was there (or not known) before: settled before the
+   * collection counts as missing (a Calico collection may have moved to another API group, and
+   * this watch be replaced: stopped meanwhile).
+   */
+  notFound(): Promise<void>;
+  /** It is missing (true: counted as empty, polled) or there again (false). */
+  missing(missing: boolean): void;
+  /** A resourceVersion read now, from a collection that is always there (proves a 404 current). */
+  freshRevision(signal: AbortSignal): Promise<string>;
 }
 
 interface Known { key: string | null; rv: string }
+/** What a watch published, for the watch that replaces it. */
+export interface Handover { readonly known: ReadonlyMap<string, Known>; readonly listed: boolean }
 type WatchEnd = 'ended' | 'gone';
 
 const sleep = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
@@ -60,14 +78,37 @@ export class CollectionWatch {
   /** A re-list was asked for (refresh): the watch in flight is ended for it. */
   private relistDue = false;
   private watchAbort: AbortController | undefined;
+  /** The last list found no collection (404): the next one first reads a fresh resourceVersion. */
+  private absent = false;
+  /** Ends the wait between polls of a missing collection (refresh). */
+  private pollAbort: AbortController | undefined;
 
+  /**
+   * `from`: what another watch of the same kind published (a Calico collection moved to another
+   * API group): the first list publishes only what differs from it, and is no first list if that
+   * watch had listed.
+   */
   constructor(
     readonly resource: WatchedResource,
     private readonly api: KubeHttp,
     private readonly opts: CollectionOptions,
     private readonly sink: CollectionSink,
     private readonly log: Logger,
-  ) {}
+    from?: Handover,
+  ) {
+    if (from) {
+      for (const [id, k] of from.known) this.known.set(id, k);
+      this.listedOnce = from.listed;
+    }
+  }
+
+  /** Stops at once, without waiting, and hands over what it published (see the constructor). */
+  abandon(): Handover {
+    this.stopping.abort();
+    return { known: new Map(this.known), listed: this.listedOnce };
+  }
+
+  get isMissing(): boolean { return this.absent; }
 
   start(): void {
     this.done ??= this.run();
@@ -90,6 +131,7 @@ export class CollectionWatch {
     if (this.relistDue) return;
     this.relistDue = true;
     this.watchAbort?.abort();
+    this.pollAbort?.abort();
   }
 
   private advance(rv: string): void {
@@ -107,9 +149,19 @@ export class CollectionWatch {
       try {
         if (needList || this.relistDue) {
           this.relistDue = false;
-          await this.list(signal);
+          const there = await this.list(signal);
+          if (signal.aborted) return;
           needList = false;
+          attempt = 0;
           if (!this.listedOnce) { this.listedOnce = true; this.sink.listed(); }
+          if (!there) {
+            // Nothing to watch: wait for the next poll, or a refresh asking for a current list.
+            this.pollAbort = new AbortController();
+            if (!this.relistDue) await sleep(this.opts.missingPollMs, AbortSignal.any([signal, this.pollAbort.signal]));
+            this.pollAbort = undefined;
+            needList = true;
+            continue;
+          }
         }
         const started = Date.now();
         const end = await this.watch(signal);
@@ -121,14 +173,21 @@ export class CollectionWatch {
       } catch (err) {
         if (signal.aborted) return;
         if (this.relistDue) continue;
-        if (err instanceof KubeApiError && err.status === 410) {
-          this.log.info({ rv: this.rv }, 'resourceVersion too old (410): listing again');
+        // The collection went away under its watch (a CRD deleted): the list tells for sure.
+        if (err instanceof KubeApiError && err.status === 404 && !needList) {
+          needList = true;
+          continue;
+        }
+        if (err instanceof KubeApiError && (err.status === 410 || tooLarge(err))) {
+          this.log.info({ rv: this.rv, err: err.message }, err.status === 410 ? 'resourceVersion too old (410): listing again' : 'resourceVersion too new for the server (504): listing again');
           needList = true;
           continue;
         }
         this.sink.failed(err as Error);
-        this.log.warn({ err: (err as Error).message, attempt }, needList ? 'list failed; retrying' : 'watch failed; resuming');
-        await sleep(this.backoff(attempt++), signal);
+        // The server's Retry-After (429) when it asks for longer than the backoff would wait.
+        const wait = Math.max(this.backoff(attempt++), err instanceof KubeApiError && err.status === 429 ? err.retryAfterMs ?? 0 : 0);
+        this.log.warn({ err: (err as Error).message, attempt, waitMs: Math.round(wait) }, needList ? 'list failed; retrying' : 'watch failed; resuming');
+        await sleep(wait, signal);
       }
     }
   }
@@ -138,19 +197,43 @@ export class CollectionWatch {
     return base / 2 + (Math.random() * base) / 2;
   }
 
-  /** A paged list, then the difference from what was published before (nothing on the first). */
-  private async list(signal: AbortSignal): Promise<void> {
+  /**
+   * A paged list, then the difference from what was published before (nothing on the first).
+   * False when the collection is not there (404): then it is empty as of a resourceVersion read
+   * before the 404 was asked for, and that is what is published and how far it has delivered.
+   */
+  private async list(signal: AbortSignal): Promise<boolean> {
     const items: unknown[] = [];
     let listRv = '';
     let cont = '';
+    // A 404 says nothing of what the collection held at a revision read after it was asked.
+    const before = this.absent ? await this.sink.freshRevision(signal) : undefined;
     do {
-      const page = await this.api.getJson(`${this.path}?limit=${this.opts.pageSize}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`, signal, this.opts.requestTimeoutMs);
+      let page: any;
+      try {
+        page = await this.api.getJson(`${this.path}?limit=${this.opts.pageSize}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`, signal, this.opts.requestTimeoutMs);
+      } catch (err) {
+        if (!(err instanceof KubeApiError && err.status === 404 && !cont)) throw err;
+        if (!this.absent) {
+          await this.sink.notFound();
+          if (signal.aborted) return false;
+          this.absent = true;
+          return this.list(signal);
+        }
+        this.emptied(before!);
+        return false;
+      }
       if (!Array.isArray(page?.items)) throw new KubeApiError(200, undefined, `${this.path}: a list without items`);
       // Every page of a list is one snapshot, at the first page's resourceVersion.
       listRv ||= String(page.metadata?.resourceVersion ?? '');
       items.push(...page.items);
       cont = page.metadata?.continue ?? '';
     } while (cont);
+    if (this.absent) {
+      this.absent = false;
+      this.log.info('the collection is there now: listed, and watched from here');
+      this.sink.missing(false);
+    }
     const events: DatastoreEvent[] = [];
     const seen = new Set<string>();
     for (const obj of items) {
@@ -167,6 +250,19 @@ export class CollectionWatch {
     this.log.info({ objects: items.length, changes: events.length, rv: listRv }, 'listed');
     this.sink.publish(events);
     this.advance(listRv);
+    return true;
+  }
+
+  /** Not there (404) as of `rv`: what was published is deleted; delivered up to `rv`. */
+  private emptied(rv: string): void {
+    const events: DatastoreEvent[] = [];
+    for (const k of this.known.values()) if (k.key) events.push({ key: k.key, value: null, revision: rv });
+    this.known.clear();
+    this.rv = '';
+    this.sink.failed(undefined);
+    this.sink.missing(true);
+    this.sink.publish(events);
+    this.advance(rv);
   }
 
   private async watch(signal: AbortSignal): Promise<WatchEnd> {
@@ -200,6 +296,7 @@ export class CollectionWatch {
         };
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
+          if (ac.signal.aborted) return; // ended (or handed over): what is still buffered is not ours
           idle();
           // Lines may be split across chunks: only whole lines are read.
           const lines = (partial + chunk).split('\n');
@@ -251,6 +348,10 @@ export class CollectionWatch {
       case 'ERROR': {
         const err = statusError(500, ev.object ?? {});
         if (err.status === 410) return 'gone';
+        if (tooLarge(err)) {
+          this.log.info({ rv: this.rv, err: err.message }, 'resourceVersion too new for the server (504): listing again');
+          return 'gone';
+        }
         throw err;
       }
       default:
@@ -293,4 +394,13 @@ export class CollectionWatch {
     this.known.set(id, { key: next?.key ?? null, rv });
     return id;
   }
+}
+
+/**
+ * The watch cache's answer to a resourceVersion it does not have yet: 504 Timeout, cause
+ * ResourceVersionTooLarge, "Too large resource version" in the message (older servers say only
+ * that). Retrying the same version could wait forever: list again, as client-go and Calico do.
+ */
+function tooLarge(err: KubeApiError): boolean {
+  return err.status === 504 && /too large resource version/i.test(err.message);
 }

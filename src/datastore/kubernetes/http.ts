@@ -10,6 +10,8 @@ import { credentialsFor, loadDefaultKubeconfig, loadKubeconfigFile, userForTls, 
 
 /** A non-2xx answer, with the Status object's reason and message when the server sent one. */
 export class KubeApiError extends Error {
+  /** How long the server asked to wait before retrying (429's Retry-After), if it said. */
+  retryAfterMs: number | undefined;
   constructor(readonly status: number, readonly reason: string | undefined, message: string) { super(message); }
 }
 
@@ -67,12 +69,12 @@ export async function kubeHttp(kc: KubeConfig): Promise<KubeHttp> {
     async getJson(path, signal, timeoutMs) {
       const res = await request(path, AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]));
       const body = await readBody(res);
-      if (res.statusCode !== 200) throw statusError(res.statusCode ?? 0, body);
+      if (res.statusCode !== 200) throw withRetryAfter(statusError(res.statusCode ?? 0, body), res);
       try { return JSON.parse(body); } catch { throw new KubeApiError(res.statusCode, undefined, `${path}: the response is not JSON`); }
     },
     async stream(path, signal) {
       const res = await request(path, signal);
-      if (res.statusCode !== 200) throw statusError(res.statusCode ?? 0, await readBody(res));
+      if (res.statusCode !== 200) throw withRetryAfter(statusError(res.statusCode ?? 0, await readBody(res)), res);
       return res;
     },
   };
@@ -85,10 +87,20 @@ async function readBody(res: IncomingMessage): Promise<string> {
   return body;
 }
 
+/** Retry-After in seconds (the form the apiserver sends), else the Status's details.retryAfterSeconds. */
+function withRetryAfter(err: KubeApiError, res: IncomingMessage): KubeApiError {
+  const secs = Number(res.headers['retry-after']);
+  if (res.headers['retry-after'] !== undefined && Number.isFinite(secs) && secs >= 0) err.retryAfterMs = secs * 1000;
+  return err;
+}
+
 /** The error of a failed request or an ERROR watch event, from its Status object if any. */
 export function statusError(status: number, body: string | object): KubeApiError {
-  let s: { reason?: string; message?: string; code?: number } = {};
+  let s: { reason?: string; message?: string; code?: number; details?: { retryAfterSeconds?: unknown } } = {};
   try { s = typeof body === 'string' ? JSON.parse(body) : body; } catch { /* not a Status */ }
   const code = typeof s.code === 'number' ? s.code : status;
-  return new KubeApiError(code, s.reason, `HTTP ${code}${s.reason ? ` ${s.reason}` : ''}: ${s.message ?? (typeof body === 'string' ? body.slice(0, 200) : 'error')}`);
+  const err = new KubeApiError(code, s.reason, `HTTP ${code}${s.reason ? ` ${s.reason}` : ''}: ${s.message ?? (typeof body === 'string' ? body.slice(0, 200) : 'error')}`);
+  const secs = s.details?.retryAfterSeconds;
+  if (typeof secs === 'number' && secs > 0) err.retryAfterMs = secs * 1000;
+  return err;
 }

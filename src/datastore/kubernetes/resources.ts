@@ -7,6 +7,7 @@
 // clients and `lib/backend/k8s/conversion`), cited per rule in the convert-*.ts files. Facts carry
 // over, code does not: this is a fresh TypeScript implementation.
 import { BLOCK_AFFINITY, IPAM_BLOCK } from '../../model/kinds.js';
+import { CRD_V1, V3, type CalicoApiGroup } from './api-group.js';
 import { convertBlockAffinity, convertCalicoCrd, convertIpamBlock } from './convert-calico-crd.js';
 import { convertNetworkPolicy } from './convert-network-policy.js';
 import { convertNode } from './convert-node.js';
@@ -15,24 +16,25 @@ import { convertNamespace, convertServiceAccount } from './convert-profile.js';
 import { convertEndpointSlice, convertService } from './convert-service.js';
 
 export { ConvertError, type CalicoResource } from './read.js';
-import type { CalicoResource } from './read.js';
+import { convertUID, isObj, type CalicoResource } from './read.js';
 
 export interface WatchedResource {
   /** Cluster-wide collection path to list and watch: '/api/v1/pods', '/apis/crd.projectcalico.org/v1/ippools', ... */
   readonly path: string;
   /** The Calico kind this collection's objects become (labels the adapter's count of skipped objects). */
   readonly kind: string;
+  /** For Calico's own resources: the group version serving them and the plural (the same in every group). */
+  readonly calico?: { readonly group: CalicoApiGroup; readonly plural: string };
   /** The Calico resource this object becomes, or null when it yields none (e.g. a pod without an IP). Throws ConvertError when malformed. Pure: same input, same output. */
   convert(obj: unknown): CalicoResource | null;
 }
 
-const CRD_PREFIX = '/apis/crd.projectcalico.org/v1/';
-
 /**
- * Calico's own resources, stored as crd.projectcalico.org/v1 custom resources in KDD (one
- * customK8sResourceClient each in libcalico-go `lib/backend/k8s/resources/*.go`; the CRD kind is
- * the v3 kind). IPAM blocks and block affinities have their own clients (ipam_block.go,
- * ipam_affinity.go) that turn them into the IPAM model, keyed under /calico/ipam/v2/.
+ * Calico's own resources, stored as crd.projectcalico.org/v1 or projectcalico.org/v3 custom
+ * resources in KDD (one customK8sResourceClient each in libcalico-go `lib/backend/k8s/resources/*.go`;
+ * the CRD kind is the v3 kind, the plurals are the same in both groups). IPAM blocks and block
+ * affinities have their own clients (ipam_block.go, ipam_affinity.go) that turn them into the IPAM
+ * model, keyed under /calico/ipam/v2/.
  */
 const CALICO_CRDS: readonly (readonly [plural: string, kind: string])[] = [
   ['felixconfigurations', 'FelixConfiguration'],
@@ -55,15 +57,47 @@ const CALICO_CRDS: readonly (readonly [plural: string, kind: string])[] = [
   ['kubecontrollersconfigurations', 'KubeControllersConfiguration'],
 ];
 
-/** Every collection the Kubernetes datastore watches (one list+watch each, shared by all views). */
-export const WATCHED_RESOURCES: readonly WatchedResource[] = Object.freeze([
-  ...CALICO_CRDS.map(([plural, kind]): WatchedResource => ({
-    path: CRD_PREFIX + plural,
-    kind,
-    convert: (obj) => convertCalicoCrd(obj, kind),
-  })),
-  { path: `${CRD_PREFIX}ipamblocks`, kind: IPAM_BLOCK, convert: convertIpamBlock },
-  { path: `${CRD_PREFIX}blockaffinities`, kind: BLOCK_AFFINITY, convert: convertBlockAffinity },
+const CALICO_CONVERT: Record<string, (obj: unknown, group: CalicoApiGroup) => CalicoResource | null> = {
+  ...Object.fromEntries(CALICO_CRDS.map(([plural, kind]) => [plural, (obj: unknown, group: CalicoApiGroup) => convertCalicoCrd(group === V3 ? v3AsStored(obj) : obj, kind)])),
+  ipamblocks: (obj) => convertIpamBlock(obj),
+  blockaffinities: (obj, group) => convertBlockAffinity(group === V3 ? v3AffinityAsStored(obj) : obj),
+};
+const CALICO_KINDS: Record<string, string> = { ...Object.fromEntries(CALICO_CRDS), ipamblocks: IPAM_BLOCK, blockaffinities: BLOCK_AFFINITY };
+
+/** One of Calico's collections in the given group. */
+export function calicoResource(plural: string, group: CalicoApiGroup): WatchedResource {
+  const convert = CALICO_CONVERT[plural];
+  if (!convert) throw new Error(`not a Calico resource: ${plural}`);
+  return Object.freeze({ path: `/apis/${group}/${plural}`, kind: CALICO_KINDS[plural]!, calico: Object.freeze({ group, plural }), convert: (obj: unknown) => convert(obj, group) });
+}
+
+/**
+ * A projectcalico.org/v3 CR is the v3 resource itself: customresource.go runs no
+ * ConvertK8sResourceToCalicoResource on it, so its UID is its own. The v1 conversion translates
+ * every UID with ConvertUID, which is its own inverse: given the translated UID, it restores it.
+ */
+function v3AsStored(obj: unknown): unknown {
+  const uid = isObj(obj) && isObj(obj.metadata) ? obj.metadata.uid : undefined;
+  if (typeof uid !== 'string' || !uid) return obj;
+  let stored: string;
+  try { stored = convertUID(uid, 'metadata'); } catch { return obj; }
+  return { ...obj as object, metadata: { ...(obj as { metadata: object }).metadata, uid: stored } };
+}
+
+/** The v3 BlockAffinity's `deleted` is a boolean (api BlockAffinitySpec); the v1 CRD's a string. */
+function v3AffinityAsStored(obj: unknown): unknown {
+  const spec = isObj(obj) && isObj(obj.spec) ? obj.spec : undefined;
+  if (!spec || typeof spec.deleted !== 'boolean') return obj;
+  return { ...obj as object, spec: { ...spec, deleted: String(spec.deleted) } };
+}
+
+/** Every collection the Kubernetes datastore watches with Calico's resources in `group` (one list+watch each, shared by all views). */
+export function watchedResources(group: CalicoApiGroup): readonly WatchedResource[] {
+  return Object.freeze([...Object.keys(CALICO_CONVERT).map((plural) => calicoResource(plural, group)), ...CORE_RESOURCES]);
+}
+
+/** The collections of core Kubernetes resources, the same whatever Calico's API group. */
+const CORE_RESOURCES: readonly WatchedResource[] = [
   { path: '/api/v1/nodes', kind: 'Node', convert: convertNode },
   { path: '/api/v1/pods', kind: 'WorkloadEndpoint', convert: convertPod },
   // Both become Profiles: kns.<namespace> and ksa.<namespace>.<service account>.
@@ -72,4 +106,7 @@ export const WATCHED_RESOURCES: readonly WatchedResource[] = Object.freeze([
   { path: '/apis/networking.k8s.io/v1/networkpolicies', kind: 'KubernetesNetworkPolicy', convert: convertNetworkPolicy },
   { path: '/api/v1/services', kind: 'KubernetesService', convert: convertService },
   { path: '/apis/discovery.k8s.io/v1/endpointslices', kind: 'KubernetesEndpointSlice', convert: convertEndpointSlice },
-].map((r) => Object.freeze(r)));
+].map((r) => Object.freeze(r));
+
+/** Every collection, with Calico's resources as crd.projectcalico.org/v1 CRDs. */
+export const WATCHED_RESOURCES: readonly WatchedResource[] = watchedResources(CRD_V1);
