@@ -45,7 +45,8 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'kubernetesWatchTimeoutSecs', typha: 'KubernetesWatchTimeoutSecs', kind: 'seconds', min: 1, default: 300, help: 'kubernetes datastore: ask the API server to end each watch after about this long (then it resumes)' },
   { name: 'kubernetesWatchInactivitySecs', typha: 'KubernetesWatchInactivitySecs', kind: 'seconds', min: 0.01, default: 120, help: 'kubernetes datastore: restart a watch that sends nothing, not even a bookmark, this long' },
   // Calico's own name for it, without the TYPHA_ prefix.
-  { name: 'usePodCIDR', typha: 'UsePodCIDR', env: 'USE_POD_CIDR', flag: 'use-pod-cidr', kind: 'bool', default: false, help: 'host-local IPAM (Kubernetes pod CIDRs): the felix and bgp views carry no IPAM blocks or block affinities, as Typha\'s syncers' },
+  { name: 'usePodCIDR', typha: 'UsePodCIDR', env: 'USE_POD_CIDR', flag: 'use-pod-cidr', kind: 'bool', default: false, help: 'host-local IPAM (Kubernetes pod CIDRs): the felix and bgp views carry no IPAM blocks or block affinities, as Typha\'s syncers; kubernetes datastore: a Node\'s IPIP tunnel address is the first address of its spec.podCIDR' },
+  { name: 'interfacePrefix', typha: 'InterfacePrefix', env: 'FELIX_INTERFACEPREFIX', flag: 'interface-prefix', kind: 'list', default: ['cali'], help: 'kubernetes datastore: workload interface name prefixes, comma-separated (e.g. eni on EKS, gke, azv); pod interfaces are named with the first, as the CNI plugin names them' },
   { name: 'serverHost', typha: 'ServerHost', flag: 'server-host', kind: 'string', default: '', help: 'client port bind address ("" = all interfaces)' },
   { name: 'serverPort', typha: 'ServerPort', flag: 'server-port', kind: 'port', default: 5473, help: 'client port (0 = 5473, -1 = ephemeral)' },
   { name: 'healthEnabled', typha: 'HealthEnabled', kind: 'bool', default: true, help: 'serve /livez and /readyz' },
@@ -106,6 +107,7 @@ export interface Config {
   kubernetesWatchTimeoutSecs: number;
   kubernetesWatchInactivitySecs: number;
   usePodCIDR: boolean;
+  interfacePrefix: string[];
   simulateChurn: number;
   serverHost: string;
   serverPort: number;
