@@ -8,9 +8,10 @@
 // over, code does not: this is a fresh TypeScript implementation.
 import { BLOCK_AFFINITY, IPAM_BLOCK } from '../../model/kinds.js';
 import { convertBlockAffinity, convertCalicoCrd, convertIpamBlock } from './convert-calico-crd.js';
+import { convertClusterNetworkPolicy } from './convert-cluster-network-policy.js';
 import { convertNetworkPolicy } from './convert-network-policy.js';
 import { convertNode } from './convert-node.js';
-import { convertPod } from './convert-pod.js';
+import { convertPod, DEFAULT_INTERFACE_PREFIX } from './convert-pod.js';
 import { convertNamespace, convertServiceAccount } from './convert-profile.js';
 import { convertEndpointSlice, convertService } from './convert-service.js';
 
@@ -55,21 +56,43 @@ const CALICO_CRDS: readonly (readonly [plural: string, kind: string])[] = [
   ['kubecontrollersconfigurations', 'KubeControllersConfiguration'],
 ];
 
+/** Settings of the agents' environment that Calico's conversions read. */
+export interface ConversionOptions {
+  /** FELIX_INTERFACEPREFIX's first prefix: pod interface names (default `cali`). */
+  interfacePrefix?: string;
+  /**
+   * USE_POD_CIDR (host-local IPAM): Nodes take their IPIP tunnel address from spec.podCIDR, and
+   * IPAM blocks and block affinities, which no view then carries, are not watched at all.
+   */
+  usePodCIDR?: boolean;
+}
+
 /** Every collection the Kubernetes datastore watches (one list+watch each, shared by all views). */
-export const WATCHED_RESOURCES: readonly WatchedResource[] = Object.freeze([
-  ...CALICO_CRDS.map(([plural, kind]): WatchedResource => ({
-    path: CRD_PREFIX + plural,
-    kind,
-    convert: (obj) => convertCalicoCrd(obj, kind),
-  })),
-  { path: `${CRD_PREFIX}ipamblocks`, kind: IPAM_BLOCK, convert: convertIpamBlock },
-  { path: `${CRD_PREFIX}blockaffinities`, kind: BLOCK_AFFINITY, convert: convertBlockAffinity },
-  { path: '/api/v1/nodes', kind: 'Node', convert: convertNode },
-  { path: '/api/v1/pods', kind: 'WorkloadEndpoint', convert: convertPod },
-  // Both become Profiles: kns.<namespace> and ksa.<namespace>.<service account>.
-  { path: '/api/v1/namespaces', kind: 'Profile', convert: convertNamespace },
-  { path: '/api/v1/serviceaccounts', kind: 'Profile', convert: convertServiceAccount },
-  { path: '/apis/networking.k8s.io/v1/networkpolicies', kind: 'KubernetesNetworkPolicy', convert: convertNetworkPolicy },
-  { path: '/api/v1/services', kind: 'KubernetesService', convert: convertService },
-  { path: '/apis/discovery.k8s.io/v1/endpointslices', kind: 'KubernetesEndpointSlice', convert: convertEndpointSlice },
-].map((r) => Object.freeze(r)));
+export function watchedResources(opts: ConversionOptions = {}): readonly WatchedResource[] {
+  const interfacePrefix = opts.interfacePrefix ?? DEFAULT_INTERFACE_PREFIX;
+  const usePodCIDR = opts.usePodCIDR ?? false;
+  return Object.freeze([
+    ...CALICO_CRDS.map(([plural, kind]): WatchedResource => ({
+      path: CRD_PREFIX + plural,
+      kind,
+      convert: (obj) => convertCalicoCrd(obj, kind),
+    })),
+    ...(usePodCIDR ? [] : [
+      { path: `${CRD_PREFIX}ipamblocks`, kind: IPAM_BLOCK, convert: convertIpamBlock },
+      { path: `${CRD_PREFIX}blockaffinities`, kind: BLOCK_AFFINITY, convert: convertBlockAffinity },
+    ]),
+    { path: '/api/v1/nodes', kind: 'Node', convert: (obj: unknown) => convertNode(obj, { usePodCIDR }) },
+    { path: '/api/v1/pods', kind: 'WorkloadEndpoint', convert: (obj: unknown) => convertPod(obj, { interfacePrefix }) },
+    // Both become Profiles: kns.<namespace> and ksa.<namespace>.<service account>.
+    { path: '/api/v1/namespaces', kind: 'Profile', convert: convertNamespace },
+    { path: '/api/v1/serviceaccounts', kind: 'Profile', convert: convertServiceAccount },
+    { path: '/apis/networking.k8s.io/v1/networkpolicies', kind: 'KubernetesNetworkPolicy', convert: convertNetworkPolicy },
+    // Admin and baseline cluster policies (the kube-admin and kube-baseline tiers).
+    { path: '/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies', kind: 'KubernetesClusterNetworkPolicy', convert: convertClusterNetworkPolicy },
+    { path: '/api/v1/services', kind: 'KubernetesService', convert: convertService },
+    { path: '/apis/discovery.k8s.io/v1/endpointslices', kind: 'KubernetesEndpointSlice', convert: convertEndpointSlice },
+  ].map((r) => Object.freeze(r)));
+}
+
+/** The collections with Calico's defaults (interface prefix `cali`, Calico IPAM). */
+export const WATCHED_RESOURCES: readonly WatchedResource[] = watchedResources();
