@@ -212,8 +212,9 @@ function storedMap(raw: string | undefined): Record<string, string> {
 }
 
 // validatorv3 functions getAnnotation uses.
-function isCIDRv4(v: string): boolean { return parseCIDR(v)?.ip.version === 4; }
-function isCIDRv6(v: string): boolean { return parseCIDR(v)?.ip.version === 6; }
+/** ValidateCIDRv4 / ValidateCIDRv6: a CIDR or a bare address of that family (calico-node may write either). */
+function isCIDRv4(v: string): boolean { return parseCIDROrIP(v)?.ip.version === 4; }
+function isCIDRv6(v: string): boolean { return parseCIDROrIP(v)?.ip.version === 6; }
 /** ValidateIPv4Network / ValidateIPv6Network: an address, or a CIDR already masked to its network. */
 function isIPv4Network(v: string): boolean { return isNetwork(v, 4); }
 function isIPv6Network(v: string): boolean { return isNetwork(v, 6); }
