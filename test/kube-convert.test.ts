@@ -642,9 +642,10 @@ describe('Node → Calico Node', () => {
       }, {}, { wireguardPublicKeyV6: 'v6key=' }),
     },
     {
-      name: 'invalid annotation values are ignored (not a CIDR, wrong family, unmasked network, bad MAC, bad AS number)',
+      // A bare address is a valid IPv4Address (ValidateCIDRv4 parses a CIDR or an address): test/kube-convert-v332.test.ts.
+      name: 'invalid annotation values are ignored (not an address, wrong family, unmasked network, bad MAC, bad AS number)',
       input: k8sNode({
-        'projectcalico.org/IPv4Address': '192.168.10.11',
+        'projectcalico.org/IPv4Address': '192.168.10.311/24',
         'projectcalico.org/IPv6Address': '192.168.10.11/24',
         'projectcalico.org/IPv4IPIPTunnelAddr': '10.244.1.1/24',
         'projectcalico.org/IPv4VXLANTunnelAddr': 'fd00::1',
