@@ -18,6 +18,8 @@ import type { Datastore } from './datastore/datastore.js';
 import { withDefaultAllowProfile } from './datastore/default-allow.js';
 import { EtcdDatastore, type EtcdConnection } from './datastore/etcd.js';
 import { KubernetesDatastore } from './datastore/kubernetes.js';
+import { CRD_V1 } from './datastore/kubernetes/api-group.js';
+import { watchedResources } from './datastore/kubernetes/resources.js';
 import { MemoryDatastore } from './datastore/memory.js';
 import { loadResources } from './datastore/seed.js';
 import { identityPattern, parseAuthorization } from './authorization.js';
@@ -71,6 +73,7 @@ export function createDatastore(config: Config, logger: Logger): Datastore {
         missingPollMs: config.kubernetesMissingPollSecs * 1000,
         calicoApiGroup: config.calicoApiGroup,
         logger: logger.child({ stage: 'kubernetes' }),
+        resources: watchedResources(CRD_V1, { interfacePrefix: config.interfacePrefix[0], usePodCIDR: config.usePodCIDR }),
       });
     default:
       throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${config.datastoreType} is not available in this build; use memory, etcdv3 or kubernetes`);

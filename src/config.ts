@@ -48,7 +48,8 @@ export const SETTINGS: readonly Setting[] = [
   // Calico's own name for it (libcalico-go apiconfig), without the TYPHA_ prefix.
   { name: 'calicoApiGroup', typha: 'CalicoAPIGroup', env: 'CALICO_API_GROUP', kind: 'oneof', choices: ['crd.projectcalico.org/v1', 'projectcalico.org/v3'], default: '', help: 'kubernetes datastore: the API group of Calico\'s resources (default: discovered through /apis: projectcalico.org/v3 when only that group is served)' },
   // Calico's own name for it, without the TYPHA_ prefix.
-  { name: 'usePodCIDR', typha: 'UsePodCIDR', env: 'USE_POD_CIDR', flag: 'use-pod-cidr', kind: 'bool', default: false, help: 'host-local IPAM (Kubernetes pod CIDRs): the felix and bgp views carry no IPAM blocks or block affinities, as Typha\'s syncers' },
+  { name: 'usePodCIDR', typha: 'UsePodCIDR', env: 'USE_POD_CIDR', flag: 'use-pod-cidr', kind: 'bool', default: false, help: 'host-local IPAM (Kubernetes pod CIDRs): the felix and bgp views carry no IPAM blocks or block affinities, as Typha\'s syncers; kubernetes datastore: a Node\'s IPIP tunnel address is the first address of its spec.podCIDR' },
+  { name: 'interfacePrefix', typha: 'InterfacePrefix', env: 'FELIX_INTERFACEPREFIX', flag: 'interface-prefix', kind: 'list', default: ['cali'], help: 'kubernetes datastore: workload interface name prefixes, comma-separated (e.g. eni on EKS, gke, azv); pod interfaces are named with the first, as the CNI plugin names them' },
   { name: 'serverHost', typha: 'ServerHost', flag: 'server-host', kind: 'string', default: '', help: 'client port bind address ("" = all interfaces)' },
   { name: 'serverPort', typha: 'ServerPort', flag: 'server-port', kind: 'port', default: 5473, help: 'client port (0 = 5473, -1 = ephemeral)' },
   { name: 'healthEnabled', typha: 'HealthEnabled', kind: 'bool', default: true, help: 'serve /livez and /readyz' },
@@ -112,6 +113,7 @@ export interface Config {
   /** '' (discover), 'crd.projectcalico.org/v1' or 'projectcalico.org/v3'. */
   calicoApiGroup: string;
   usePodCIDR: boolean;
+  interfacePrefix: string[];
   simulateChurn: number;
   serverHost: string;
   serverPort: number;

@@ -390,7 +390,7 @@ describe('Namespace / ServiceAccount → Profile', () => {
   });
 });
 
-// ---- NetworkPolicy → KubernetesNetworkPolicy ----------------------------------------------
+// ---- NetworkPolicy → KubernetesNetworkPolicy (name and tier as Calico v3.32: test/kube-convert-v332.test.ts) ----------------------------------------------
 
 const ORCH = "projectcalico.org/orchestrator == 'k8s'";
 
@@ -400,12 +400,12 @@ function netpol(spec: Record<string, unknown>, name = 'test.policy', ns = 'defau
 
 function knp(spec: Record<string, unknown>, name = 'test.policy', ns = 'default'): CalicoResource {
   return {
-    key: `/calico/resources/v3/projectcalico.org/kubernetesnetworkpolicies/${ns}/knp.default.${name}`,
+    key: `/calico/resources/v3/projectcalico.org/kubernetesnetworkpolicies/${ns}/${name}`,
     value: {
       apiVersion: 'projectcalico.org/v3',
       kind: 'KubernetesNetworkPolicy',
-      metadata: { name: `knp.default.${name}`, namespace: ns, creationTimestamp: '2025-03-14T09:40:00Z' },
-      spec: { order: 1000, ...spec },
+      metadata: { name, namespace: ns, creationTimestamp: '2025-03-14T09:40:00Z' },
+      spec: { order: 1000, tier: 'default', ...spec },
     },
   };
 }
@@ -416,13 +416,14 @@ describe('NetworkPolicy → KubernetesNetworkPolicy', () => {
       name: 'real-shaped policy: selectors, named ports, ipBlock with except, endPort range, empty namespaceSelector',
       input: fixture('networkpolicy-api.json'),
       expected: {
-        key: '/calico/resources/v3/projectcalico.org/kubernetesnetworkpolicies/backend/knp.default.api-allow',
+        key: '/calico/resources/v3/projectcalico.org/kubernetesnetworkpolicies/backend/api-allow',
         value: {
           apiVersion: 'projectcalico.org/v3',
           kind: 'KubernetesNetworkPolicy',
-          metadata: { name: 'knp.default.api-allow', namespace: 'backend', uid: '5cd23ab6-7ef1-4ad0-9cb4-7cf25ad63eb1', creationTimestamp: '2025-03-14T09:40:00Z' },
+          metadata: { name: 'api-allow', namespace: 'backend', uid: '5cd23ab6-7ef1-4ad0-9cb4-7cf25ad63eb1', creationTimestamp: '2025-03-14T09:40:00Z' },
           spec: {
             order: 1000,
+            tier: 'default',
             selector: `${ORCH} && app == 'api' && tier == 'backend' && version not in { 'canary', 'dev' }`,
             ingress: [
               { action: 'Allow', protocol: 'TCP', source: { selector: `${ORCH} && app == 'web'`, namespaceSelector: "team == 'web'" }, destination: { ports: [8080, 'metrics'] } },
@@ -641,9 +642,10 @@ describe('Node → Calico Node', () => {
       }, {}, { wireguardPublicKeyV6: 'v6key=' }),
     },
     {
-      name: 'invalid annotation values are ignored (not a CIDR, wrong family, unmasked network, bad MAC, bad AS number)',
+      // A bare address is a valid IPv4Address (ValidateCIDRv4 parses a CIDR or an address): test/kube-convert-v332.test.ts.
+      name: 'invalid annotation values are ignored (not an address, wrong family, unmasked network, bad MAC, bad AS number)',
       input: k8sNode({
-        'projectcalico.org/IPv4Address': '192.168.10.11',
+        'projectcalico.org/IPv4Address': '192.168.10.311/24',
         'projectcalico.org/IPv6Address': '192.168.10.11/24',
         'projectcalico.org/IPv4IPIPTunnelAddr': '10.244.1.1/24',
         'projectcalico.org/IPv4VXLANTunnelAddr': 'fd00::1',

@@ -1,27 +1,26 @@
 // networking.k8s.io/v1 NetworkPolicy → the Calico policy Felix enforces for it.
 // Source: libcalico-go `lib/backend/k8s/conversion/conversion.go` K8sNetworkPolicyToCalico,
 // k8sSelectorToCalico, k8sRuleToCalico, k8sPeerToCalicoFields, k8sPortToCalico, SimplifyPorts;
-// name prefix `knp.default.` from `lib/names` (K8sNetworkPolicyNamePrefix); key kind from
-// `resources/kubenetworkpolicy.go` and `model.KindKubernetesNetworkPolicy` (the KDD felix syncer
-// lists k8s policies as kind KubernetesNetworkPolicy). Expected outputs cross-checked against
-// `conversion/conversion_test.go`.
+// key kind from `resources/kubenetworkpolicy.go` and `model.KindKubernetesNetworkPolicy` (the KDD
+// felix syncer lists k8s policies as kind KubernetesNetworkPolicy). As in the reference release,
+// the policy keeps its Kubernetes name and sits in the default tier.
 import {
   type CalicoResource, type Obj, compact, convertUID, fail, networkString, objectAt, optArray, optNumber, optObject,
   optString, optStringArray, optStringMap, parseCIDR, readObject, v3Metadata, v3Resource,
 } from './read.js';
 
 const KIND = 'KubernetesNetworkPolicy';
-const NAME_PREFIX = 'knp.default.';
+const TIER = 'default';
 /** "We insert all the NetworkPolicy Policies at order 1000.0 after conversion." */
 const ORDER = 1000;
 const ORCHESTRATOR_SELECTOR = "projectcalico.org/orchestrator == 'k8s'";
 
 /**
- * K8sNetworkPolicyToCalico. Key: kind KubernetesNetworkPolicy, the policy's namespace, name
- * `knp.default.<name>`. Value: a v3 policy document (Calico's value is an apiv3.NetworkPolicy;
+ * K8sNetworkPolicyToCalico. Key: kind KubernetesNetworkPolicy, the policy's namespace and name
+ * (no `knp.default.` prefix: releases before the reference one added it). Value: a v3 policy document (Calico's value is an apiv3.NetworkPolicy;
  * its `kind` here is KubernetesNetworkPolicy because our store requires a value's kind to be the
  * kind of its key) with metadata name, namespace, creationTimestamp and ConvertUID(uid), and spec:
- * - order 1000;
+ * - order 1000, tier default;
  * - selector: `projectcalico.org/orchestrator == 'k8s'` && the podSelector translated;
  * - ingress / egress: each k8s rule expanded to one Allow rule per (protocol, peer); a rule that
  *   cannot be converted (bad port) is dropped and the others kept, as Calico does;
@@ -58,13 +57,14 @@ export function convertNetworkPolicy(obj: unknown): CalicoResource {
   // An absent podSelector decodes to the empty selector (the field is a struct, not a pointer).
   const podSelector = optObject(spec, 'podSelector', sw) ?? {};
   const metadata = v3Metadata({
-    name: NAME_PREFIX + meta.name,
+    name: meta.name,
     namespace: ns,
     uid: meta.uid ? convertUID(meta.uid, what) : undefined,
     creationTimestamp: meta.creationTimestamp,
   });
   return v3Resource(KIND, metadata, compact({
     order: ORDER,
+    tier: TIER,
     selector: selectorToCalico(podSelector, 'pod', `${sw}.podSelector`),
     ingress: ingress.length ? ingress : undefined,
     egress: egress.length ? egress : undefined,
@@ -79,7 +79,7 @@ export function convertNetworkPolicy(obj: unknown): CalicoResource {
  * then matchExpressions in order: In `k in { 'a', 'b' }`, NotIn `k not in { ... }`, Exists
  * `has(k)`, DoesNotExist `! has(k)` (other operators are ignored). Terms are joined with ` && `.
  */
-function selectorToCalico(s: Obj | undefined, type: 'pod' | 'namespace', what: string): string {
+export function selectorToCalico(s: Obj | undefined, type: 'pod' | 'namespace', what: string): string {
   const terms: string[] = type === 'pod' ? [ORCHESTRATOR_SELECTOR] : [];
   if (!s) return terms.join(' && ');
   const matchLabels = optStringMap(s, 'matchLabels', what) ?? {};
@@ -102,7 +102,7 @@ function selectorToCalico(s: Obj | undefined, type: 'pod' | 'namespace', what: s
 }
 
 /** A destination port: a number, a `min:max` range, or a port name (numorstring.Port). */
-type Port = { kind: 'num'; min: number; max: number } | { kind: 'name'; name: string };
+export type Port = { kind: 'num'; min: number; max: number } | { kind: 'name'; name: string };
 
 /**
  * k8sRuleToCalico: peers × ports. Each port gets protocol TCP when unset (the k8s default, made
@@ -146,7 +146,6 @@ function ruleToCalico(peers: unknown[] | undefined, ports: unknown[] | undefined
     const dstPorts = portList ? simplifyPorts(portList).map(portJSON) : undefined;
     peerList.forEach((peer, i) => {
       const peerFields = peerToCalicoFields(peer, `${what}.${ingress ? 'from' : 'to'}[${i}]`);
-      if (peerFields === null) return; // unparsable ipBlock: see peerToCalicoFields
       const rule: Obj = { action: 'Allow' };
       if (protocol) rule.protocol = protocol;
       if (ingress) {
@@ -166,21 +165,22 @@ function ruleToCalico(peers: unknown[] | undefined, ports: unknown[] | undefined
  * k8sPeerToCalicoFields: an ipBlock gives nets [cidr] and notNets [except...] (each printed as its
  * masked network), and nothing else; otherwise selector = the podSelector as a pod selector (so a
  * namespaceSelector-only peer still selects k8s pods) and namespaceSelector = the namespace
- * selector. Calico logs an unparsable CIDR and returns whatever it had converted (possibly
- * nothing, which would allow everything); the API server validates CIDRs so this never happens
- * with real objects, and here such a peer's rule is dropped instead (null).
+ * selector. A CIDR Go does not parse (the API server's legacy validation lets through IPv4 with
+ * leading zeros, `010.0.0.0/8`) ends the peer where it stands, as there: a bad cidr leaves no
+ * fields at all (the rule then matches any peer), a bad except keeps the nets and the excepts
+ * before it.
  */
-function peerToCalicoFields(peer: Obj | undefined, what: string): Obj | null {
+function peerToCalicoFields(peer: Obj | undefined, what: string): Obj {
   if (!peer) return {};
   const ipBlock = optObject(peer, 'ipBlock', what);
   if (ipBlock) {
     const bw = `${what}.ipBlock`;
     const cidr = parseCIDR(optString(ipBlock, 'cidr', bw) ?? '');
-    if (!cidr) return null;
+    if (!cidr) return {};
     const notNets: string[] = [];
     for (const e of optStringArray(ipBlock, 'except', bw) ?? []) {
       const n = parseCIDR(e);
-      if (!n) return null;
+      if (!n) break;
       notNets.push(networkString(n));
     }
     return compact({ nets: [networkString(cidr)], notNets: notNets.length ? notNets : undefined });
@@ -191,13 +191,13 @@ function peerToCalicoFields(peer: Obj | undefined, what: string): Obj | null {
 }
 
 /** numorstring.ProtocolFromString: the canonical spelling of a known protocol name. */
-function canonicalProtocol(p: string): string {
+export function canonicalProtocol(p: string): string {
   for (const n of ['UDP', 'TCP', 'ICMP', 'ICMPv6', 'SCTP', 'UDPLite']) if (n.toLowerCase() === p.toLowerCase()) return n;
   return p;
 }
 
 /** numorstring.PortFromString: `n`, `min:max` (min ≤ max), or a port name. */
-function portFromString(s: string): Port | undefined {
+export function portFromString(s: string): Port | undefined {
   if (/^[0-9]+$/.test(s)) {
     const n = Number(s);
     return n <= 65535 ? { kind: 'num', min: n, max: n } : undefined;
@@ -208,15 +208,19 @@ function portFromString(s: string): Port | undefined {
     const max = Number(m[2]);
     return min <= max && max <= 65535 ? { kind: 'num', min, max } : undefined;
   }
-  // Named ports (IANA service names): letters, digits and dashes, no ':'.
-  return /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$/.test(s) ? { kind: 'name', name: s } : undefined;
+  return namedPort(s);
+}
+
+/** numorstring.NamedPort: 1 to 128 letters, digits, `_`, `.` or `-`. */
+export function namedPort(s: string): Port | undefined {
+  return /^[a-zA-Z0-9_.-]{1,128}$/.test(s) ? { kind: 'name', name: s } : undefined;
 }
 
 /**
  * SimplifyPorts: with two or more numeric ports, named ports come first (in order), then the
  * numeric ports merged into the fewest sorted ranges; otherwise the list is returned unchanged.
  */
-function simplifyPorts(ports: Port[]): Port[] {
+export function simplifyPorts(ports: Port[]): Port[] {
   if (ports.length <= 1) return ports;
   const named: Port[] = [];
   const nums: number[] = [];
@@ -238,7 +242,7 @@ function simplifyPorts(ports: Port[]): Port[] {
 }
 
 /** numorstring.Port's JSON: a number for a single port, "min:max" for a range, the name for a named port. */
-function portJSON(p: Port): number | string {
+export function portJSON(p: Port): number | string {
   if (p.kind === 'name') return p.name;
   return p.min === p.max ? p.min : `${p.min}:${p.max}`;
 }

@@ -6,6 +6,7 @@
 // (CalculateWorkloadEndpointName, escapeDashes) and `resources/workloadendpoint.go` (the watch
 // skips pods that are not valid Calico workload endpoints).
 import { createHash } from 'node:crypto';
+import { qosControls } from './convert-pod-qos.js';
 import {
   type CalicoResource, type IPNet, type KubeMeta, type Obj, compact, fail, formatIP, networkString, objectAt, optArray,
   optBool, optNumber, optObject, optString, parseCIDR, parseCIDROrIP, readObject, v3Metadata, v3Resource,
@@ -22,6 +23,13 @@ const ANNOTATION_ALLOWED_SOURCE_PREFIXES = 'cni.projectcalico.org/allowedSourceP
 const ANNOTATION_NETWORK_STATUS = 'k8s.v1.cni.cncf.io/network-status';
 
 const ORCHESTRATOR = 'k8s';
+/** The CNI plugin's default host-side interface prefix. */
+export const DEFAULT_INTERFACE_PREFIX = 'cali';
+
+export interface PodOptions {
+  /** The first prefix of FELIX_INTERFACEPREFIX: the CNI plugin names host-side veths with it. */
+  interfacePrefix?: string;
+}
 const ENDPOINT = 'eth0';
 
 /**
@@ -39,7 +47,7 @@ const ENDPOINT = 'eth0';
  *   IPNetworks"), so what Felix sees is no endpoint; here that is null.
  * An unparsable pod IP, floating IP or allowed source prefix fails the conversion, as there.
  */
-export function convertPod(obj: unknown): CalicoResource | null {
+export function convertPod(obj: unknown, opts: PodOptions = {}): CalicoResource | null {
   const { o, meta } = readObject(obj, 'Pod', true);
   const ns = meta.namespace!;
   const what = `Pod ${ns}/${meta.name}`;
@@ -96,11 +104,12 @@ export function convertPod(obj: unknown): CalicoResource | null {
     containerID: annotations[ANNOTATION_CONTAINER_ID] || undefined,
     ipNetworks: ips.map(networkString),
     profiles,
-    interfaceName: vethNameForWorkload(ns, pod),
+    interfaceName: vethNameForWorkload(ns, pod, opts.interfacePrefix),
     serviceAccountName: sa,
     ports: ports.length ? ports : undefined,
     ipNATs: ipNATs.length ? ipNATs : undefined,
     allowSpoofedSourcePrefixes: sourcePrefixes.length ? sourcePrefixes : undefined,
+    qosControls: qosControls(annotations),
   });
   return v3Resource('WorkloadEndpoint', metadata, wepSpec);
 }
@@ -119,12 +128,11 @@ export function workloadEndpointName(node: string, pod: string, what = 'Pod', en
 }
 
 /**
- * VethNameForWorkload: the host-side veth the CNI plugin creates, `cali` + the first 11 hex
- * digits of sha1("<namespace>.<pod>"). (Calico takes the prefix from the first entry of
- * FELIX_INTERFACEPREFIX when set; a pure conversion cannot read the agent's environment, so this
- * is the default prefix, and the one the CNI plugin uses unless reconfigured.)
+ * VethNameForWorkload: the host-side veth the CNI plugin creates, `<prefix>` + the first 11 hex
+ * digits of sha1("<namespace>.<pod>"). The prefix is the first of FELIX_INTERFACEPREFIX (`eni`,
+ * `gke`, `azv` with the cloud CNIs), `cali` by default.
  */
-export function vethNameForWorkload(namespace: string, pod: string, prefix = 'cali'): string {
+export function vethNameForWorkload(namespace: string, pod: string, prefix = DEFAULT_INTERFACE_PREFIX): string {
   return prefix + createHash('sha1').update(`${namespace}.${pod}`).digest('hex').slice(0, 11);
 }
 

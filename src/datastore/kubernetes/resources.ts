@@ -9,9 +9,10 @@
 import { BLOCK_AFFINITY, IPAM_BLOCK } from '../../model/kinds.js';
 import { CRD_V1, V3, type CalicoApiGroup } from './api-group.js';
 import { convertBlockAffinity, convertCalicoCrd, convertIpamBlock } from './convert-calico-crd.js';
+import { convertClusterNetworkPolicy } from './convert-cluster-network-policy.js';
 import { convertNetworkPolicy } from './convert-network-policy.js';
 import { convertNode } from './convert-node.js';
-import { convertPod } from './convert-pod.js';
+import { convertPod, DEFAULT_INTERFACE_PREFIX } from './convert-pod.js';
 import { convertNamespace, convertServiceAccount } from './convert-profile.js';
 import { convertEndpointSlice, convertService } from './convert-service.js';
 
@@ -91,22 +92,41 @@ function v3AffinityAsStored(obj: unknown): unknown {
   return { ...obj as object, spec: { ...spec, deleted: String(spec.deleted) } };
 }
 
-/** Every collection the Kubernetes datastore watches with Calico's resources in `group` (one list+watch each, shared by all views). */
-export function watchedResources(group: CalicoApiGroup): readonly WatchedResource[] {
-  return Object.freeze([...Object.keys(CALICO_CONVERT).map((plural) => calicoResource(plural, group)), ...CORE_RESOURCES]);
+/** Settings of the agents' environment that Calico's conversions read. */
+export interface ConversionOptions {
+  /** FELIX_INTERFACEPREFIX's first prefix: pod interface names (default `cali`). */
+  interfacePrefix?: string;
+  /**
+   * USE_POD_CIDR (host-local IPAM): Nodes take their IPIP tunnel address from spec.podCIDR, and
+   * IPAM blocks and block affinities, which no view then carries, are not watched at all.
+   */
+  usePodCIDR?: boolean;
 }
 
-/** The collections of core Kubernetes resources, the same whatever Calico's API group. */
-const CORE_RESOURCES: readonly WatchedResource[] = [
-  { path: '/api/v1/nodes', kind: 'Node', convert: convertNode },
-  { path: '/api/v1/pods', kind: 'WorkloadEndpoint', convert: convertPod },
-  // Both become Profiles: kns.<namespace> and ksa.<namespace>.<service account>.
-  { path: '/api/v1/namespaces', kind: 'Profile', convert: convertNamespace },
-  { path: '/api/v1/serviceaccounts', kind: 'Profile', convert: convertServiceAccount },
-  { path: '/apis/networking.k8s.io/v1/networkpolicies', kind: 'KubernetesNetworkPolicy', convert: convertNetworkPolicy },
-  { path: '/api/v1/services', kind: 'KubernetesService', convert: convertService },
-  { path: '/apis/discovery.k8s.io/v1/endpointslices', kind: 'KubernetesEndpointSlice', convert: convertEndpointSlice },
-].map((r) => Object.freeze(r));
+/**
+ * Every collection the Kubernetes datastore watches (one list+watch each, shared by all views),
+ * with Calico's resources in `group`.
+ */
+export function watchedResources(group: CalicoApiGroup = CRD_V1, opts: ConversionOptions = {}): readonly WatchedResource[] {
+  const interfacePrefix = opts.interfacePrefix ?? DEFAULT_INTERFACE_PREFIX;
+  const usePodCIDR = opts.usePodCIDR ?? false;
+  const calico = Object.keys(CALICO_CONVERT).filter((plural) => !usePodCIDR || (plural !== 'ipamblocks' && plural !== 'blockaffinities'));
+  return Object.freeze([
+    ...calico.map((plural) => calicoResource(plural, group)),
+    ...[
+      { path: '/api/v1/nodes', kind: 'Node', convert: (obj: unknown) => convertNode(obj, { usePodCIDR }) },
+      { path: '/api/v1/pods', kind: 'WorkloadEndpoint', convert: (obj: unknown) => convertPod(obj, { interfacePrefix }) },
+      // Both become Profiles: kns.<namespace> and ksa.<namespace>.<service account>.
+      { path: '/api/v1/namespaces', kind: 'Profile', convert: convertNamespace },
+      { path: '/api/v1/serviceaccounts', kind: 'Profile', convert: convertServiceAccount },
+      { path: '/apis/networking.k8s.io/v1/networkpolicies', kind: 'KubernetesNetworkPolicy', convert: convertNetworkPolicy },
+      // Admin and baseline cluster policies (the kube-admin and kube-baseline tiers).
+      { path: '/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies', kind: 'KubernetesClusterNetworkPolicy', convert: convertClusterNetworkPolicy },
+      { path: '/api/v1/services', kind: 'KubernetesService', convert: convertService },
+      { path: '/apis/discovery.k8s.io/v1/endpointslices', kind: 'KubernetesEndpointSlice', convert: convertEndpointSlice },
+    ].map((r) => Object.freeze(r)),
+  ]);
+}
 
-/** Every collection, with Calico's resources as crd.projectcalico.org/v1 CRDs. */
-export const WATCHED_RESOURCES: readonly WatchedResource[] = watchedResources(CRD_V1);
+/** Every collection with Calico's defaults: crd.projectcalico.org/v1, interface prefix `cali`, Calico IPAM. */
+export const WATCHED_RESOURCES: readonly WatchedResource[] = watchedResources();
