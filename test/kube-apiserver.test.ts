@@ -13,6 +13,9 @@
 // - 429 carries Retry-After.
 // Each in process (the adapter and the whole app) and with `calico-fanout serve` as a process.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { prepare } from '../dedupe/prepare.js';
@@ -209,6 +212,23 @@ describe('a resourceVersion from the future (an etcd restore)', () => {
     assert.equal(ts.app.store.status, 'in-sync');
   });
 
+  test('a watch from the future that the server holds without a word (no 504): listed again after two silent watches', SLOW, async () => {
+    // The server never answers such a watch in this test (an apiserver whose watch cache blocks
+    // until it catches up); bookmarks are off, as they would be for a watch that never started.
+    const k = await api({ tooLargeWaitMs: 3_600_000 });
+    load(k, cluster(20));
+    const ts = await inProcess(k, { kubernetesWatchInactivitySecs: 0.5 });
+    await waitFor(() => ts.app.store.status === 'in-sync', 'in sync');
+    const backup = k.backup();
+    const added = pod('new-0', 'ns-0', 'node-0', '10.244.9.9');
+    k.apply(PODS, added);
+    const key = watchedResources(CRD_V1).find((r) => r.path === PODS)!.convert(added)!.key;
+    await waitFor(() => ts.app.store.valueOf(key) != null, 'the pod written after the backup');
+    k.restore(backup);
+    await waitFor(() => ts.app.store.valueOf(key) == null, 'the restored state (the new pod gone)', 20_000);
+    assert.equal(k.stats.tooLarge, 0, 'no 504 was ever sent');
+  });
+
   test('429: the next request waits for Retry-After, not the backoff', SLOW, async () => {
     const k = await api();
     load(k, cluster(5));
@@ -228,11 +248,11 @@ describe('`calico-fanout serve --datastore kubernetes` as a process', () => {
   const children = new Set<ChildProcess>();
   after(() => { for (const c of children) c.kill('SIGKILL'); });
 
-  async function serve(k: KubeApiServer, env: Record<string, string> = {}) {
+  async function serve(k: KubeApiServer, env: Record<string, string> = {}, kubeconfig = k.kubeconfigPath) {
     const [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
     const clean: NodeJS.ProcessEnv = {};
     for (const [n, v] of Object.entries(process.env)) if (!n.startsWith('TYPHA_') && n !== 'CALICO_API_GROUP') clean[n] = v;
-    const child = spawn(process.execPath, ['bin/calico-fanout.js', 'serve', '--datastore', 'kubernetes', '--kubeconfig', k.kubeconfigPath,
+    const child = spawn(process.execPath, ['bin/calico-fanout.js', 'serve', '--datastore', 'kubernetes', '--kubeconfig', kubeconfig,
       '--server-host', '127.0.0.1', '--server-port', String(port), '--health-host', '127.0.0.1', '--health-port', String(health),
       '--metrics-host', '127.0.0.1', '--metrics-port', String(metrics), '--log-level', 'INFO'], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
@@ -251,6 +271,49 @@ describe('`calico-fanout serve --datastore kubernetes` as a process', () => {
       async stop() { child.kill('SIGTERM'); await exited; children.delete(child); },
     };
   }
+
+  test('a cluster with four optional CRDs missing, FELIX_INTERFACEPREFIX=eni, a rotating token and a watch answered "too large resource version": ready, default-allow and eni interfaces served, new pods followed', SLOW, async () => {
+    const k = await api({ missing: OPTIONAL.map(v1), token: 'token-1' });
+    load(k, Object.fromEntries(Object.entries(cluster(20)).filter(([p]) => !OPTIONAL.some((o) => p === v1(o)))));
+    const dir = mkdtempSync(join(tmpdir(), 'kube-e2e-'));
+    writeFileSync(join(dir, 'token'), 'token-1');
+    writeFileSync(join(dir, 'kubeconfig'), JSON.stringify({
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+      clusters: [{ name: 'c', cluster: { server: k.url, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'u', user: { tokenFile: 'token' } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
+    }));
+    const s = await serve(k, { FELIX_INTERFACEPREFIX: 'eni' }, join(dir, 'kubeconfig'));
+    try {
+      assert.deepEqual([...s.ready.missingCollections].sort(), OPTIONAL.map(v1).sort(), '/readyz names the missing collections');
+      const c = clients.make({ url: s.url, syncerType: 'felix' });
+      await c.inSync();
+      assert.ok(c.get('/calico/resources/v3/projectcalico.org/profiles/projectcalico-default-allow'), 'the default-allow profile');
+      const weps = [...c.entries()].filter(([key]) => key.includes('/workloadendpoints/'));
+      assert.ok(weps.length > 0 && weps.every(([, v]) => /^eni[0-9a-f]{11}$/.test(v.value?.spec.interfaceName)), 'eni interface names');
+
+      // The token rotates; then the API server is restored from a backup taken before a pod was
+      // added, so the server's watches are ahead of it (504); then a new pod appears.
+      writeFileSync(join(dir, 'token'), 'token-2');
+      k.rotateToken('token-2');
+      const backup = k.backup();
+      const gone = pod('gone-0', 'ns-0', 'node-0', '10.244.9.8');
+      k.apply(PODS, gone);
+      const key = (p: object) => watchedResources(CRD_V1, { interfacePrefix: 'eni' }).find((r) => r.path === PODS)!.convert(p)!.key;
+      await waitFor(() => c.get(key(gone)) !== undefined, 'a pod added after the rotation', 20_000);
+      k.restore(backup);
+      await waitFor(() => c.get(key(gone)) === undefined, 'the restored state', 20_000);
+      const fresh = pod('new-0', 'ns-1', 'node-1', '10.244.9.9');
+      k.apply(PODS, fresh);
+      await waitFor(() => c.get(key(fresh))?.value?.spec.interfaceName?.startsWith('eni') === true, 'a new pod followed', 20_000);
+      assert.ok(k.stats.tooLarge >= 1, 'a watch was answered 504');
+      assert.ok(k.unauthorized >= 1, 'the old token was refused');
+      assert.equal((await s.readyz()).ready, true);
+      await clients.stopAll();
+    } finally {
+      await s.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test('point 1: four optional CRDs missing: ready, named in /readyz, the metric and the log; a CRD that appears is served', SLOW, async () => {
     const k = await api({ missing: OPTIONAL.map(v1) });

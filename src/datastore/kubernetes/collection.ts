@@ -59,12 +59,16 @@ export interface CollectionSink {
 interface Known { key: string | null; rv: string }
 /** What a watch published, for the watch that replaces it. */
 export interface Handover { readonly known: ReadonlyMap<string, Known>; readonly listed: boolean }
-type WatchEnd = 'ended' | 'gone';
+/** 'quiet': the stream opened and then said nothing at all, not even a bookmark. */
+type WatchEnd = 'ended' | 'gone' | 'quiet';
 
 const sleep = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
   const t = setTimeout(resolve, ms);
   signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
 });
+
+/** A watch request the server has not answered within the inactivity timeout. */
+class SilentWatch extends Error {}
 
 export class CollectionWatch {
   /** The last resourceVersion seen: of the list, an event or a bookmark. */
@@ -145,6 +149,7 @@ export class CollectionWatch {
     const signal = this.stopping.signal;
     let attempt = 0;
     let needList = true;
+    let quiet = 0;
     while (!signal.aborted) {
       try {
         if (needList || this.relistDue) {
@@ -166,6 +171,11 @@ export class CollectionWatch {
         const started = Date.now();
         const end = await this.watch(signal);
         if (end === 'gone' || this.relistDue) { needList = true; continue; }
+        // A server that takes a watch from a resourceVersion it does not have yet (after a
+        // restore, or behind a lagging apiserver) may say nothing at all rather than 504, with or
+        // without answering the request; a healthy one sends bookmarks. Twice silent: list again.
+        quiet = end === 'quiet' ? quiet + 1 : 0;
+        if (quiet >= 2) { quiet = 0; needList = true; continue; }
         // A server that ends every watch at once must not be hammered.
         const quick = Date.now() - started < 1000;
         attempt = quick ? attempt + 1 : 0;
@@ -184,6 +194,8 @@ export class CollectionWatch {
           continue;
         }
         this.sink.failed(err as Error);
+        quiet = err instanceof SilentWatch ? quiet + 1 : 0;
+        if (quiet >= 2) { quiet = 0; needList = true; }
         // The server's Retry-After (429) when it asks for longer than the backoff would wait.
         const wait = Math.max(this.backoff(attempt++), err instanceof KubeApiError && err.status === 429 ? err.retryAfterMs ?? 0 : 0);
         this.log.warn({ err: (err as Error).message, attempt, waitMs: Math.round(wait) }, needList ? 'list failed; retrying' : 'watch failed; resuming');
@@ -276,12 +288,13 @@ export class CollectionWatch {
     // the stream is open, silence may be a quiet collection on a server that sends no bookmarks:
     // a restart, not a failure. A server that does not even answer the new request has failed.
     let silent = false;
+    let heard = false;
     let timer: NodeJS.Timeout | undefined;
     const idle = () => {
       clearTimeout(timer);
       timer = setTimeout(() => { silent = true; ac.abort(); }, this.opts.inactivityMs);
     };
-    const why = (err: unknown) => (silent ? new Error(`watch silent for ${this.opts.inactivityMs} ms (no event, no bookmark)`) : err);
+    const why = (err: unknown) => (silent ? new SilentWatch(`watch silent for ${this.opts.inactivityMs} ms (no event, no bookmark)`) : err);
     const timeout = Math.round(this.opts.watchTimeoutSecs * (0.8 + Math.random() * 0.4));
     idle();
     try {
@@ -297,6 +310,7 @@ export class CollectionWatch {
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
           if (ac.signal.aborted) return; // ended (or handed over): what is still buffered is not ours
+          heard = true;
           idle();
           // Lines may be split across chunks: only whole lines are read.
           const lines = (partial + chunk).split('\n');
@@ -319,8 +333,9 @@ export class CollectionWatch {
           }
         });
         res.on('end', () => finish('ended'));
-        res.on('error', (err) => finish(silent ? 'ended' : err));
-        res.on('close', () => finish(silent ? 'ended' : new Error('watch connection closed before the end of the stream')));
+        const quietEnd = () => (heard ? 'ended' : 'quiet');
+        res.on('error', (err) => finish(silent ? quietEnd() : err));
+        res.on('close', () => finish(silent ? quietEnd() : new Error('watch connection closed before the end of the stream')));
       });
     } catch (err) {
       throw why(err);
