@@ -58,7 +58,7 @@ const json = (body: string) => JSON.parse(body) as Record<string, unknown>;
 
 test('readiness follows the datastore: 503 until in-sync, 200 after; liveness throughout', LIMIT, async () => {
   const ds = new GatedDatastore(seed);
-  const app: App = track(await startApp(testConfig(), silentLogger, ds));
+  const app: App = track(await startApp(testConfig({ statusPageEnabled: true }), silentLogger, ds));
   try {
     const hp = app.ports.health!;
     assert.ok(hp > 0 && hp !== app.ports.server);
