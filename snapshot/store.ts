@@ -168,6 +168,7 @@ export class Store {
   setStatus(status: SyncStatus): void {
     if (status === this._status) return;
     this._status = status;
+    this.metrics.setDatastoreStatus(status);
     if (status === 'in-sync') this._complete = true;
     for (const l of this.listeners) l.onStatus(status);
   }

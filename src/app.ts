@@ -166,9 +166,11 @@ export async function startApp(config: Config, logger: Logger, datastore: Datast
     if (same) { same.handlers.push(h); same.names.push(name); } else want.push({ port: p, host: host || '0.0.0.0', handlers: [h], names: [name] });
   };
   add(config.healthEnabled, config.healthHost, config.healthPort, 9098, 'health', healthHandler(readiness));
-  // The status page is served beside the probes; `server` and friends exist by the time it is asked.
-  if (config.healthEnabled) want.find((w) => w.names.includes('health'))!.handlers.push(statusPageHandler({ store, server, datastore, metrics }));
   add(config.prometheusMetricsEnabled, config.prometheusMetricsHost, config.prometheusMetricsPort, 9093, 'metrics', metricsHandler(metrics));
+  // The status page lists clients, so only when asked for and only on a health listener no scraper
+  // shares (loadConfig refuses that combination; a Config built by hand gets no page).
+  const statusListener = want.find((w) => w.names.includes('health') && !w.names.includes('metrics'));
+  if (config.statusPageEnabled && statusListener) statusListener.handlers.push(statusPageHandler({ store, server, datastore, metrics }));
 
   let churn: ChurnGenerator | undefined;
   try {

@@ -55,6 +55,9 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'healthEnabled', typha: 'HealthEnabled', kind: 'bool', default: true, help: 'serve /livez and /readyz' },
   { name: 'healthHost', typha: 'HealthHost', flag: 'health-host', kind: 'string', default: '', help: 'health bind address ("" = all interfaces)' },
   { name: 'healthPort', typha: 'HealthPort', flag: 'health-port', kind: 'port', default: 9098, help: 'health port (-1 = ephemeral)' },
+  // Off unless asked for: the page lists clients' addresses, identities and nodes, and the health
+  // port is reachable by whatever reaches the pod (Calico's own Typha runs on the host network).
+  { name: 'statusPageEnabled', typha: 'StatusPageEnabled', flag: 'status-page', kind: 'bool', default: false, help: 'serve the status page (/ and /status.json: clients\' addresses, identities and nodes) on the health port' },
   { name: 'prometheusMetricsEnabled', typha: 'PrometheusMetricsEnabled', kind: 'bool', default: true, help: 'serve /metrics' },
   { name: 'prometheusMetricsHost', typha: 'PrometheusMetricsHost', flag: 'metrics-host', kind: 'string', default: '', help: 'metrics bind address ("" = all interfaces)' },
   { name: 'prometheusMetricsPort', typha: 'PrometheusMetricsPort', flag: 'metrics-port', kind: 'port', default: 9093, help: 'metrics port (-1 = ephemeral)' },
@@ -120,6 +123,7 @@ export interface Config {
   healthEnabled: boolean;
   healthHost: string;
   healthPort: number;
+  statusPageEnabled: boolean;
   prometheusMetricsEnabled: boolean;
   prometheusMetricsHost: string;
   prometheusMetricsPort: number;
@@ -283,6 +287,11 @@ function validate(c: Config): void {
   } catch (err) {
     if (err instanceof AuthorizationError) throw new ConfigError(`clientAuthorization (TYPHA_CLIENTAUTHORIZATION): ${err.message}`);
     throw err;
+  }
+  if (c.statusPageEnabled && !c.healthEnabled) throw new ConfigError('statusPageEnabled (TYPHA_STATUSPAGEENABLED) serves the page on the health port, which healthEnabled (TYPHA_HEALTHENABLED) turns off');
+  // A shared listener would put the page in front of every metrics scraper.
+  if (c.statusPageEnabled && c.prometheusMetricsEnabled && c.healthPort !== -1 && effectivePort(c.healthPort, 9098) === effectivePort(c.prometheusMetricsPort, 9093)) {
+    throw new ConfigError(`statusPageEnabled (TYPHA_STATUSPAGEENABLED) is never served on the metrics port, and healthPort (TYPHA_HEALTHPORT) is the metrics port (${effectivePort(c.healthPort, 9098)}): give them different ports`);
   }
   if (c.maxConnectionsLowerLimit > c.maxConnectionsUpperLimit) {
     throw new ConfigError(`maxConnectionsLowerLimit (${c.maxConnectionsLowerLimit}) is above maxConnectionsUpperLimit (${c.maxConnectionsUpperLimit})`);

@@ -3,7 +3,7 @@
 // everything Typha has no word for is calico_fanout_*. Per-client labels are never used.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { SYNCER_TYPES } from './model/views.js';
-import type { SyncMode } from './protocol/messages.js';
+import type { SyncMode, SyncStatus } from './protocol/messages.js';
 
 const syncer = ['syncer'] as const;
 
@@ -37,6 +37,9 @@ export class Metrics {
       for (const c of this.missingSource()) this.missingCollections.labels(c).set(1);
     },
   });
+  // One series per status, 1 for the current one: a dashboard can show it and alert on it without
+  // reaching the health port.
+  readonly datastoreStatus = new Gauge({ name: 'calico_fanout_datastore_status', help: 'The datastore\'s sync status: 1 for the current one (wait-for-datastore, resync-in-progress, in-sync), 0 for the others.', labelNames: ['status'] as const, registers: this.r });
   readonly unservedUpdates = new Counter({ name: 'calico_fanout_unserved_updates_total', help: 'Updates of keys Calico writes that no view carries (IPAM handles, Felix status reports, …), by kind: dropped.', labelNames: ['kind'] as const, registers: this.r });
 
   readonly cacheSize = new Gauge({ name: 'typha_cache_size', help: 'Live keys in each view (node-scoped kinds counted for all nodes).', labelNames: syncer, registers: this.r });
@@ -65,6 +68,10 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: this.r,
   });
 
+  setDatastoreStatus(status: SyncStatus): void {
+    for (const s of ['wait-for-datastore', 'resync-in-progress', 'in-sync'] as const satisfies readonly SyncStatus[]) this.datastoreStatus.labels(s).set(s === status ? 1 : 0);
+  }
+
   /** Where the missing collections are read from when scraped. */
   missingCollectionsOf(source: () => readonly string[]): void {
     this.missingSource = source;
@@ -78,5 +85,6 @@ export class Metrics {
     }
     for (const mode of ['resume', 'digest', 'snapshot'] as const satisfies readonly SyncMode[]) this.resyncs.labels(mode).inc(0);
     for (const outcome of ['caught-up', 'sent-away', 'rewound', 'closed']) this.holds.labels(outcome).inc(0);
+    this.setDatastoreStatus('wait-for-datastore');
   }
 }

@@ -48,6 +48,8 @@ describe('defaults', () => {
     assert.equal(c.serverPingIntervalSecs, 10);
     assert.equal(c.serverMaxInboundMessageBytes, 256 * 1024);
     assert.equal(c.serverHost, '');
+    // The status page lists clients: it is opt-in.
+    assert.equal(c.statusPageEnabled, false);
   });
 
   test('every setting gets a value, and the default seed is the demo cluster', () => {
@@ -250,5 +252,25 @@ describe('bad values', () => {
 
   test('a bad datastore type lists the choices', () => {
     assertConfigError(() => loadConfig({ env: { TYPHA_DATASTORETYPE: 'redis' } }), 'datastoreType', 'TYPHA_DATASTORETYPE', 'memory', 'etcdv3', 'kubernetes');
+  });
+});
+
+describe('the status page setting', () => {
+  test('TYPHA_STATUSPAGEENABLED and --status-page turn it on', () => {
+    assert.equal(loadConfig({ env: { TYPHA_STATUSPAGEENABLED: 'true' } }).statusPageEnabled, true);
+    assert.equal(loadConfig({ env: {}, flags: { statusPageEnabled: true } }).statusPageEnabled, true);
+    assert.equal(SETTINGS.find((s) => s.name === 'statusPageEnabled')?.flag, 'status-page');
+  });
+
+  test('it needs the health listener, and one of its own', () => {
+    assertConfigError(() => loadConfig({ env: { TYPHA_STATUSPAGEENABLED: 'true', TYPHA_HEALTHENABLED: 'false' } }),
+      'statusPageEnabled', 'TYPHA_HEALTHENABLED');
+    assertConfigError(() => loadConfig({ env: { TYPHA_STATUSPAGEENABLED: 'true', TYPHA_HEALTHPORT: '9093' } }),
+      'statusPageEnabled', 'metrics port', '9093');
+    // The same port without the page, or with metrics off, is fine.
+    assert.equal(loadConfig({ env: { TYPHA_HEALTHPORT: '9093' } }).healthPort, 9093);
+    assert.equal(loadConfig({ env: { TYPHA_STATUSPAGEENABLED: 'true', TYPHA_HEALTHPORT: '9093', TYPHA_PROMETHEUSMETRICSENABLED: 'false' } }).statusPageEnabled, true);
+    // Ephemeral ports never coincide.
+    assert.equal(loadConfig({ env: { TYPHA_STATUSPAGEENABLED: 'true', TYPHA_HEALTHPORT: '-1', TYPHA_PROMETHEUSMETRICSPORT: '-1' } }).statusPageEnabled, true);
   });
 });

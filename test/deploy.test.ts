@@ -1,10 +1,12 @@
-// The in-cluster deployment (deploy/*.yaml, Dockerfile, .dockerignore) checked against the code it
-// deploys: ports and settings against src/config.ts, probe paths against the health handler of
+// The in-cluster deployment (deploy/base, its overlays deploy/overlays/kubernetes and
+// deploy/overlays/etcd as `kubectl kustomize` renders them, Dockerfile, .dockerignore) checked
+// against the code it deploys: ports and settings against src/config.ts, probe paths against the health handler of
 // server/http-endpoints.ts, RBAC against the collections the Kubernetes adapter watches
 // (WATCHED_RESOURCES) and against the server itself (started with the Deployment's settings, behind
 // an API front that enforces only our ClusterRole, it must answer /readyz 200 with nothing denied),
-// the image against what `npm start` runs and what the code imports. No cluster and no Docker engine here: the manifests are checked as data (plus
-// `kubectl kustomize` when kubectl is installed), the Dockerfile by its structure. Every check is
+// the image against what `npm start` runs and what the code imports. No cluster and no Docker
+// engine here: the base's files and each overlay's rendering are checked as data, the Dockerfile
+// by its structure; without kubectl the overlays' checks are skipped and say why. Every check is
 // also run against deliberately broken copies, which it must reject.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -29,6 +31,10 @@ import { asV3Crds, cluster, load } from './support/kube-cluster.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEPLOY = join(ROOT, 'deploy');
+const BASE = join(DEPLOY, 'base');
+/** Each overlay and the datastore it runs on. */
+const OVERLAYS = { kubernetes: 'kubernetes', etcd: 'etcdv3' } as const;
+type OverlayName = keyof typeof OVERLAYS;
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
 
 const NAMESPACE = 'calico-system';
@@ -66,7 +72,10 @@ const DEFAULTS = loadConfig({ env: {} });
 type Obj = Record<string, any>;
 
 interface Bundle {
-  /** deploy/*.yaml except kustomization.yaml: file name -> its documents. */
+  /**
+   * deploy/base/*.yaml except kustomization.yaml: file name -> its documents; for an overlay, its
+   * rendering under 'rendered' (plus the base's opt-in files, as they would apply beside it).
+   */
   manifests: Map<string, Obj[]>;
   /** The same files' text (for their comments). */
   texts: Map<string, string>;
@@ -74,6 +83,8 @@ interface Bundle {
   kustomizationText: string;
   dockerfile: string;
   dockerignore: string;
+  /** Set for a rendered overlay: which, and the datastore it must configure. */
+  overlay?: { name: OverlayName; datastore: string };
 }
 
 function parseYamlFile(path: string): Obj[] {
@@ -91,19 +102,48 @@ function parseYamlFile(path: string): Obj[] {
 function loadBundle(): Bundle {
   const manifests = new Map<string, Obj[]>();
   const texts = new Map<string, string>();
-  for (const f of readdirSync(DEPLOY).sort()) {
+  for (const f of readdirSync(BASE).sort()) {
     if (f === 'kustomization.yaml') continue;
-    assert.ok(f.endsWith('.yaml'), `deploy/${f}: only .yaml files belong in deploy/`);
-    manifests.set(f, parseYamlFile(join(DEPLOY, f)));
-    texts.set(f, readFileSync(join(DEPLOY, f), 'utf8'));
+    assert.ok(f.endsWith('.yaml'), `deploy/base/${f}: only .yaml files belong in deploy/base/`);
+    manifests.set(f, parseYamlFile(join(BASE, f)));
+    texts.set(f, readFileSync(join(BASE, f), 'utf8'));
   }
-  const [kustomization, ...more] = parseYamlFile(join(DEPLOY, 'kustomization.yaml'));
+  const [kustomization, ...more] = parseYamlFile(join(BASE, 'kustomization.yaml'));
   assert.equal(more.length, 0, 'kustomization.yaml: one document');
   return {
     manifests, texts, kustomization: kustomization!,
-    kustomizationText: readFileSync(join(DEPLOY, 'kustomization.yaml'), 'utf8'),
+    kustomizationText: readFileSync(join(BASE, 'kustomization.yaml'), 'utf8'),
     dockerfile: readFileSync(join(ROOT, 'Dockerfile'), 'utf8'),
     dockerignore: readFileSync(join(ROOT, '.dockerignore'), 'utf8'),
+  };
+}
+
+// kubectl (Debian's kubernetes-client) renders the overlays; scripts/ensure-kubectl.sh installs it
+// when it is missing and may, and the overlays' checks are skipped only when it is still absent.
+const kubectlMissing: string | false = (() => {
+  spawnSync('bash', [join(ROOT, 'scripts/ensure-kubectl.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const probe = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
+  return probe.error || probe.status !== 0 ? `kubectl is not installed (scripts/ensure-kubectl.sh could not install kubernetes-client): ${probe.error?.message ?? probe.stderr}` : false;
+})();
+if (kubectlMissing) console.error(`# skipping the overlay tests: ${kubectlMissing}`);
+
+/** `kubectl kustomize <dir>`: the documents it renders. */
+function kustomize(dir: string): Obj[] {
+  const out = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
+  assert.equal(out.status, 0, `kubectl kustomize ${relative(ROOT, dir)} failed: ${out.stderr}`);
+  return parseAllDocuments(out.stdout).map((d) => d.toJS() as Obj);
+}
+
+/** An overlay as kustomize renders it, with the base's opt-in files beside it. */
+function renderBundle(base: Bundle, name: OverlayName): Bundle {
+  const dir = join(DEPLOY, 'overlays', name);
+  const [kustomization, ...more] = parseYamlFile(join(dir, 'kustomization.yaml'));
+  assert.equal(more.length, 0, `overlays/${name}/kustomization.yaml: one document`);
+  const manifests = new Map<string, Obj[]>([['rendered', kustomize(dir)]]);
+  for (const f of OPTIONAL) manifests.set(f, structuredClone(base.manifests.get(f) ?? []));
+  return {
+    manifests, texts: new Map(), kustomization: kustomization!, kustomizationText: readFileSync(join(dir, 'kustomization.yaml'), 'utf8'),
+    dockerfile: base.dockerfile, dockerignore: base.dockerignore, overlay: { name, datastore: OVERLAYS[name] },
   };
 }
 
@@ -192,6 +232,18 @@ function expectedGrants(): string[] {
   // Calico's resources in either API group: which one a cluster serves is discovered at run time.
   const watched = [...WATCHED_RESOURCES, ...watchedResources(V3)];
   return [...new Set([...watched.map((r) => groupResource(r.path)), 'discovery.k8s.io/endpointslices'])].sort();
+}
+
+/** The union of the ClusterRoles' rules (one bound to our ServiceAccount each, checkRbac checks). */
+const rulesOf = (b: Bundle): Obj[] => allDocs(b).filter((d) => d.kind === 'ClusterRole').flatMap((d) => d.rules);
+
+/**
+ * What the ClusterRoles must grant: the Kubernetes datastore's collections for its overlay, and
+ * EndpointSlices wherever rebalancing finds the replicas through the Service (every overlay).
+ */
+function expectedGrantsFor(b: Bundle): string[] {
+  if (b.overlay?.datastore === 'kubernetes') return expectedGrants();
+  return deploymentEnv(b).TYPHA_CONNECTIONREBALANCINGMODE === 'kubernetes' ? ['discovery.k8s.io/endpointslices'] : [];
 }
 
 /** Status the server's health handler answers for a path (false when it does not serve the path). */
@@ -351,12 +403,12 @@ function runtimeNeeds(): RuntimeNeeds {
 // ---- the checks ------------------------------------------------------------------------------
 
 function checkWellFormed(b: Bundle): void {
-  assert.deepEqual([...b.manifests.keys()].sort(), Object.keys(FILE_KINDS).sort(), 'deploy/ holds one file per concern');
+  if (!b.overlay) assert.deepEqual([...b.manifests.keys()].sort(), Object.keys(FILE_KINDS).sort(), 'deploy/base holds one file per concern');
   const dns1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
   for (const [file, docs] of b.manifests) {
-    assert.deepEqual(docs.map((d) => d.kind), FILE_KINDS[file], `deploy/${file}: its kinds`);
+    if (!b.overlay) assert.deepEqual(docs.map((d) => d.kind), FILE_KINDS[file], `deploy/base/${file}: its kinds`);
     for (const d of docs) {
-      const what = `deploy/${file} ${d.kind}`;
+      const what = b.overlay ? `overlays/${b.overlay.name} ${d.kind} ${d.metadata?.name}` : `deploy/base/${file} ${d.kind}`;
       assert.equal(d.apiVersion, API_VERSIONS[d.kind], `${what}: apiVersion`);
       assert.equal(typeof d.metadata?.name, 'string', `${what}: metadata.name`);
       assert.match(d.metadata.name, dns1123, `${what}: metadata.name is a DNS-1123 name`);
@@ -409,6 +461,7 @@ function checkWellFormed(b: Bundle): void {
 }
 
 function checkKustomization(b: Bundle): void {
+  if (b.overlay) { checkOverlayKustomization(b); return; }
   const k = b.kustomization;
   assert.equal(k.apiVersion, 'kustomize.config.k8s.io/v1beta1', 'kustomization apiVersion');
   assert.equal(k.kind, 'Kustomization', 'kustomization kind');
@@ -428,31 +481,79 @@ function checkKustomization(b: Bundle): void {
   assert.equal(String(entry.newTag), PKG.version, 'kustomization images newTag is the package version');
 }
 
+/** An overlay builds on the base, in the same namespace, and renders the base's image and every kind it has. */
+function checkOverlayKustomization(b: Bundle): void {
+  const k = b.kustomization;
+  const name = b.overlay!.name;
+  assert.equal(k.apiVersion, 'kustomize.config.k8s.io/v1beta1', `overlays/${name}: kustomization apiVersion`);
+  assert.equal(k.kind, 'Kustomization', `overlays/${name}: kustomization kind`);
+  assert.equal(k.namespace, NAMESPACE, `overlays/${name}: kustomization namespace`);
+  assert.ok((k.resources ?? []).includes('../../base'), `overlays/${name} builds on ../../base`);
+  const rendered = b.manifests.get('rendered') ?? [];
+  const kinds = new Set(rendered.map((d) => d.kind));
+  for (const [f, ks] of Object.entries(FILE_KINDS)) {
+    if (OPTIONAL.has(f)) continue;
+    for (const kind of ks) assert.ok(kinds.has(kind), `overlays/${name} renders the base's ${kind}`);
+  }
+  for (const f of OPTIONAL) for (const kind of FILE_KINDS[f]!) assert.ok(!rendered.some((d) => d.kind === kind), `overlays/${name} leaves the optional ${f} out`);
+  assert.equal(container(b).image, `calico-fanout:${PKG.version}`, `overlays/${name}: the image tagged with the package version`);
+}
+
 function checkRbac(b: Bundle): void {
-  const role = the(b, 'ClusterRole');
-  assert.equal(role.aggregationRule, undefined, 'ClusterRole: no aggregation');
+  const roles = allDocs(b).filter((d) => d.kind === 'ClusterRole');
+  const bindings = allDocs(b).filter((d) => d.kind === 'ClusterRoleBinding');
+  assert.ok(roles.length > 0, 'a ClusterRole');
   const granted = new Set<string>();
-  for (const r of role.rules) {
-    assert.deepEqual([...r.verbs].sort(), VERBS, `ClusterRole rule ${JSON.stringify(r.resources)}: verbs exactly get, list, watch`);
-    assert.equal(r.nonResourceURLs, undefined, 'ClusterRole: no nonResourceURLs');
-    assert.equal(r.resourceNames, undefined, 'ClusterRole: no resourceNames');
-    for (const g of r.apiGroups) {
-      assert.notEqual(g, '*', 'ClusterRole: no wildcard apiGroups');
-      for (const res of r.resources) {
-        assert.ok(res !== '*' && !res.includes('/'), `ClusterRole: ${res}: no wildcards, no subresources`);
-        granted.add(`${g}/${res}`);
+  for (const role of roles) {
+    assert.equal(role.aggregationRule, undefined, `ClusterRole ${role.metadata.name}: no aggregation`);
+    for (const r of role.rules) {
+      assert.deepEqual([...r.verbs].sort(), VERBS, `ClusterRole rule ${JSON.stringify(r.resources)}: verbs exactly get, list, watch`);
+      assert.equal(r.nonResourceURLs, undefined, 'ClusterRole: no nonResourceURLs');
+      assert.equal(r.resourceNames, undefined, 'ClusterRole: no resourceNames');
+      for (const g of r.apiGroups) {
+        assert.notEqual(g, '*', 'ClusterRole: no wildcard apiGroups');
+        for (const res of r.resources) {
+          assert.ok(res !== '*' && !res.includes('/'), `ClusterRole: ${res}: no wildcards, no subresources`);
+          granted.add(`${g}/${res}`);
+        }
       }
     }
   }
-  assert.deepEqual([...granted].sort(), expectedGrants(), 'ClusterRole grants exactly the collections the Kubernetes adapter watches');
+  const datastore = b.overlay?.datastore ?? 'none (the base leaves it to an overlay)';
+  assert.deepEqual([...granted].sort(), expectedGrantsFor(b), `the ClusterRoles grant exactly what the ${datastore} datastore and rebalancing read`);
 
+  // Every role is bound to our ServiceAccount, and nothing else is bound.
   const sa = the(b, 'ServiceAccount');
-  const binding = the(b, 'ClusterRoleBinding');
-  assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name }, 'ClusterRoleBinding roleRef');
-  assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: NAMESPACE }], 'ClusterRoleBinding binds our ServiceAccount only');
+  for (const role of roles) {
+    const binding = bindings.find((x) => x.roleRef?.name === role.metadata.name);
+    assert.ok(binding, `ClusterRole ${role.metadata.name} is bound`);
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name }, 'ClusterRoleBinding roleRef');
+  }
+  for (const binding of bindings) {
+    assert.ok(roles.some((r) => r.metadata.name === binding.roleRef?.name), `ClusterRoleBinding ${binding.metadata.name} binds one of our ClusterRoles`);
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: NAMESPACE }], 'ClusterRoleBinding binds our ServiceAccount only');
+  }
   assert.equal(podSpec(b).serviceAccountName, sa.metadata.name, 'the pods run as the ServiceAccount');
   assert.notEqual(sa.automountServiceAccountToken, false, 'the token is mounted (in-cluster configuration)');
   assert.notEqual(podSpec(b).automountServiceAccountToken, false, 'the token is mounted (in-cluster configuration)');
+}
+
+/** A file setting's path lies in a read-only Secret volume of the container, readable by its user. */
+function checkMountedFile(b: Bundle, name: string, path: string): void {
+  const c = container(b);
+  const spec = podSpec(b);
+  const mount = (c.volumeMounts ?? []).find((m: Obj) => path.startsWith(`${String(m.mountPath).replace(/\/$/, '')}/`));
+  assert.ok(mount, `env ${name}: ${path} is not under a volume mount of the container`);
+  assert.equal(mount.readOnly, true, `env ${name}: its volume is mounted read-only`);
+  const secret = (spec.volumes ?? []).find((v: Obj) => v.name === mount.name)?.secret;
+  assert.ok(secret?.secretName, `env ${name}: ${path} is not from a mounted Secret`);
+  const rel = path.slice(String(mount.mountPath).replace(/\/$/, '').length + 1);
+  const item = (secret.items as Obj[] | undefined)?.find((i) => i.path === rel);
+  if (secret.items) assert.ok(item, `env ${name}: the Secret's items have no ${rel}`);
+  // Secret files belong to root; a non-root server reads them as "other", or through fsGroup.
+  const mode: number = item?.mode ?? secret.defaultMode ?? 0o644;
+  const readable = (mode & 0o004) !== 0 || (spec.securityContext?.fsGroup !== undefined && (mode & 0o040) !== 0);
+  assert.ok(readable, `env ${name}: ${path} (mode ${mode.toString(8)}) is not readable by the server's user: give the pod an fsGroup and the file group read`);
 }
 
 function checkEnv(b: Bundle): void {
@@ -462,9 +563,25 @@ function checkEnv(b: Bundle): void {
     if (name.startsWith('TYPHA_')) assert.ok(settings.has(name), `env ${name} is not a setting of src/config.ts`);
     else assert.ok(name in NOT_SETTINGS, `env ${name} is neither a TYPHA_* setting nor an allowed variable (${Object.keys(NOT_SETTINGS).join(', ')})`);
   }
+  // A file setting names a file the pod reads from a mounted Secret; loadConfig gets a stand-in
+  // here, as it checks that the file exists.
+  const loadable = typhaEnv(env);
+  for (const s of SETTINGS) {
+    const name = envName(s);
+    if (s.kind !== 'file' || !loadable[name]) continue;
+    checkMountedFile(b, name, loadable[name]);
+    loadable[name] = join(ROOT, 'package.json');
+  }
   let config: Record<string, unknown> | undefined;
-  try { config = loadConfig({ env: typhaEnv(env) }) as unknown as Record<string, unknown>; } catch (err) { assert.fail(`the Deployment's settings do not load: ${(err as Error).message}`); }
-  assert.equal(config.datastoreType, 'kubernetes', 'TYPHA_DATASTORETYPE=kubernetes');
+  try { config = loadConfig({ env: loadable }) as unknown as Record<string, unknown>; } catch (err) { assert.fail(`the Deployment's settings do not load: ${(err as Error).message}`); }
+  if (b.overlay) assert.equal(config.datastoreType, b.overlay.datastore, `TYPHA_DATASTORETYPE=${b.overlay.datastore}`);
+  else assert.equal(env.TYPHA_DATASTORETYPE, undefined, 'the base leaves TYPHA_DATASTORETYPE to an overlay');
+  if (config.datastoreType === 'etcdv3') {
+    assert.ok((config.etcdEndpoints as string[]).every((e) => e.startsWith('https://')), 'etcd over TLS: https endpoints');
+    for (const f of ['etcdCaFile', 'etcdCertFile', 'etcdKeyFile']) assert.ok(config[f], `etcd over mutual TLS: ${f} set`);
+  }
+  // The page lists clients' addresses, identities and nodes to whoever reaches the health port.
+  assert.equal(config.statusPageEnabled, false, 'the status page is off (TYPHA_STATUSPAGEENABLED=false)');
   assert.equal(config.healthEnabled, true, 'health endpoints enabled');
   assert.equal(config.prometheusMetricsEnabled, true, 'metrics enabled');
   const shutdown = Number(env.TYPHA_SHUTDOWNTIMEOUTSECS);
@@ -700,30 +817,57 @@ async function checkAll(b: Bundle): Promise<void> {
 
 const bundle = loadBundle();
 
-describe('deploy/', () => {
+const rendered = new Map<OverlayName, Bundle>();
+/** An overlay's rendering (kubectl kustomize runs once per overlay). */
+function overlay(name: OverlayName): Bundle {
+  let b = rendered.get(name);
+  if (!b) rendered.set(name, (b = renderBundle(bundle, name)));
+  return b;
+}
+
+describe('deploy/base', () => {
   test('every manifest is valid YAML, one concern per file, with the fields its kind requires', () => checkWellFormed(bundle));
   test('kustomization.yaml lists the manifests (the NetworkPolicy is opt-in) and tags the image with the package version', () => checkKustomization(bundle));
-  test('RBAC: get, list, watch on exactly the collections WATCHED_RESOURCES names, for our ServiceAccount', () => {
+  test('RBAC: get, list, watch on EndpointSlices only (rebalancing), for our ServiceAccount', () => {
     assert.ok(expectedGrants().includes('discovery.k8s.io/endpointslices'));
     checkRbac(bundle);
   });
-  test('every environment variable is a setting of src/config.ts, and they load', () => checkEnv(bundle));
+  test('every environment variable is a setting of src/config.ts, and they load; no datastore, no status page', () => checkEnv(bundle));
   test('Deployment: replicas, rollout, ports, probes, shutdown grace, security, resources, scheduling', () => checkDeployment(bundle));
   test('Service port calico-typha targets the client port; the PDB allows one pod down', () => checkServiceAndPdb(bundle));
   test('NetworkPolicy (optional): clients to 5473, monitoring to health and metrics', () => checkNetworkPolicy(bundle));
   test('Dockerfile: multi-stage, production dependencies only, non-root, runs npm start, copies what the server loads', () => checkDockerfile(bundle));
+});
 
-  test('kubectl kustomize renders it (when kubectl is installed)', (t) => {
-    const probe = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
-    if (probe.error || probe.status !== 0) { t.skip('kubectl not installed'); return; }
-    const out = spawnSync('kubectl', ['kustomize', DEPLOY], { encoding: 'utf8' });
-    assert.equal(out.status, 0, `kubectl kustomize failed: ${out.stderr}`);
-    const docs = parseAllDocuments(out.stdout).map((d) => d.toJS() as Obj);
-    const want = [...bundle.manifests].filter(([f]) => !OPTIONAL.has(f)).flatMap(([, ds]) => ds.map((d) => d.kind)).sort();
-    assert.deepEqual(docs.map((d) => d.kind).sort(), want, 'rendered kinds');
-    for (const d of docs) if (!CLUSTER_SCOPED.has(d.kind)) assert.equal(d.metadata.namespace, NAMESPACE, `${d.kind} namespace`);
-    const dep = docs.find((d) => d.kind === 'Deployment')!;
-    assert.equal(dep.spec.template.spec.containers[0].image, `calico-fanout:${PKG.version}`, 'rendered image');
+describe('deploy/ layout', () => {
+  test('a base, an overlay per datastore, the dashboard; deploy/ itself applies the Kubernetes overlay', () => {
+    assert.deepEqual(readdirSync(DEPLOY).sort(), ['base', 'grafana', 'kustomization.yaml', 'overlays']);
+    assert.deepEqual(readdirSync(join(DEPLOY, 'overlays')).sort(), Object.keys(OVERLAYS).sort());
+    const [top] = parseYamlFile(join(DEPLOY, 'kustomization.yaml'));
+    assert.deepEqual(top!.resources, ['overlays/kubernetes'], 'deploy/kustomization.yaml: the Kubernetes overlay, the default');
+  });
+});
+
+describe('deploy/overlays as kubectl kustomize renders them', { skip: kubectlMissing || false }, () => {
+  for (const name of Object.keys(OVERLAYS) as OverlayName[]) {
+    test(`${name}: valid, on the ${OVERLAYS[name]} datastore; RBAC exactly what it reads; settings load; Deployment, Service, PDB, NetworkPolicy, image`, async () => {
+      await checkAll(overlay(name));
+    });
+  }
+  test('kubernetes: both Calico API groups and ClusterNetworkPolicies are granted', () => {
+    const granted = rulesOf(overlay('kubernetes')).flatMap((r: Obj) => r.apiGroups.flatMap((g: string) => r.resources.map((res: string) => `${g}/${res}`)));
+    for (const g of ['crd.projectcalico.org/ippools', 'projectcalico.org/ippools', 'policy.networking.k8s.io/clusternetworkpolicies']) assert.ok(granted.includes(g), g);
+  });
+  test('etcd: client certificates from the calico-etcd-secrets Secret; no Kubernetes datastore grants', () => {
+    const b = overlay('etcd');
+    const volume = podSpec(b).volumes.find((v: Obj) => v.secret?.secretName === 'calico-etcd-secrets');
+    assert.ok(volume, 'a volume of the Secret calico-etcd-secrets');
+    const env = deploymentEnv(b);
+    for (const k of ['TYPHA_ETCDCAFILE', 'TYPHA_ETCDCERTFILE', 'TYPHA_ETCDKEYFILE']) assert.ok(env[k], `${k} set`);
+    assert.deepEqual(expectedGrantsFor(b), ['discovery.k8s.io/endpointslices']);
+  });
+  test('deploy/ renders as the Kubernetes overlay', () => {
+    assert.deepEqual(kustomize(DEPLOY), overlay('kubernetes').manifests.get('rendered'));
   });
 });
 
@@ -804,7 +948,7 @@ function httpStatus(port: number, path: string): Promise<number> {
   });
 }
 
-describe('RBAC against the server as deployed', () => {
+describe('RBAC against the server as deployed (the Kubernetes overlay)', { skip: kubectlMissing || false }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'deploy-rbac-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -823,7 +967,7 @@ describe('RBAC against the server as deployed', () => {
     const path = join(dir, `kubeconfig-${front.url.split(':').at(-1)}`);
     writeFileSync(path, JSON.stringify(kubeconfig));
     const env: Record<string, string> = {
-      ...typhaEnv(deploymentEnv(bundle)), TYPHA_KUBECONFIG: path,
+      ...typhaEnv(deploymentEnv(overlay('kubernetes'))), TYPHA_KUBECONFIG: path,
       TYPHA_SERVERPORT: '-1', TYPHA_HEALTHPORT: '-1', TYPHA_PROMETHEUSMETRICSPORT: '-1',
     };
     if (SETTINGS.some((s) => envName(s) === 'TYPHA_K8SSERVICEPOLLINTERVALSECS')) env.TYPHA_K8SSERVICEPOLLINTERVALSECS = '0.2';
@@ -852,10 +996,10 @@ describe('RBAC against the server as deployed', () => {
     .every((gr) => allowed.has(`list ${gr}`) && allowed.has(`watch ${gr}`));
   /** What kubernetes-mode rebalancing asks: the EndpointSlices of its Service's namespace. */
   const rebalancingLookup = `list discovery.k8s.io/endpointslices in ${NAMESPACE}`;
-  const rebalancing = () => deploymentEnv(bundle).TYPHA_CONNECTIONREBALANCINGMODE === 'kubernetes';
+  const rebalancing = () => deploymentEnv(overlay('kubernetes')).TYPHA_CONNECTIONREBALANCINGMODE === 'kubernetes';
 
-  test('with only our ClusterRole it lists and watches everything, looks up its peers, and /readyz answers 200; nothing denied', { timeout: 60_000 }, async () => {
-    const r = await serveWith(the(bundle, 'ClusterRole').rules,
+  test('with only our ClusterRoles it lists and watches everything, looks up its peers, and /readyz answers 200; nothing denied', { timeout: 60_000 }, async () => {
+    const r = await serveWith(rulesOf(overlay('kubernetes')),
       (f, readyz) => readyz === 200 && everyWatch(f.allowed) && (!rebalancing() || f.allowed.has(rebalancingLookup)));
     assert.deepEqual(r.denied, [], 'requests the ClusterRole does not allow');
     assert.equal(r.readyz, 200, 'the readiness probe passes');
@@ -863,15 +1007,15 @@ describe('RBAC against the server as deployed', () => {
     if (rebalancing()) assert.ok(r.allowed.has(rebalancingLookup), `rebalancing looked up its peers (saw: ${[...r.allowed].sort().join(', ')})`);
   });
 
-  test('on a cluster serving Calico\'s resources only as projectcalico.org/v3 CRDs, the same ClusterRole is enough', { timeout: 60_000 }, async () => {
-    const r = await serveWith(the(bundle, 'ClusterRole').rules, (f, readyz) => readyz === 200 && everyWatch(f.allowed, 'projectcalico.org'), 0, true);
+  test('on a cluster serving Calico\'s resources only as projectcalico.org/v3 CRDs, the same ClusterRoles are enough', { timeout: 60_000 }, async () => {
+    const r = await serveWith(rulesOf(overlay('kubernetes')), (f, readyz) => readyz === 200 && everyWatch(f.allowed, 'projectcalico.org'), 0, true);
     assert.deepEqual(r.denied, [], 'requests the ClusterRole does not allow');
     assert.equal(r.readyz, 200, 'the readiness probe passes');
     assert.ok(everyWatch(r.allowed, 'projectcalico.org'), `a list and a watch per v3 collection (saw: ${[...r.allowed].sort().join(', ')})`);
   });
 
   test('the front enforces: without the EndpointSlices rule requests are denied and /readyz stays 503', { timeout: 60_000 }, async () => {
-    const rules = the(bundle, 'ClusterRole').rules.filter((r: Obj) => !r.resources.includes('endpointslices'));
+    const rules = rulesOf(overlay('kubernetes')).filter((r: Obj) => !r.resources.includes('endpointslices'));
     // Until every other collection has been listed: with EndpointSlices allowed it would now be ready.
     const others = expectedGrants().filter((g) => g !== 'discovery.k8s.io/endpointslices' && !g.startsWith('projectcalico.org/'));
     const r = await serveWith(rules, (f) => f.denied.includes('list discovery.k8s.io/endpointslices') && others.every((g) => f.allowed.has(`list ${g}`)), 500);
@@ -883,11 +1027,12 @@ describe('RBAC against the server as deployed', () => {
 // ---- the checks can fail ---------------------------------------------------------------------
 
 describe('the checks reject broken deployments', () => {
-  const clone = (): Bundle => ({ ...structuredClone({ manifests: bundle.manifests, texts: bundle.texts, kustomization: bundle.kustomization }), kustomizationText: bundle.kustomizationText, dockerfile: bundle.dockerfile, dockerignore: bundle.dockerignore });
+  const clone = (from: Bundle): Bundle => ({ ...structuredClone({ manifests: from.manifests, texts: from.texts, kustomization: from.kustomization, overlay: from.overlay }), kustomizationText: from.kustomizationText, dockerfile: from.dockerfile, dockerignore: from.dockerignore });
   const dep = (b: Bundle) => deployment(b);
   const ctr = (b: Bundle) => container(b);
   const envOf = (b: Bundle, name: string) => ctr(b).env.find((e: Obj) => e.name === name);
-  const role = (b: Bundle) => the(b, 'ClusterRole');
+  const role = (b: Bundle, name = 'calico-fanout') => allDocs(b).find((d) => d.kind === 'ClusterRole' && d.metadata.name === name)!;
+  const datastoreRole = (b: Bundle) => role(b, 'calico-fanout-kubernetes-datastore');
   const swap = (field: 'dockerfile' | 'dockerignore', from: string | RegExp, to: string) => (b: Bundle) => {
     const next = b[field].replace(from, to);
     assert.notEqual(next, b[field], `mutation did not apply: ${String(from)}`);
@@ -904,18 +1049,10 @@ describe('the checks reject broken deployments', () => {
     ['the Service left out of the kustomization', (b) => { b.kustomization.resources = b.kustomization.resources.filter((r: string) => r !== 'service.yaml'); }, /kustomization lists/],
     ['the NetworkPolicy applied by default', (b) => { b.kustomization.resources.push('networkpolicy.yaml'); }, /kustomization lists/],
     ['an image tagged latest', (b) => { ctr(b).image = 'calico-fanout:latest'; }, /package version/],
-    ['an extra verb', (b) => { role(b).rules[0].verbs.push('create'); }, /verbs exactly/],
-    ['a wildcard verb', (b) => { role(b).rules[0].verbs = ['*']; }, /verbs exactly/],
-    ['a resource the adapter does not watch', (b) => { role(b).rules[0].resources.push('secrets'); }, /exactly the collections/],
-    ['a watched resource missing', (b) => { role(b).rules = role(b).rules.filter((r: Obj) => !r.resources.includes('endpointslices')); }, /exactly the collections/],
-    ['a subresource', (b) => { role(b).rules[0].resources.push('pods/log'); }, /subresources/],
-    ['a wildcard resource', (b) => { role(b).rules[0].resources = ['*']; }, /wildcards/],
     ['a binding to another account', (b) => { the(b, 'ClusterRoleBinding').subjects[0].name = 'default'; }, /binds our ServiceAccount/],
     ['pods under another account', (b) => { podSpec(b).serviceAccountName = 'default'; }, /ServiceAccount/],
     ['an unknown TYPHA_ variable', (b) => { ctr(b).env.push({ name: 'TYPHA_NOSUCHSETTING', value: '1' }); }, /not a setting/],
     ['a non-TYPHA variable', (b) => { ctr(b).env.push({ name: 'FOO', value: '1' }); }, /neither a TYPHA_\* setting/],
-    ['a bad setting value', (b) => { envOf(b, 'TYPHA_DATASTORETYPE').value = 'etcd'; }, /do not load/],
-    ['the memory datastore', (b) => { ctr(b).env = ctr(b).env.filter((e: Obj) => e.name !== 'TYPHA_DATASTORETYPE'); }, /kubernetes/],
     ['a number as an env value', (b) => { envOf(b, 'TYPHA_SHUTDOWNTIMEOUTSECS').value = 300; }, /as a string/],
     ['no shutdown timeout', (b) => { ctr(b).env = ctr(b).env.filter((e: Obj) => e.name !== 'TYPHA_SHUTDOWNTIMEOUTSECS'); }, /TYPHA_SHUTDOWNTIMEOUTSECS/],
     ['a health port setting that differs from the container port', (b) => { envOf(b, 'TYPHA_HEALTHPORT').value = '9099'; }, /health port as configured/],
@@ -976,9 +1113,53 @@ describe('the checks reject broken deployments', () => {
     ['node_modules sent to the build', swap('dockerignore', /^node_modules\n/m, ''), /node_modules/],
   ];
 
-  for (const [what, mutate, expect] of mutations) {
+  // Base mutations run without kubectl; datastore-specific ones on the rendered overlays.
+  const overlayMutations: [string, OverlayName, (b: Bundle) => void, RegExp][] = [
+    ['an extra verb', 'kubernetes', (b) => { datastoreRole(b).rules[0].verbs.push('create'); }, /verbs exactly/],
+    ['a wildcard verb', 'kubernetes', (b) => { datastoreRole(b).rules[0].verbs = ['*']; }, /verbs exactly/],
+    ['a resource the adapter does not watch', 'kubernetes', (b) => { datastoreRole(b).rules[0].resources.push('secrets'); }, /grant exactly/],
+    ['EndpointSlices missing', 'kubernetes', (b) => { role(b).rules = []; }, /rules|grant exactly/],
+    ['projectcalico.org missing', 'kubernetes', (b) => { for (const r of datastoreRole(b).rules) r.apiGroups = r.apiGroups.filter((g: string) => g !== 'projectcalico.org'); }, /grant exactly/],
+    ['crd.projectcalico.org missing', 'kubernetes', (b) => { for (const r of datastoreRole(b).rules) r.apiGroups = r.apiGroups.filter((g: string) => g !== 'crd.projectcalico.org'); }, /grant exactly/],
+    ['ClusterNetworkPolicies missing', 'kubernetes', (b) => { datastoreRole(b).rules = datastoreRole(b).rules.filter((r: Obj) => !r.apiGroups.includes('policy.networking.k8s.io')); }, /grant exactly/],
+    ['a subresource', 'kubernetes', (b) => { datastoreRole(b).rules[0].resources.push('pods/log'); }, /subresources/],
+    ['a wildcard resource', 'kubernetes', (b) => { datastoreRole(b).rules[0].resources = ['*']; }, /wildcards/],
+    ['the datastore ClusterRole unbound', 'kubernetes', (b) => { for (const [k, ds] of b.manifests) b.manifests.set(k, ds.filter((d) => d.metadata?.name !== 'calico-fanout-kubernetes-datastore' || d.kind !== 'ClusterRoleBinding')); }, /is bound/],
+    ['a bad setting value', 'kubernetes', (b) => { envOf(b, 'TYPHA_DATASTORETYPE').value = 'etcd'; }, /do not load/],
+    ['the memory datastore', 'kubernetes', (b) => { ctr(b).env = ctr(b).env.filter((e: Obj) => e.name !== 'TYPHA_DATASTORETYPE'); }, /kubernetes/],
+    ['the status page on', 'kubernetes', (b) => { envOf(b, 'TYPHA_STATUSPAGEENABLED').value = 'true'; }, /status page is off/],
+    ['etcd with the Kubernetes datastore\'s reads', 'etcd', (b) => { b.manifests.get('rendered')!.push(...structuredClone(overlay('kubernetes').manifests.get('rendered')!.filter((d) => d.metadata?.name === 'calico-fanout-kubernetes-datastore'))); }, /grant exactly/],
+    ['etcd over plain http', 'etcd', (b) => { envOf(b, 'TYPHA_ETCDENDPOINTS').value = 'http://etcd.example.internal:2379'; }, /do not load|https/],
+    ['etcd without its CA', 'etcd', (b) => { ctr(b).env = ctr(b).env.filter((e: Obj) => e.name !== 'TYPHA_ETCDCAFILE'); }, /etcdCaFile/],
+    ['etcd certificates not mounted', 'etcd', (b) => { ctr(b).volumeMounts = ctr(b).volumeMounts.filter((m: Obj) => m.mountPath !== '/calico-secrets'); }, /not under a volume mount/],
+    ['etcd certificates from an emptyDir', 'etcd', (b) => { const v = podSpec(b).volumes.find((x: Obj) => x.secret); delete v.secret; v.emptyDir = {}; }, /not from a mounted Secret/],
+    ['etcd certificates writable', 'etcd', (b) => { ctr(b).volumeMounts.find((m: Obj) => m.mountPath === '/calico-secrets').readOnly = false; }, /read-only/],
+    ['etcd certificates unreadable by uid 10001', 'etcd', (b) => { delete podSpec(b).securityContext.fsGroup; }, /not readable/],
+    ['etcd certificates owner-only', 'etcd', (b) => { podSpec(b).volumes.find((x: Obj) => x.secret).secret.defaultMode = 0o400; }, /not readable/],
+    ['etcd overlay with another datastore', 'etcd', (b) => { envOf(b, 'TYPHA_DATASTORETYPE').value = 'kubernetes'; }, /etcdv3/],
+    ['etcd overlay in the host network', 'etcd', (b) => { podSpec(b).hostNetwork = true; }, /host network/],
+    ['etcd overlay as root', 'etcd', (b) => { podSpec(b).securityContext.runAsUser = 0; ctr(b).securityContext.runAsUser = 0; }, /runAsUser/],
+  ];
+  const baseMutations: [string, (b: Bundle) => void, RegExp][] = [
+    ['a datastore in the base', (b) => { ctr(b).env.push({ name: 'TYPHA_DATASTORETYPE', value: 'kubernetes' }); }, /leaves TYPHA_DATASTORETYPE/],
+    ['the status page on in the base', (b) => { envOf(b, 'TYPHA_STATUSPAGEENABLED').value = 'true'; }, /status page is off/],
+    ['a Calico grant in the base', (b) => { role(b).rules.push({ apiGroups: ['crd.projectcalico.org'], resources: ['ippools'], verbs: ['get', 'list', 'watch'] }); }, /grant exactly/],
+  ];
+
+  for (const [what, name, mutate, expect] of overlayMutations) {
+    test(`overlays/${name}: ${what}`, { skip: kubectlMissing || false }, async () => {
+      const b = clone(overlay(name));
+      mutate(b);
+      await assert.rejects(checkAll(b), (err: Error) => {
+        assert.match(err.message, expect, `rejected for another reason: ${err.message}`);
+        return true;
+      });
+    });
+  }
+
+  for (const [what, mutate, expect] of [...mutations, ...baseMutations]) {
     test(what, async () => {
-      const b = clone();
+      const b = clone(bundle);
       mutate(b);
       await assert.rejects(checkAll(b), (err: Error) => {
         assert.match(err.message, expect, `rejected for another reason: ${err.message}`);

@@ -58,7 +58,7 @@ const json = (body: string) => JSON.parse(body) as Record<string, unknown>;
 
 test('readiness follows the datastore: 503 until in-sync, 200 after; liveness throughout', LIMIT, async () => {
   const ds = new GatedDatastore(seed);
-  const app: App = track(await startApp(testConfig(), silentLogger, ds));
+  const app: App = track(await startApp(testConfig({ statusPageEnabled: true }), silentLogger, ds));
   try {
     const hp = app.ports.health!;
     assert.ok(hp > 0 && hp !== app.ports.server);
@@ -77,6 +77,12 @@ test('readiness follows the datastore: 503 until in-sync, 200 after; liveness th
       assert.equal(r.status, 200, `${path} while resyncing`);
       assert.equal(r.body, 'ok\n');
     }
+    // The same status as a gauge, one series per status (what the Grafana dashboard shows).
+    const status = async () => {
+      const body = (await httpGet(app.ports.metrics!, '/metrics')).body;
+      return ['wait-for-datastore', 'resync-in-progress', 'in-sync'].map((st) => sample(body, 'calico_fanout_datastore_status', `{status="${st}"}`));
+    };
+    assert.deepEqual(await status(), [0, 1, 0], 'calico_fanout_datastore_status while resyncing');
     for (const path of ['/metrics', '/readyzz', '/livez/extra']) assert.equal((await httpGet(hp, path)).status, 404, `${path} on the health port`);
     const page = await httpGet(hp, '/');
     assert.equal(page.status, 200, 'the status page on the health port');
@@ -106,6 +112,7 @@ test('readiness follows the datastore: 503 until in-sync, 200 after; liveness th
     assert.deepEqual(statuses, ['resync-in-progress', 'in-sync']);
     const ready = await httpGet(hp, '/readyz');
     assert.equal(ready.status, 200);
+    assert.deepEqual(await status(), [0, 0, 1], 'calico_fanout_datastore_status in sync');
     assert.equal(json(ready.body).ready, true);
     assert.equal(json(ready.body).status, 'in-sync');
     assert.equal((await httpGet(hp, '/readiness')).status, 200);
