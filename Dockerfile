@@ -13,6 +13,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
+COPY cmd ./cmd
 COPY src ./src
 COPY server ./server
 COPY snapshot ./snapshot
@@ -32,6 +33,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY tsconfig.json ./
 COPY bin ./bin
+COPY cmd ./cmd
 COPY src ./src
 COPY server ./server
 COPY snapshot ./snapshot

@@ -1,14 +1,14 @@
 // calico-fanout: serve | watch | dump | load-etcd | bench.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { SyncClient, type Update } from '../../client/index.js';
-import { etcdConnection, startApp } from '../app.js';
-import { ConfigError, envName, loadConfig, SETTINGS, type Config } from '../config.js';
-import { EtcdError, etcdClient, putAll } from '../datastore/etcd.js';
-import { loadResources, SeedError } from '../datastore/seed.js';
-import { asCreatedByCalico } from '../datastore/calico-write.js';
-import { createLogger } from '../logging.js';
-import { isSyncerType, needsNode, SYNCER_TYPES, type SyncerType } from '../model/views.js';
-import { VERSION } from '../version.js';
+import { SyncClient, type Update } from '../client/index.js';
+import { etcdConnection, startApp } from './app.js';
+import { ConfigError, envName, loadConfig, SETTINGS, type Config } from '../src/config.js';
+import { EtcdError, etcdClient, putAll } from '../src/datastore/etcd.js';
+import { loadResources, SeedError } from '../src/datastore/seed.js';
+import { asCreatedByCalico } from '../src/datastore/calico-write.js';
+import { createLogger } from '../src/logging.js';
+import { isSyncerType, needsNode, SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
+import { VERSION } from '../src/version.js';
 
 const program = new Command('calico-fanout')
   .description('Typha-style fan-out cache for Calico: one datastore watch, deltas to many agents over WebSocket+msgpack')
@@ -166,7 +166,7 @@ program.command('bench')
   .action(async (args: string[]) => {
     // The harness reads its own command line; it is only loaded when asked for.
     process.argv = [process.argv[0]!, 'bench', ...args];
-    const harness = '../../bench/cli.js'; // a variable: the build of the product leaves bench/ out
+    const harness = '../bench/cli.js'; // a variable: the build of the product leaves bench/ out
     await import(harness);
   });
 

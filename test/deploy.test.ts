@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { healthHandler, type Readiness } from '../server/http-endpoints.js';
-import { startApp } from '../src/app.js';
+import { startApp } from '../cmd/app.js';
 import { envName, loadConfig, SETTINGS } from '../src/config.js';
 import { V3 } from '../src/datastore/kubernetes/api-group.js';
 import { WATCHED_RESOURCES, watchedResources } from '../src/datastore/kubernetes/resources.js';

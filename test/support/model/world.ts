@@ -3,7 +3,7 @@
 // carries out one action; `heal` ends every fault; `content` reads what the datastore holds.
 import type { ClientCache } from '../../../client/cache.js';
 import { SyncClient, type Update } from '../../../client/index.js';
-import { createDatastore, type App } from '../../../src/app.js';
+import { createDatastore, type App } from '../../../cmd/app.js';
 import { loadConfig, type Config } from '../../../src/config.js';
 import { silentLogger } from '../../../src/logging.js';
 import { encodeValue } from '../../../src/protocol/canonical.js';
