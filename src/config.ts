@@ -24,7 +24,9 @@ interface Setting {
   readonly help: string;
 }
 
-const DEMO_CLUSTER = fileURLToPath(new URL('../examples/demo-cluster', import.meta.url));
+// The demo cluster shipped beside the code: one level up from src/, two from dist/src/.
+const DEMO_CLUSTER = fileURLToPath([new URL('../examples/demo-cluster', import.meta.url), new URL('../../examples/demo-cluster', import.meta.url)]
+  .find((u) => existsSync(u)) ?? new URL('../examples/demo-cluster', import.meta.url));
 
 const TABLE = [
   { name: 'datastoreType', typha: 'DatastoreType', flag: 'datastore', kind: 'oneof', choices: ['memory', 'etcdv3', 'kubernetes'], default: 'memory', help: 'where the data comes from; memory serves the seed files' },

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import type { SyncClient, Update } from '../client/index.js';
 import { prepare } from '../dedupe/prepare.js';
 import { ViewFilter } from '../src/model/view-filter.js';
-import { createDatastore } from '../cmd/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { WATCHED_RESOURCES } from '../src/datastore/kubernetes/resources.js';
 import { silentLogger } from '../src/logging.js';
