@@ -183,7 +183,8 @@ async function startEtcdWatchers(m: WorkerStart): Promise<void> {
     });
     clients.push(client);
     const w = client.watch().prefix(PREFIX).watcher();
-    // The revision-resume fix of research/node-libs.md §1 item 5.
+    // etcd3's watcher resumes from the server's current revision after a reconnect: resume from
+    // the one after the last event seen instead, or events are lost.
     let next = 0;
     const fix = () => { if (next > 0) (w.request as { start_revision?: string }).start_revision = String(next); };
     w.on('connected', fix);

@@ -1,6 +1,5 @@
-// calico-fanout/client: the library agents embed.
+// calico-fanout/client: the library agents embed (discovery from EndpointSlices: calico-fanout/client/discovery).
 export { SyncClient, type SyncClientOptions, type ClientLogger, type ClientStats, type Update, type CachedValue } from './sync-client.js';
-export { kubernetesEndpoints, type KubernetesEndpointsOptions } from '../src/discovery.js';
 export { checkIdentity, type ClientTlsOptions } from './tls.js';
 export { SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
 export type { SyncStatus, ResumeToken } from '../src/protocol/messages.js';

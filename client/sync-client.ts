@@ -5,6 +5,7 @@
 // agent hears only about keys whose value changed: a snapshot or repair after a reconnect is
 // reconciled against the cache (mark and sweep), never replayed.
 import WebSocket from 'ws';
+import { backoffMs } from '../src/backoff.js';
 import { VERSION } from '../src/version.js';
 import { isSyncerType, needsNode, type SyncerType } from '../src/model/views.js';
 import { checksumHex } from '../src/protocol/checksum.js';
@@ -342,10 +343,7 @@ export class SyncClient {
   private scheduleReconnect(): void {
     if (!this.running) return;
     this.urlIndex++;
-    const base = Math.min(this.opts.maxBackoffMs ?? 30_000, (this.opts.initialBackoffMs ?? 250) * 2 ** Math.min(this.attempt, 20));
-    this.attempt++;
-    // Full jitter on half the range keeps a fleet of agents from reconnecting in lockstep.
-    const delay = Math.max(this.retryAfterMs, base / 2 + (Math.random() * base) / 2);
+    const delay = Math.max(this.retryAfterMs, backoffMs(this.attempt++, this.opts.initialBackoffMs ?? 250, this.opts.maxBackoffMs ?? 30_000));
     this.retryAfterMs = 0;
     this.reconnectTimer = setTimeout(() => void this.connect(), delay);
   }

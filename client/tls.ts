@@ -1,5 +1,4 @@
-// TLS identity for the client, as Typha's client does it (sync_client.go connect(), tlsutils
-// CertificateVerifier): the certificate files are read on every connect, so rotated ones are
+// TLS identity for the client, as Typha's client does it: the certificate files are read on every connect, so rotated ones are
 // picked up on the next reconnect; the server's chain is verified against the CA, but not its
 // hostname (replicas are dialled by IP); instead its certificate must carry the expected common
 // name or URI SAN.

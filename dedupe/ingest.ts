@@ -8,7 +8,8 @@ import { RateLimitedLog } from '../src/logging.js';
 import type { Metrics } from '../src/metrics.js';
 import { viewsOfKind } from '../src/model/views.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
-import { prepare, type Change } from './prepare.js';
+import type { Change } from '../src/model/change.js';
+import { prepare } from './prepare.js';
 
 /** What ingest needs of the store downstream: read the current bytes, apply, set status. */
 export interface IngestTarget {

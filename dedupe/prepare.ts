@@ -5,15 +5,7 @@ import { servedPolicy } from '../src/model/policy-name.js';
 import { isCarried, isServed, nodeOf } from '../src/model/views.js';
 import { encodeValue } from '../src/protocol/canonical.js';
 import type { DatastoreEvent } from '../src/datastore/datastore.js';
-
-export interface Change {
-  readonly key: string;
-  readonly kind: string;
-  readonly node: string | undefined;
-  /** Canonical value bytes; null for a deletion. */
-  readonly value: Buffer | null;
-  readonly revision: string;
-}
+import type { Change } from '../src/model/change.js';
 
 export type Prepared =
   | { ok: true; change: Change }

@@ -12,7 +12,7 @@
 // such a client is never more than a window behind, and it catches up on the latest values.
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import { ViewFilter } from '../dedupe/view-filter.js';
+import { ViewFilter } from '../src/model/view-filter.js';
 import { snapshotFrames } from '../snapshot/snapshots.js';
 import type { Batch } from '../snapshot/store.js';
 import { checksumHex } from '../src/protocol/checksum.js';
@@ -22,7 +22,12 @@ import { compressEach, negotiate, type Compression } from '../src/protocol/compr
 import { bucketsToWire, digestFromWire } from '../src/protocol/digest.js';
 import { chunkFrames } from '../src/protocol/frames.js';
 import { CloseCode, PROTOCOL_VERSION, type ClientMessage, type ControlMessage, type Hello, type SyncMode, type SyncStatus } from '../src/protocol/messages.js';
-import type { ServerContext } from './context.js';
+import type { SnapshotCache } from '../snapshot/snapshots.js';
+import type { Store } from '../snapshot/store.js';
+import type { Logger } from '../src/logging.js';
+import type { Metrics } from '../src/metrics.js';
+import type { ServerOptions } from './context.js';
+import type { RevisionProbe } from './revision-probe.js';
 
 export type ConnectionState = 'handshake' | 'streaming' | 'closed';
 
@@ -36,6 +41,23 @@ interface Hold {
   retry?: NodeJS.Timeout;
   /** The datastore is behind the client too (restored from an older backup): serve as it is. */
   rewound?: boolean;
+}
+
+/** What every connection of one server shares (the server implements it). */
+export interface ServerContext {
+  readonly opts: ServerOptions;
+  readonly store: Store;
+  readonly snapshots: SnapshotCache;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly serverId: string;
+  readonly serverVersion: string;
+  /** Other replicas' client URLs, offered in goaways. */
+  readonly peers: readonly string[];
+  /** Asks the datastore where it stands (absent: a datastore that cannot tell). */
+  readonly probe: RevisionProbe | undefined;
+  observeAck(seq: number): void;
+  onClosed(conn: Connection): void;
 }
 
 export class Connection {

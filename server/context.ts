@@ -1,11 +1,6 @@
-// What every connection of one server shares.
-import type { SnapshotCache } from '../snapshot/snapshots.js';
-import type { Store } from '../snapshot/store.js';
-import type { Logger } from '../src/logging.js';
-import type { Metrics } from '../src/metrics.js';
+// The server's options, shared by the server and its connections.
 import type { AuthRule } from '../src/authorization.js';
-import type { Connection } from './connection.js';
-import type { RevisionProbe, RevisionSource } from './revision-probe.js';
+import type { RevisionSource } from './revision-probe.js';
 import type { ReloadingTls } from './tls.js';
 
 export interface ServerOptions {
@@ -60,19 +55,3 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   holdTimeoutMs: 10_000,
   revisionSource: undefined,
 };
-
-export interface ServerContext {
-  readonly opts: ServerOptions;
-  readonly store: Store;
-  readonly snapshots: SnapshotCache;
-  readonly metrics: Metrics;
-  readonly logger: Logger;
-  readonly serverId: string;
-  readonly serverVersion: string;
-  /** Other replicas' client URLs, offered in goaways. */
-  readonly peers: readonly string[];
-  /** Asks the datastore where it stands (absent: a datastore that cannot tell). */
-  readonly probe: RevisionProbe | undefined;
-  observeAck(seq: number): void;
-  onClosed(conn: Connection): void;
-}

@@ -4,7 +4,7 @@
 // configured lower and upper limits. Above the share it sheds clients gradually, caught-up ones
 // first (each resyncs elsewhere by a digest repair), with goaway, a jittered retry-after and the
 // other replicas' addresses. Typha's version counts nodes rather than clients, ignores readiness,
-// and drops one random client per second however far over it is (research/typha.md §4.1–4.2).
+// and drops one random client per second however far over it is.
 import type { Logger } from '../src/logging.js';
 import type { FanoutServer } from './server.js';
 

@@ -6,7 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer } from 'ws';
-import type { ViewFilter } from '../dedupe/view-filter.js';
+import type { ViewFilter } from '../src/model/view-filter.js';
 import { SnapshotCache } from '../snapshot/snapshots.js';
 import type { Batch, Store } from '../snapshot/store.js';
 import type { Logger } from '../src/logging.js';
@@ -15,8 +15,8 @@ import { encode } from '../src/protocol/codec.js';
 import { itemsFrame } from '../src/protocol/frames.js';
 import { CloseCode } from '../src/protocol/messages.js';
 import { VERSION } from '../src/version.js';
-import { Connection } from './connection.js';
-import { DEFAULT_SERVER_OPTIONS, type ServerContext, type ServerOptions } from './context.js';
+import { Connection, type ServerContext } from './connection.js';
+import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './context.js';
 import { PublishTimes } from './publish-times.js';
 import { RevisionProbe } from './revision-probe.js';
 import { peerIdentities } from './tls.js';
@@ -158,6 +158,11 @@ export class FanoutServer implements ServerContext {
   setMaxConnections(n: number): void {
     this.maxConnections = n;
     this.metrics.maxConnections.set(n);
+  }
+
+  /** When the batch that first reached `seq` was published; undefined when no longer remembered. */
+  publishedAt(seq: number): number | undefined {
+    return this.publishTimes.timeOf(seq);
   }
 
   observeAck(seq: number): void {

@@ -4,15 +4,22 @@
 // data for tools and tests. Client names and identities come from the clients (hello, TLS
 // certificate), so everything shown is escaped.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ViewFilter } from '../dedupe/view-filter.js';
 import type { Store } from '../snapshot/store.js';
-import type { App } from '../src/app.js';
+import type { Datastore } from '../src/datastore/datastore.js';
+import type { Metrics } from '../src/metrics.js';
+import { ViewFilter } from '../src/model/view-filter.js';
 import { needsNode, SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
 import { checksumHex } from '../src/protocol/checksum.js';
 import type { Handler } from './http-endpoints.js';
-import { PublishTimes } from './publish-times.js';
+import type { FanoutServer } from './server.js';
 
-export type StatusSource = Pick<App, 'store' | 'server' | 'datastore' | 'metrics'>;
+/** What the page reads, and nothing more. */
+export interface StatusSource {
+  readonly store: Pick<Store, 'status' | 'complete' | 'head' | 'floor' | 'epoch' | 'size' | 'historyBytes' | 'checksum'>;
+  readonly server: Pick<FanoutServer, 'serverId' | 'serverVersion' | 'isDraining' | 'connections' | 'publishedAt'>;
+  readonly datastore: Pick<Datastore, 'name' | 'lastError'>;
+  readonly metrics: Pick<Metrics, 'cacheSize' | 'connectionsClosed'>;
+}
 
 export interface ViewStatus {
   name: SyncerType;
@@ -62,23 +69,9 @@ export interface StatusData {
   disconnects: { reason: string; count: number }[];
 }
 
-// Publish times of recent batches per store, so a client's lag can be given in milliseconds. One
-// recorder per store however many handlers are made for it.
-const publishTimes = new WeakMap<Store, PublishTimes>();
-function publishTimesOf(store: Store): PublishTimes {
-  let t = publishTimes.get(store);
-  if (!t) {
-    const times = new PublishTimes();
-    store.subscribe({ onBatch: (b) => times.record(b.to, b.at), onStatus: () => {} });
-    publishTimes.set(store, (t = times));
-  }
-  return t;
-}
-
 /** Everything the page shows, as data. */
 export async function buildStatus(app: StatusSource, now = Date.now()): Promise<StatusData> {
   const { store, server, datastore, metrics } = app;
-  const times = publishTimes.get(store);
   const ready = store.status === 'in-sync' && !server.isDraining;
 
   const cacheSize = new Map<string, number>();
@@ -98,7 +91,7 @@ export async function buildStatus(app: StatusSource, now = Date.now()): Promise<
     const lagSeqs = Math.max(0, store.head - c.pos);
     let lagMs: number | null = 0;
     if (lagSeqs > 0) {
-      const at = times?.timeOf(c.pos + 1);
+      const at = server.publishedAt(c.pos + 1);
       lagMs = at === undefined ? null : Math.max(0, now - at);
     }
     return {
@@ -274,7 +267,6 @@ function send(req: IncomingMessage, res: ServerResponse, type: string, body: str
 
 /** Serves `/` (the HTML page) and `/status.json`; every other path is left to the next handler. */
 export function statusPageHandler(app: StatusSource): Handler {
-  publishTimesOf(app.store);
   return async (req, res) => {
     const path = req.url?.split('?')[0];
     if (path !== '/' && path !== '/status.json') return false;

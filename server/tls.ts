@@ -1,7 +1,7 @@
 // TLS for the client port and the health/metrics listeners. Certificates are read at start and
 // read again whenever a file changes (a Kubernetes Secret volume swaps them through a symlink):
 // new handshakes get the new context, established connections keep theirs. Typha reads them once
-// and needs a pod restart to rotate (research/typha.md §4.5).
+// and needs a pod restart to rotate.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from '../src/logging.js';

@@ -4,7 +4,7 @@
 // per fine digest bucket, so a digest for any bucket count is a fold away (O(buckets), not O(keys)).
 import { SYNCER_TYPES, VIEWS, viewsOfKind, type SyncerType } from '../src/model/views.js';
 import { emptyDigest, fold, xorInto } from '../src/protocol/digest.js';
-import type { ViewFilter } from '../dedupe/view-filter.js';
+import type { ViewFilter } from '../src/model/view-filter.js';
 import { FINE_BUCKETS } from './buckets.js';
 
 interface Sum { xor: bigint; count: number }

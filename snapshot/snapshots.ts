@@ -2,7 +2,7 @@
 // about `chunkBytes` each, built once and written to every client that syncs from it. A client
 // handed a snapshot older than the head catches up from S like any other client, so a storm of
 // connecting clients costs one build per view per reuse window, not one per client.
-import type { ViewFilter } from '../dedupe/view-filter.js';
+import type { ViewFilter } from '../src/model/view-filter.js';
 import { compressLarge, type Compression } from '../src/protocol/compression.js';
 import { bucketOrder } from '../src/protocol/digest.js';
 import { chunkFrames } from '../src/protocol/frames.js';

@@ -2,8 +2,8 @@
 // checksums, and the sequence numbers that order it all. Single writer (the ingest stage);
 // readers are the server's connections and the snapshot cache, all on the one event loop.
 import { randomBytes } from 'node:crypto';
-import type { Change } from '../dedupe/prepare.js';
-import type { ViewFilter } from '../dedupe/view-filter.js';
+import type { Change } from '../src/model/change.js';
+import type { ViewFilter } from '../src/model/view-filter.js';
 import { SYNCER_TYPES, viewsOfKind } from '../src/model/views.js';
 import { hashLoaded, keyBits, loadForHashing } from '../src/protocol/checksum.js';
 import { differing, xorInto } from '../src/protocol/digest.js';

@@ -1,6 +1,6 @@
 // Who may connect and which views they may ask for, from the identities a client certificate
 // proves (its CN and URI SANs). Typha checks one exact CN or URI SAN and then serves any syncer
-// type to anyone who passed (research/typha.md §4.5); here both the identity check and a per-view
+// type to anyone who passed; here both the identity check and a per-view
 // rule list accept patterns, and a rule can bind a node identity to its own node's data.
 //
 // Patterns: `*` matches any run of characters other than `/` (so a SPIFFE path segment), `**`

@@ -1,6 +1,6 @@
 // Server configuration: one table of settings, read from (lowest to highest precedence) the
 // defaults, an optional YAML/JSON config file, TYPHA_* environment variables and CLI flags.
-// Typha's names are used where Typha has the setting (research/typha.md §5). A bad value is an
+// Typha's names are used where Typha has the setting. A bad value is an
 // error naming the setting and where it came from; the CLI exits 2 on it.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -24,9 +24,11 @@ interface Setting {
   readonly help: string;
 }
 
-const DEMO_CLUSTER = fileURLToPath(new URL('../examples/demo-cluster', import.meta.url));
+// The demo cluster shipped beside the code: one level up from src/, two from dist/src/.
+const DEMO_CLUSTER = fileURLToPath([new URL('../examples/demo-cluster', import.meta.url), new URL('../../examples/demo-cluster', import.meta.url)]
+  .find((u) => existsSync(u)) ?? new URL('../examples/demo-cluster', import.meta.url));
 
-export const SETTINGS: readonly Setting[] = [
+const TABLE = [
   { name: 'datastoreType', typha: 'DatastoreType', flag: 'datastore', kind: 'oneof', choices: ['memory', 'etcdv3', 'kubernetes'], default: 'memory', help: 'where the data comes from; memory serves the seed files' },
   { name: 'memorySeedPaths', typha: 'MemorySeedPaths', flag: 'seed', kind: 'list', default: [DEMO_CLUSTER], help: 'YAML/JSON files or directories of Calico resources for the memory datastore' },
   { name: 'simulateChurn', typha: 'SimulateChurn', flag: 'simulate-churn', kind: 'number', min: 0, default: 0, help: 'memory datastore: rewrite workload endpoints at this many updates/s' },
@@ -45,7 +47,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'kubernetesWatchTimeoutSecs', typha: 'KubernetesWatchTimeoutSecs', kind: 'seconds', min: 1, default: 300, help: 'kubernetes datastore: ask the API server to end each watch after about this long (then it resumes)' },
   { name: 'kubernetesWatchInactivitySecs', typha: 'KubernetesWatchInactivitySecs', kind: 'seconds', min: 0.01, default: 120, help: 'kubernetes datastore: restart a watch that sends nothing, not even a bookmark, this long' },
   { name: 'kubernetesMissingPollSecs', typha: 'KubernetesMissingPollSecs', kind: 'seconds', min: 0.01, default: 30, help: 'kubernetes datastore: list a collection that is not there (404: its CRD not installed) again this often; meanwhile it counts as empty' },
-  // Calico's own name for it (libcalico-go apiconfig), without the TYPHA_ prefix.
+  // Calico's own name for it, without the TYPHA_ prefix.
   { name: 'calicoApiGroup', typha: 'CalicoAPIGroup', env: 'CALICO_API_GROUP', kind: 'oneof', choices: ['crd.projectcalico.org/v1', 'projectcalico.org/v3'], default: '', help: 'kubernetes datastore: the API group of Calico\'s resources (default: discovered through /apis: projectcalico.org/v3 when only that group is served)' },
   // Calico's own name for it, without the TYPHA_ prefix.
   { name: 'usePodCIDR', typha: 'UsePodCIDR', env: 'USE_POD_CIDR', flag: 'use-pod-cidr', kind: 'bool', default: false, help: 'host-local IPAM (Kubernetes pod CIDRs): the felix and bgp views carry no IPAM blocks or block affinities, as Typha\'s syncers; kubernetes datastore: a Node\'s IPIP tunnel address is the first address of its spec.podCIDR' },
@@ -93,73 +95,22 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'k8sServicePollIntervalSecs', typha: 'K8sServicePollIntervalSecs', kind: 'seconds', min: 0.01, default: 30, help: 'how often the replicas and their loads are looked up' },
   { name: 'rebalanceShedPerSec', typha: 'RebalanceShedPerSec', kind: 'number', min: 0.01, default: 1, help: 'clients shed per second while over the fair share' },
   { name: 'shutdownTimeoutSecs', typha: 'ShutdownTimeoutSecs', kind: 'seconds', min: 0, default: 300, help: 'on SIGTERM, spread the goaways to clients over this long, then exit' },
-];
+] as const satisfies readonly Setting[];
 
-export interface Config {
-  datastoreType: 'memory' | 'etcdv3' | 'kubernetes';
-  memorySeedPaths: string[];
-  etcdEndpoints: string[];
-  etcdCaFile: string;
-  etcdCertFile: string;
-  etcdKeyFile: string;
-  etcdUsername: string;
-  etcdPassword: string;
-  etcdPrefix: string;
-  etcdPageSize: number;
-  etcdProgressIntervalSecs: number;
-  etcdWatchTimeoutSecs: number;
-  kubeconfig: string;
-  kubernetesPageSize: number;
-  kubernetesWatchTimeoutSecs: number;
-  kubernetesWatchInactivitySecs: number;
-  kubernetesMissingPollSecs: number;
-  /** '' (discover), 'crd.projectcalico.org/v1' or 'projectcalico.org/v3'. */
-  calicoApiGroup: string;
-  usePodCIDR: boolean;
-  interfacePrefix: string[];
-  simulateChurn: number;
-  serverHost: string;
-  serverPort: number;
-  healthEnabled: boolean;
-  healthHost: string;
-  healthPort: number;
-  statusPageEnabled: boolean;
-  prometheusMetricsEnabled: boolean;
-  prometheusMetricsHost: string;
-  prometheusMetricsPort: number;
-  logSeverityScreen: string;
-  serverPingIntervalSecs: number;
-  serverPongTimeoutSecs: number;
-  serverHandshakeTimeoutSecs: number;
-  serverHoldTimeoutSecs: number;
-  serverWriteTimeoutSecs: number;
-  serverHighWaterMarkBytes: number;
-  serverMaxInboundMessageBytes: number;
-  snapshotChunkBytes: number;
-  snapshotReuseSecs: number;
-  historyMaxBytes: number;
-  ingestBatchWindowSecs: number;
-  checksumIntervalSecs: number;
-  serverCertFile: string;
-  serverKeyFile: string;
-  caFile: string;
-  clientCN: string;
-  clientURISAN: string;
-  clientAuthorization: string[];
-  prometheusMetricsCertFile: string;
-  prometheusMetricsKeyFile: string;
-  prometheusMetricsCAFile: string;
-  maxConnectionsLowerLimit: number;
-  maxConnectionsUpperLimit: number;
-  connectionRebalancingMode: 'none' | 'kubernetes' | 'peers';
-  peers: string[];
-  k8sServiceName: string;
-  k8sNamespace: string;
-  k8sPortName: string;
-  k8sServicePollIntervalSecs: number;
-  rebalanceShedPerSec: number;
-  shutdownTimeoutSecs: number;
-}
+/** Every setting, in the order `--help` lists them. */
+export const SETTINGS: readonly Setting[] = TABLE;
+
+/** The TypeScript type a setting of this kind holds once parsed. */
+type ValueOf<S extends Setting> =
+  S['kind'] extends 'int' | 'port' | 'seconds' | 'bytes' | 'number' ? number
+    : S['kind'] extends 'bool' ? boolean
+      : S['kind'] extends 'list' ? string[]
+        // A oneof may default to '' (not set: decided at run time).
+        : S['kind'] extends 'oneof' ? NonNullable<S['choices']>[number] | S['default']
+          : string;
+
+/** The settings as loaded: one field per row of the table, typed by its kind. */
+export type Config = { -readonly [S in (typeof TABLE)[number] as S['name']]: ValueOf<S> };
 
 export class ConfigError extends Error {}
 

@@ -1,5 +1,5 @@
 // Every metric the server exports, on a registry of its own (no global state: tests run several
-// servers in one process). Typha's names are kept where the meaning matches (typha.md §6);
+// servers in one process). Typha's names are kept where the meaning matches;
 // everything Typha has no word for is calico_fanout_*. Per-client labels are never used.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { SYNCER_TYPES } from './model/views.js';

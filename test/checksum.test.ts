@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Update } from '../client/index.js';
 import type { ClientCache } from '../client/cache.js';
-import { ViewFilter } from '../dedupe/view-filter.js';
+import { ViewFilter } from '../src/model/view-filter.js';
 import type { SyncerType } from '../src/model/views.js';
 import { encodeValue } from '../src/protocol/canonical.js';
 import { checksumHex, entryHash } from '../src/protocol/checksum.js';

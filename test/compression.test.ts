@@ -2,7 +2,7 @@
 // by every client of the view) and to large repair replies; small frames travel as they are.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ViewFilter } from '../dedupe/view-filter.js';
+import { ViewFilter } from '../src/model/view-filter.js';
 import { COMPRESS_MIN_BYTES, compressFrame, compressLarge, decompressFrame, negotiate } from '../src/protocol/compression.js';
 import { encode } from '../src/protocol/codec.js';
 import { decodeServerFrame } from '../src/protocol/frames.js';

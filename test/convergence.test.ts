@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import type { SyncClient, SyncerType } from '../client/index.js';
-import { ViewFilter } from '../dedupe/view-filter.js';
+import { ViewFilter } from '../src/model/view-filter.js';
 import { parseKey } from '../src/model/kinds.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
 import { Clients, node, resource, sleep, startTestServer, waitFor, wep } from './support/harness.js';

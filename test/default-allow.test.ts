@@ -3,7 +3,7 @@
 // as libcalico-go lib/resources/static.go builds it and lib/backend/k8s/resources/profile.go lists it.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createDatastore } from '../src/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig } from '../src/config.js';
 import { silentLogger } from '../src/logging.js';
 import { cleanupAfterFile, LIMIT, resource, startServerOn, startTestServer } from './support/harness.js';

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { healthHandler, type Readiness } from '../server/http-endpoints.js';
-import { startApp } from '../src/app.js';
+import { startApp } from '../cmd/app.js';
 import { envName, loadConfig, SETTINGS } from '../src/config.js';
 import { V3 } from '../src/datastore/kubernetes/api-group.js';
 import { WATCHED_RESOURCES, watchedResources } from '../src/datastore/kubernetes/resources.js';
@@ -353,6 +353,9 @@ function runtimeNeeds(): RuntimeNeeds {
   paths.add('package.json');
   const queue = [join(ROOT, bin)];
   const seen = new Set<string>();
+  // bin/ runs the compiled code: a file of dist/ stands for its source (dist/ mirrors the sources),
+  // and what the sources import is needed as part of dist/, not as a source file.
+  const compiled = new Set<string>();
   const resolveModule = (from: string, spec: string): string => {
     const base = resolve(dirname(from), spec);
     const candidates = [base, base.replace(/\.js$/, '.ts'), `${base}.ts`, join(base, 'index.ts')];
@@ -364,10 +367,15 @@ function runtimeNeeds(): RuntimeNeeds {
     const file = queue.pop()!;
     if (seen.has(file)) continue;
     seen.add(file);
-    paths.add(relative(ROOT, file).split(sep).join('/'));
+    paths.add(compiled.has(file) ? 'dist' : relative(ROOT, file).split(sep).join('/'));
     const sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
     const onSpecifier = (spec: string) => {
-      if (spec.startsWith('.')) { queue.push(resolveModule(file, spec)); return; }
+      if (spec.startsWith('.')) {
+        const target = resolveModule(file, spec);
+        if (compiled.has(file)) compiled.add(target);
+        queue.push(target);
+        return;
+      }
       if (isBuiltin(spec)) return;
       const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
       if (name === PKG.name) paths.add('dist'); // a self-reference resolves through package.json exports
@@ -388,8 +396,17 @@ function runtimeNeeds(): RuntimeNeeds {
         const [spec, base] = n.arguments ?? [];
         if (spec && base && ts.isStringLiteralLike(spec) && spec.text.startsWith('.') && base.getText(sf) === 'import.meta.url') {
           const target = resolve(dirname(file), spec.text);
-          // version.ts tries two locations for package.json (src/ and dist/src/); only existing ones count.
-          if (existsSync(target)) paths.add(relative(ROOT, target).split(sep).join('/'));
+          const rel = relative(ROOT, target).split(sep).join('/');
+          if (rel.startsWith('dist/') && rel.endsWith('.js')) {
+            // The compiled code bin/ runs: follow its sources.
+            const source = join(ROOT, rel.slice('dist/'.length).replace(/\.js$/, '.ts'));
+            assert.ok(existsSync(source), `${relative(ROOT, file)}: ${rel} has no source`);
+            compiled.add(source);
+            queue.push(source);
+            paths.add('dist');
+          // The bench harness is optional at run time (a clone's, run through tsx): not in the image.
+          // version.ts and config.ts try two locations (from src/ and dist/src/); only existing ones count.
+          } else if (!rel.startsWith('bench/') && existsSync(target)) paths.add(rel);
         }
       }
       ts.forEachChild(n, visit);
@@ -748,7 +765,7 @@ function checkDockerfile(b: Bundle): void {
   // Runs what `npm start` runs; the Deployment's args make it `calico-fanout serve`.
   const entrypoint = execForm(runtime, 'ENTRYPOINT');
   const cmd = execForm(runtime, 'CMD');
-  assert.deepEqual(entrypoint, ['node', PKG.bin['calico-fanout']], 'ENTRYPOINT runs bin/calico-fanout.js');
+  assert.deepEqual(entrypoint, ['node', '--enable-source-maps', PKG.bin['calico-fanout']], 'ENTRYPOINT runs bin/calico-fanout.js with source maps');
   assert.equal([...entrypoint, ...cmd].join(' '), PKG.scripts.start, 'ENTRYPOINT + CMD = npm start');
   assert.equal(container(b).command, undefined, 'the Deployment keeps the image ENTRYPOINT');
   assert.equal([...entrypoint, ...container(b).args].join(' '), PKG.scripts.start, 'the Deployment runs `calico-fanout serve`');
@@ -778,7 +795,9 @@ function checkDockerfile(b: Bundle): void {
     if (p === 'dist' || p.startsWith('dist/')) assert.ok(runtimeCopies.some((cp) => cp.from && cp.sources.some((s) => /(^|\/)dist$/.test(s))), 'Dockerfile: dist/ from the build stage');
     else assert.ok(covered(p), `Dockerfile runtime stage: ${p} is loaded at run time but not copied`);
   }
-  for (const pkg of needs.packages) assert.ok(pkg in (PKG.dependencies ?? {}), `${pkg} is imported at run time, so it must be a dependency (npm ci --omit=dev leaves devDependencies out)`);
+  // `calico-fanout bench` loads tsx if it is there (a clone's dev dependencies) and says so if not.
+  const optional = new Set(['tsx']);
+  for (const pkg of [...needs.packages].filter((p) => !optional.has(p))) assert.ok(pkg in (PKG.dependencies ?? {}), `${pkg} is imported at run time, so it must be a dependency (npm ci --omit=dev leaves devDependencies out)`);
   // The build stage has what `npm run build` compiles and what it reads.
   const buildSources = copies(build).filter((cp) => !cp.from).flatMap((cp) => cp.sources);
   const tsconfigBuild = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8'));
@@ -1102,12 +1121,14 @@ describe('the checks reject broken deployments', () => {
     ['an image running as root', swap('dockerfile', /USER 10001:10001/, 'USER root'), /numeric/],
     ['another uid in the image', swap('dockerfile', /USER 10001:10001/, 'USER 1000:1000'), /runAsUser/],
     ['no USER', swap('dockerfile', /USER 10001:10001\n/, ''), /USER/],
-    ['an ENTRYPOINT around npm start', swap('dockerfile', /ENTRYPOINT \[.*\]/, 'ENTRYPOINT ["node", "--import", "tsx", "src/cli/main.ts"]'), /bin\/calico-fanout\.js/],
+    ['an ENTRYPOINT around npm start', swap('dockerfile', /ENTRYPOINT \[.*\]/, 'ENTRYPOINT ["node", "--import", "tsx", "cmd/main.ts"]'), /bin\/calico-fanout\.js/],
     ['a shell-form ENTRYPOINT', swap('dockerfile', /ENTRYPOINT \[.*\]/, 'ENTRYPOINT node bin/calico-fanout.js'), /exec \(JSON array\) form/],
     ['CMD watch', swap('dockerfile', /CMD \["serve"\]/, 'CMD ["watch"]'), /npm start/],
-    ['server/ not copied', swap('dockerfile', /COPY server \.\/server\n(?=COPY snapshot \.\/snapshot\nCOPY dedupe \.\/dedupe\nCOPY client \.\/client\n# The memory)/, ''), /server\/.* not copied/],
+    ['dist/ not copied from the build stage', swap('dockerfile', /COPY --from=build \/app\/dist \.\/dist\n/, ''), /dist\/ from the build stage/],
+    ['bin/ not copied', swap('dockerfile', /COPY bin \.\/bin\n(?=# The memory)/, ''), /bin\/.* not copied/],
+    ['cmd/ not compiled', swap('dockerfile', /COPY cmd \.\/cmd\n/, ''), /build stage copies cmd/],
     ['the demo cluster not copied', swap('dockerfile', /COPY examples\/demo-cluster \.\/examples\/demo-cluster\n/, ''), /examples\/demo-cluster/],
-    ['a source directory flattened', swap('dockerfile', /COPY src \.\/src\n(?=COPY server \.\/server\nCOPY snapshot \.\/snapshot\nCOPY dedupe \.\/dedupe\nCOPY client \.\/client\n# The memory)/, 'COPY src ./\n'), /keeps its path/],
+    ['a directory flattened', swap('dockerfile', /COPY bin \.\/bin\n(?=# The memory)/, 'COPY bin ./\n'), /keeps its path/],
     ['port 9093 not exposed', swap('dockerfile', /EXPOSE 5473 9098 9093/, 'EXPOSE 5473 9098'), /EXPOSEs 9093/],
     ['sources ignored by .dockerignore', swap('dockerignore', /^tmp$/m, 'tmp\nsrc'), /\.dockerignore pattern src/],
     ['node_modules sent to the build', swap('dockerignore', /^node_modules\n/m, ''), /node_modules/],

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { SyncClient, Update } from '../client/index.js';
-import { ViewFilter } from '../dedupe/view-filter.js';
-import { createDatastore } from '../src/app.js';
+import { ViewFilter } from '../src/model/view-filter.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { decodeClientMessage, encode, ProtocolError } from '../src/protocol/codec.js';
 import { bucketCountFor, bucketOrder, differing, digestFromWire, digestToWire, emptyDigest, fold, MAX_DIGEST_BUCKETS, xorInto } from '../src/protocol/digest.js';

@@ -4,7 +4,8 @@
 // server cannot be reached.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { kubernetesEndpoints, SyncClient, type ClientLogger, type SyncClientOptions } from '../client/index.js';
+import { SyncClient, type ClientLogger, type SyncClientOptions } from '../client/index.js';
+import { kubernetesEndpoints } from '../client/discovery.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
 import { cleanupAfterFile, LIMIT, resource, startTestServer, waitFor, wep, type TestServer } from './support/harness.js';
 import { startKubeApi, type KubeApiServer } from './support/kube-api.js';

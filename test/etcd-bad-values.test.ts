@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Update } from '../client/index.js';
-import { createDatastore } from '../src/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { DEFAULT_ALLOW_PROFILE, DEFAULT_ALLOW_PROFILE_KEY } from '../src/datastore/default-allow.js';
 import { EtcdDatastore } from '../src/datastore/etcd.js';

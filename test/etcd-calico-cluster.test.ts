@@ -27,7 +27,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import type { SyncClient, SyncerType } from '../client/index.js';
-import { createDatastore } from '../src/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { silentLogger } from '../src/logging.js';
 import { putMany, startEtcd, type EtcdServer } from './support/etcd.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { createDatastore } from '../src/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { ConfigError, loadConfig, type Config } from '../src/config.js';
 import { EtcdDatastore } from '../src/datastore/etcd.js';
 import { silentLogger } from '../src/logging.js';

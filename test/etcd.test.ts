@@ -4,8 +4,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { SyncClient, SyncerType, Update } from '../client/index.js';
-import { ViewFilter } from '../dedupe/view-filter.js';
-import { createDatastore, type App } from '../src/app.js';
+import { ViewFilter } from '../src/model/view-filter.js';
+import type { App } from '../cmd/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig, type Config } from '../src/config.js';
 import type { EtcdDatastore } from '../src/datastore/etcd.js';
 import { silentLogger } from '../src/logging.js';

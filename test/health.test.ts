@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { SyncStatus } from '../client/index.js';
-import { startApp, type App } from '../src/app.js';
+import { startApp, type App } from '../cmd/app.js';
 import { loadConfig, type Config } from '../src/config.js';
 import type { Datastore, DatastoreEvent, DatastoreSink } from '../src/datastore/datastore.js';
 import { MemoryDatastore } from '../src/datastore/memory.js';

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { prepare } from '../dedupe/prepare.js';
-import { createDatastore } from '../src/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { CRD_V1, V3, type CalicoApiGroup } from '../src/datastore/kubernetes/api-group.js';
 import { watchedResources } from '../src/datastore/kubernetes/resources.js';

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Update } from '../client/index.js';
-import { createDatastore } from '../src/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { credentialsFor, TOKEN_FILE_MAX_AGE_MS } from '../src/datastore/kubernetes/credentials.js';
 import { kubeHttp, loadKubeConfig } from '../src/datastore/kubernetes/http.js';

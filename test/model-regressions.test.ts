@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { WebSocketServer } from 'ws';
 import type { Update } from '../client/index.js';
-import { createDatastore } from '../src/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig, type Config } from '../src/config.js';
 import type { EtcdDatastore } from '../src/datastore/etcd.js';
 import { silentLogger } from '../src/logging.js';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { SyncClient, Update } from '../client/index.js';
 import { RevisionProbe } from '../server/revision-probe.js';
-import { createDatastore } from '../src/app.js';
+import { createDatastore } from '../cmd/datastores.js';
 import { loadConfig, type Config } from '../src/config.js';
 import type { Datastore, DatastoreSink } from '../src/datastore/datastore.js';
 import { WATCHED_RESOURCES } from '../src/datastore/kubernetes/resources.js';

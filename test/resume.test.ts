@@ -88,7 +88,7 @@ test('a restarted server (new epoch) resyncs by digest, which the agent sees as 
   const port = first.app.ports.server;
   await first.close();
   await waitFor(() => !c.isInSync, 'client notices the server is gone');
-  const { startApp } = await import('../src/app.js');
+  const { startApp } = await import('../cmd/app.js');
   const { loadConfig } = await import('../src/config.js');
   const { silentLogger } = await import('../src/logging.js');
   const second = await startApp({

@@ -3,7 +3,7 @@
 // timeout. A client that resumes reading before that catches up in one coalesced pass.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { ViewFilter } from '../dedupe/view-filter.js';
+import { ViewFilter } from '../src/model/view-filter.js';
 import { encode } from '../src/protocol/codec.js';
 import type { Hello } from '../src/protocol/messages.js';
 import { Clients, rawConnect, sleep, startTestServer, waitFor, wep } from './support/harness.js';

@@ -3,7 +3,7 @@
 // set, and never on the metrics or client port; /livez and /readyz answer either way.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { startApp } from '../src/app.js';
+import { startApp } from '../cmd/app.js';
 import { loadConfig } from '../src/config.js';
 import { MemoryDatastore } from '../src/datastore/memory.js';
 import { silentLogger } from '../src/logging.js';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { ViewFilter } from '../dedupe/view-filter.js';
+import { ViewFilter } from '../src/model/view-filter.js';
 import { listenHttp, portOf } from '../server/http-endpoints.js';
 import { buildStatus, renderStatusPage, statusPageHandler, type StatusData } from '../server/status-page.js';
 import { SYNCER_TYPES } from '../src/model/views.js';

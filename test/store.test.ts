@@ -3,8 +3,9 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ingest } from '../dedupe/ingest.js';
-import { prepare, type Change } from '../dedupe/prepare.js';
-import { ViewFilter } from '../dedupe/view-filter.js';
+import type { Change } from '../src/model/change.js';
+import { prepare } from '../dedupe/prepare.js';
+import { ViewFilter } from '../src/model/view-filter.js';
 import { SnapshotCache } from '../snapshot/snapshots.js';
 import { Store, type Batch } from '../snapshot/store.js';
 import { silentLogger } from '../src/logging.js';

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Update } from '../client/index.js';
-import { ViewFilter } from '../dedupe/view-filter.js';
+import { ViewFilter } from '../src/model/view-filter.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
 import { Clients, node, resource, startTestServer, waitFor, wep, type TestServer } from './support/harness.js';
 

@@ -1,6 +1,6 @@
 // Processes the harness starts: pinned to a core with taskset where asked, all tracked so that
 // every one of them is stopped at the end, on Ctrl-C and on failure. CPU and peak memory are
-// read from /proc, as calibration did (research/calibration.md §1).
+// read from /proc (utime+stime, VmHWM).
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 

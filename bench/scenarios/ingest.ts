@@ -2,7 +2,7 @@
 // coalesce, no-op check) → store (items, hashes, change log) → one delta frame per view. How many
 // updates per second one core pushes through everything a server does before the first write.
 import { Ingest } from '../../dedupe/ingest.js';
-import { ViewFilter } from '../../dedupe/view-filter.js';
+import { ViewFilter } from '../../src/model/view-filter.js';
 import { Store } from '../../snapshot/store.js';
 import type { DatastoreEvent } from '../../src/datastore/datastore.js';
 import { silentLogger } from '../../src/logging.js';

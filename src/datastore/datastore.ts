@@ -1,5 +1,5 @@
-// The one interface every datastore adapter implements (memory now; etcd v3 and the Kubernetes
-// API behind the same shape). An adapter owns the single upstream watch and pushes events in
+// The one interface every datastore adapter implements (memory, etcd v3, the Kubernetes API).
+// An adapter owns the single upstream watch and pushes events in
 // datastore order; it never learns who consumes them.
 import type { SyncStatus } from '../protocol/messages.js';
 

@@ -2,7 +2,7 @@
 // next revision, for the whole server.
 //
 // The watch runs on a raw gRPC stream rather than etcd3's Watcher, because the Watcher loses
-// events in two ways (research/node-libs.md §1): it resumes from the server's *current* revision
+// events in two ways: it resumes from the server's *current* revision
 // after a reconnect during catch-up, and a catch-up larger than gRPC's 4 MiB receive limit is
 // dropped without an error. Here the adapter itself tracks the revision of the last event it
 // delivered and always resumes from the one after; the receive limit is raised; and etcd3's
@@ -15,6 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { noop } from 'cockatiel';
 import { Etcd3, type IKeyValue, type IWatchResponse } from 'etcd3';
+import { backoffMs } from '../backoff.js';
 import type { Logger } from '../logging.js';
 import { BLOCK_AFFINITY, parseKey } from '../model/kinds.js';
 import type { Datastore, DatastoreEvent, DatastoreSink } from './datastore.js';
@@ -292,8 +293,7 @@ export class EtcdDatastore implements Datastore {
   }
 
   private backoff(): number {
-    const base = Math.min(this.opts.maxBackoffMs, this.opts.initialBackoffMs * 2 ** Math.min(this.attempt++, 16));
-    return base / 2 + (Math.random() * base) / 2;
+    return backoffMs(this.attempt++, this.opts.initialBackoffMs, this.opts.maxBackoffMs);
   }
 
   private sleep(ms: number): Promise<void> {

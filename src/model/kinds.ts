@@ -1,6 +1,6 @@
 // Calico's datastore layout: which kinds exist, where each lives under /calico/, and how a key
-// path maps back to (kind, namespace, name). Key paths follow libcalico-go's KeyToDefaultPath so
-// that an etcd holding a real Calico cluster reads without translation (research/typha.md §2.5).
+// path maps back to (kind, namespace, name). Key paths are Calico's own, so that an etcd holding
+// a real Calico cluster reads without translation.
 
 export const RESOURCE_PREFIX = '/calico/resources/v3/projectcalico.org/';
 export const IPAM_PREFIX = '/calico/ipam/v2/';
@@ -41,7 +41,7 @@ const RESOURCE_KINDS: readonly KindInfo[] = [
   ['WorkloadEndpoint', 'workloadendpoints', true],
 ].map(([kind, plural, namespaced]) => ({ kind, plural, namespaced: namespaced === true }) as KindInfo);
 
-/** IPAM kinds live outside the v3 resource tree, with values in libcalico-go's model shape. */
+/** IPAM kinds live outside the v3 resource tree, with values in Calico's model shape. */
 export const IPAM_BLOCK = 'IPAMBlock';
 export const BLOCK_AFFINITY = 'BlockAffinity';
 export const IPAM_HANDLE = 'IPAMHandle';
@@ -124,7 +124,7 @@ function isIpVersion(s: string | undefined): boolean {
   return s === 'ipv4' || s === 'ipv6';
 }
 
-/** `10.0.1.0/26` → `10.0.1.0-26`, as libcalico-go writes CIDRs into paths. */
+/** `10.0.1.0/26` → `10.0.1.0-26`, as Calico writes CIDRs into paths. */
 export function cidrToPath(cidr: string): string {
   return cidr.replace('/', '-');
 }

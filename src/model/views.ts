@@ -1,4 +1,4 @@
-// Syncer types: which kinds each agent consumes (research/typha.md §2.4). One store serves all of
+// Syncer types: which kinds each agent consumes, as Typha's syncers. One store serves all of
 // them; a view is only a filter over it. Kinds listed in `nodeScoped` reach a client only when the
 // resource belongs to the node named in its hello (Typha sends every node's copy and lets the
 // client throw away all but one).

@@ -1,5 +1,5 @@
-// Compressed frames (PROTOCOL.md "Compression"). Large frames (snapshot chunks, big repair and
-// catch-up replies) travel as `{t: 'compressed', data: bin}`, the bin holding the compressed
+// Compressed frames (PROTOCOL.md "Compression"). Large frames (snapshot chunks, digest repair
+// replies) travel as `{t: 'compressed', data: bin}`, the bin holding the compressed
 // bytes of one whole ordinary frame; the algorithm is the one the welcome named. Snapshot chunks
 // are compressed once and the result shared by every client, which is why this is done here and
 // not by WebSocket permessage-deflate (a zlib stream per socket, no sharing).

@@ -2,7 +2,7 @@
 // model alone (not through the store), and a comparison that names the first difference.
 import assert from 'node:assert/strict';
 import type { SyncClient } from '../../client/index.js';
-import { ViewFilter } from '../../dedupe/view-filter.js';
+import { ViewFilter } from '../../src/model/view-filter.js';
 import type { MemoryDatastore } from '../../src/datastore/memory.js';
 import { DEFAULT_ALLOW_PROFILE, DEFAULT_ALLOW_PROFILE_KEY } from '../../src/datastore/default-allow.js';
 import { parseKey, RESOURCE_PREFIX } from '../../src/model/kinds.js';

@@ -3,7 +3,7 @@
 import { after } from 'node:test';
 import WebSocket from 'ws';
 import { SyncClient, type SyncClientOptions } from '../../client/index.js';
-import { startApp, type App } from '../../src/app.js';
+import { startApp, type App } from '../../cmd/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Datastore } from '../../src/datastore/datastore.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';

@@ -17,6 +17,7 @@
 // resourceVersions are opaque to the loop: compared only for equality. The watermark alone reads
 // them as numbers (what every API server backed by etcd serves), to tell how far this collection
 // has delivered; a collection whose versions are not numbers reports none.
+import { backoffMs } from '../../backoff.js';
 import type { Logger } from '../../logging.js';
 import type { DatastoreEvent } from '../datastore.js';
 import { KubeApiError, statusError, type KubeHttp } from './http.js';
@@ -205,8 +206,7 @@ export class CollectionWatch {
   }
 
   private backoff(attempt: number): number {
-    const base = Math.min(this.opts.maxBackoffMs, this.opts.initialBackoffMs * 2 ** Math.min(attempt, 20));
-    return base / 2 + (Math.random() * base) / 2;
+    return backoffMs(attempt, this.opts.initialBackoffMs, this.opts.maxBackoffMs);
   }
 
   /**

@@ -12,22 +12,21 @@ const METADATA_ANNOTATION = 'projectcalico.org/metadata';
 /**
  * A Calico CRD → its v3 resource: same kind, apiVersion projectcalico.org/v3, the spec (and
  * status, for the kinds that have one, e.g. CalicoNodeStatus) unchanged.
- * Source: libcalico-go `lib/backend/k8s/resources/customresource.go` convertResourceToKVPair
- * (sets the v3 GroupVersionKind, keys the KVPair by the CR's name and namespace, then runs
- * ConvertK8sResourceToCalicoResource on the metadata).
+ * As Calico's Kubernetes backend reads a custom resource: the v3 kind and version, keyed by the
+ * CR's name and namespace, and its metadata converted as below.
  */
 export function convertCalicoCrd(obj: unknown, kind: string): CalicoResource {
   const { o, meta } = readObject(obj, kind, false);
   const what = `${kind} ${meta.name}`;
   let spec = clone(optObject(o, 'spec', what) ?? {});
-  // IPPool has a version converter (resources/ippool.go IPPoolv1v3Converter).
+  // IPPool alone has fields of the v1 API to convert.
   if (kind === 'IPPool') spec = ipPoolV1ToV3(spec, what);
   const status = optObject(o, 'status', what);
   return v3Resource(kind, calicoMetadata(meta, what), spec, { status: status && clone(status) });
 }
 
 /**
- * libcalico-go `resources.ConvertK8sResourceToCalicoResource`:
+ * The metadata of a v1 CR, as Calico converts it:
  * - the UID is never the CR's own: it is ConvertUID(CR uid);
  * - the `projectcalico.org/metadata` annotation (JSON ObjectMeta written by the v3 client) is
  *   removed and merged in: its labels and annotations over the CR's own, its creationTimestamp
@@ -61,7 +60,7 @@ function calicoMetadata(meta: KubeMeta, what: string): Obj {
 }
 
 /**
- * resources/ippool.go IPPoolv1v3Converter.ConvertFromK8s: a pool written through the v1 API
+ * An IPPool written through the v1 API
  * carries `ipip: {enabled, mode}` and `nat-outgoing`; they become ipipMode (Never when disabled,
  * CrossSubnet for mode cross-subnet, else Always) and natOutgoing (OR of both), and are dropped.
  */
@@ -80,11 +79,11 @@ function ipPoolV1ToV3(spec: Obj, what: string): Obj {
 }
 
 /**
- * IPAMBlock CR → the IPAM model block (libcalico-go model.AllocationBlock, the value Felix gets
- * for a BlockKey), keyed /calico/ipam/v2/assignment/ipv4|6/block/<cidr with ->.
- * Source: resources/ipam_block.go toV1 (CIDR parsed and printed as the network; affinity,
+ * IPAMBlock CR → the IPAM model block (Calico's AllocationBlock, the value Felix gets for a
+ * block key), keyed /calico/ipam/v2/assignment/ipv4|6/block/<cidr with ->.
+ * As Calico converts it: the CIDR parsed and printed as the network; affinity,
  * strictAffinity, allocations, unallocated, attributes {handle_id, secondary}, deleted copied;
- * the sequence numbers where the CRD has them). Same shape as the IPAMBlock specs in
+ * the sequence numbers where the CRD has them. Same shape as the IPAMBlock specs in
  * examples/demo-cluster/20-ipam.yaml. A block marked deleted is still delivered, as Calico's
  * watch does.
  */
@@ -125,7 +124,7 @@ export function convertIpamBlock(obj: unknown): CalicoResource {
 
 /**
  * BlockAffinity CR → the IPAM model affinity, keyed /calico/ipam/v2/host/<node>/ipv4|6/block/<cidr>.
- * Source: resources/ipam_affinity.go toV1 (key from spec.node and the parsed spec.cidr; value
+ * As Calico converts it (key from spec.node and the parsed spec.cidr; value
  * state and deleted, the CRD's string `deleted` parsed as a bool with strconv.ParseBool, empty
  * meaning false). The value also keeps node and cidr, as the demo-cluster documents do, but
  * `deleted` is a real boolean as in the model (the CRD's "false" string would be truthy in JS).
@@ -149,7 +148,7 @@ export function convertBlockAffinity(obj: unknown): CalicoResource | null {
   return { key: keyOf({ kind: BLOCK_AFFINITY, metadata: { name: meta.name }, spec: { cidr, node } }), value };
 }
 
-/** strconv.ParseBool, with "" as false (ipam_affinity.go only parses a non-empty string). */
+/** Go's strconv.ParseBool, with "" as false (Calico only parses a non-empty string). */
 function parseGoBool(s: string, what: string): boolean {
   if (s === '') return false;
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(s)) return true;

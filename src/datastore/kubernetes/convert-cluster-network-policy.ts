@@ -1,7 +1,6 @@
 // policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy → the global policy Felix enforces for
-// it, in the kube-admin (tier Admin) or kube-baseline (tier Baseline) tier. Source: libcalico-go
-// `lib/backend/k8s/conversion/clusternetworkpolicy.go` (K8sClusterNetworkPolicyToCalico and its
-// helpers) and `resources/kubeclusternetworkpolicy.go` (key kind KubernetesClusterNetworkPolicy).
+// it, in the kube-admin (tier Admin) or kube-baseline (tier Baseline) tier, keyed as kind
+// KubernetesClusterNetworkPolicy, as Calico converts it.
 import {
   type CalicoResource, type Obj, compact, convertUID, networkString, objectAt, optArray, optNumber, optObject, optString,
   parseCIDR, readObject, v3Metadata, v3Resource,

@@ -1,8 +1,6 @@
 // networking.k8s.io/v1 NetworkPolicy → the Calico policy Felix enforces for it.
-// Source: libcalico-go `lib/backend/k8s/conversion/conversion.go` K8sNetworkPolicyToCalico,
-// k8sSelectorToCalico, k8sRuleToCalico, k8sPeerToCalicoFields, k8sPortToCalico, SimplifyPorts;
-// key kind from `resources/kubenetworkpolicy.go` and `model.KindKubernetesNetworkPolicy` (the KDD
-// felix syncer lists k8s policies as kind KubernetesNetworkPolicy). As in the reference release,
+// Selectors, rules, peers and ports are converted as Calico converts them; the KDD felix syncer
+// lists Kubernetes policies as kind KubernetesNetworkPolicy. As in the reference release,
 // the policy keeps its Kubernetes name and sits in the default tier.
 import {
   type CalicoResource, type Obj, compact, convertUID, fail, networkString, objectAt, optArray, optNumber, optObject,

@@ -1,7 +1,5 @@
 // Kubernetes Node → Calico Node: in KDD, calico-node keeps its per-node settings in annotations
-// on the Kubernetes Node. Source: libcalico-go `lib/backend/k8s/resources/node.go`
-// K8sNodeToCalico, getAnnotation, mergeCalicoAndK8sLabels, fillAllAddresses (annotation names are
-// its constants), and `resources/resources.go` SetCalicoMetadataFromK8sAnnotations.
+// on the Kubernetes Node; labels, addresses and annotation names as Calico reads them.
 import {
   type CalicoResource, type Obj, compact, goJSONStringMap, isObj, objectAt, optArray, optObject, optString,
   optStringArray, parseCIDR, parseCIDROrIP, parseIP, maskIP, fail, formatIP, readObject, v3Metadata, v3Resource,
@@ -23,7 +21,7 @@ const A = {
   wireguardPublicKeyV6: 'projectcalico.org/WireguardPublicKeyV6',
   kubeLabels: 'projectcalico.org/kube-labels',
   interfaces: 'projectcalico.org/Interfaces',
-  // resources.go: Calico labels and annotations of non-CRD resources, stored as JSON annotations.
+  // Calico labels and annotations of non-CRD resources, stored as JSON annotations.
   labels: 'projectcalico.org/labels',
   annotations: 'projectcalico.org/annotations',
 } as const;

@@ -1,10 +1,6 @@
 // Pod → WorkloadEndpoint, as Calico's Kubernetes datastore presents pods to Felix.
-// Sources: libcalico-go `lib/backend/k8s/conversion/workload_endpoint_default.go`
-// (podToDefaultWorkloadEndpoint, VethNameForWorkload, appendEndpointPorts),
-// `conversion/conversion.go` (IsValidCalicoWorkloadEndpoint, IsFinished, getPodIPs),
-// `conversion/constants.go` (annotation names), `lib/names/workloadendpoint.go`
-// (CalculateWorkloadEndpointName, escapeDashes) and `resources/workloadendpoint.go` (the watch
-// skips pods that are not valid Calico workload endpoints).
+// The endpoint's name, interface name, ports and annotations follow Calico's conversion; its
+// watch skips pods that are not valid Calico workload endpoints, and so does this.
 import { createHash } from 'node:crypto';
 import { qosControls } from './convert-pod-qos.js';
 import {
@@ -12,12 +8,11 @@ import {
   optBool, optNumber, optObject, optString, parseCIDR, parseCIDROrIP, readObject, v3Metadata, v3Resource,
 } from './read.js';
 
-// conversion/constants.go
+// Annotations Calico's CNI plugin and others write on pods.
 const ANNOTATION_POD_IP = 'cni.projectcalico.org/podIP';
 const ANNOTATION_POD_IPS = 'cni.projectcalico.org/podIPs';
 const ANNOTATION_AWS_POD_IPS = 'vpc.amazonaws.com/pod-ips';
 const ANNOTATION_CONTAINER_ID = 'cni.projectcalico.org/containerID';
-// workload_endpoint_default.go
 const ANNOTATION_FLOATING_IPS = 'cni.projectcalico.org/floatingIPs';
 const ANNOTATION_ALLOWED_SOURCE_PREFIXES = 'cni.projectcalico.org/allowedSourcePrefixes';
 const ANNOTATION_NETWORK_STATUS = 'k8s.v1.cni.cncf.io/network-status';
@@ -35,16 +30,15 @@ const ENDPOINT = 'eth0';
 /**
  * The WorkloadEndpoint of a pod, or null when Calico shows none to Felix:
  * - host-networked pods and pods not yet scheduled (no spec.nodeName) are not Calico workload
- *   endpoints at all (conversion.go IsValidCalicoWorkloadEndpoint; the WEP watch swallows them);
+ *   endpoints at all (Calico's endpoint watch swallows them);
  * - a finished pod has released its IPs: phase Succeeded, Failed (or the legacy Completed), or a
  *   pod being deleted (metadata.deletionTimestamp) whose `cni.projectcalico.org/podIP` (or AWS
  *   `vpc.amazonaws.com/pod-ips`) annotation is present and empty: the CNI plugin's signal that
- *   the network is torn down (conversion.go IsFinished). A terminating pod that still has its IP
+ *   the network is torn down. A terminating pod that still has its IP
  *   keeps its endpoint;
  * - a pod with no IP yet. Calico emits these two as an endpoint without ipNetworks, and Felix's
- *   update processor then drops every endpoint without ipNetworks
- *   (syncersv1/updateprocessors/workloadendpointprocessor.go "Filtering out WEP with no
- *   IPNetworks"), so what Felix sees is no endpoint; here that is null.
+ *   update processor then drops every endpoint without ipNetworks, so what Felix sees is no
+ *   endpoint; here that is null.
  * An unparsable pod IP, floating IP or allowed source prefix fails the conversion, as there.
  */
 export function convertPod(obj: unknown, opts: PodOptions = {}): CalicoResource | null {

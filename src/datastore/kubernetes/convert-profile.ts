@@ -1,7 +1,5 @@
 // Namespace → Profile `kns.<ns>`, ServiceAccount → Profile `ksa.<ns>.<sa>`.
-// Source: libcalico-go `lib/backend/k8s/conversion/conversion.go` NamespaceToProfile and
-// ServiceAccountToProfile, prefixes from `conversion/constants.go` (kns., ksa., pcns., pcsa.,
-// projectcalico.org/name); watched by `resources/profile.go`.
+// Names and label prefixes (kns., ksa., pcns., pcsa., projectcalico.org/name) are Calico's.
 import { type CalicoResource, convertUID, readObject, v3Metadata, v3Resource } from './read.js';
 
 const NAME_LABEL = 'projectcalico.org/name';

@@ -1,9 +1,7 @@
 // Service (v1) and EndpointSlice (discovery.k8s.io/v1) → KubernetesService /
 // KubernetesEndpointSlice, the pseudo-resources Calico's KDD felix syncer adds for Felix (its
-// kube-proxy replacement and service-based policy; research/typha.md §2.4).
-// Source: libcalico-go `lib/backend/k8s/conversion/conversion.go` ServiceToKVP and
-// EndpointSliceToKVP (key: kind, namespace and name of the object; value: a deep copy of the
-// Kubernetes object itself), `resources/k8sservice.go`, `resources/kubeendpointslice.go`.
+// kube-proxy replacement and service-based policy). As Calico converts them, the key is the
+// kind, namespace and name of the object, the value a deep copy of the Kubernetes object itself.
 //
 // Choice: the value is the Kubernetes object itself, in its own field layout (spec and status for
 // a Service; addressType, endpoints and ports at the top level for an EndpointSlice, as

@@ -1,8 +1,8 @@
 // Requests to the Kubernetes API. @kubernetes/client-node (1.4.x) provides the configuration:
 // kubeconfig or in-cluster service account, credentials and TLS, applied to plain node:http(s)
 // requests. Its informer is not used: it stops for good on any error but 410, requests no
-// bookmarks, has no inactivity timeout and drops unparseable lines silently
-// (research/node-libs.md §2); the list/watch loop in collection.ts does each of those right.
+// bookmarks, has no inactivity timeout and drops unparseable lines silently; the list/watch loop
+// in collection.ts does each of those right.
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';

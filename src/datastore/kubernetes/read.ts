@@ -162,7 +162,7 @@ export function keyOf(doc: { kind?: unknown; metadata?: unknown; spec?: unknown 
 }
 
 /**
- * libcalico-go `conversion.ConvertUID`: resources derived from another object (profiles from
+ * Calico's UID conversion: resources derived from another object (profiles from
  * namespaces and service accounts, converted NetworkPolicies, every Calico CRD read back as v3)
  * get a UID derived deterministically from the source UID, so that two objects never share one
  * (Kubernetes garbage collection would confuse them). The bits of every byte are reversed except
@@ -197,8 +197,8 @@ export function goJSONStringMap(m: Record<string, string> | undefined): string {
     .replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
 }
 
-// --- IP addresses, as Go's net package parses and prints them (libcalico-go wraps net.ParseIP /
-// net.ParseCIDR in lib/net; IPNet.String() prints the masked network).
+// --- IP addresses, as Go's net package parses and prints them (Calico uses it; a network prints
+// masked).
 
 export interface IPAddr { readonly version: 4 | 6; readonly bytes: readonly number[] }
 export interface IPNet { readonly ip: IPAddr; readonly prefix: number }
@@ -231,7 +231,7 @@ export function parseCIDR(s: string): IPNet | undefined {
   return { ip, prefix };
 }
 
-/** libcalico-go `net.ParseCIDROrIP`: a CIDR, or a bare address as a full-length prefix. */
+/** A CIDR, or a bare address as a full-length prefix (as Calico parses either). */
 export function parseCIDROrIP(s: string): IPNet | undefined {
   if (s.includes('/')) return parseCIDR(s);
   const ip = parseIP(s);

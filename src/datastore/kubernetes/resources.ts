@@ -3,8 +3,7 @@
 // same resource (src/model/kinds.ts, examples/demo-cluster). The adapter lists and watches every
 // `path` once and feeds each object through `convert`; it imports nothing else from here.
 //
-// The rules follow libcalico-go's Kubernetes backend (`lib/backend/k8s/resources/*` resource
-// clients and `lib/backend/k8s/conversion`), cited per rule in the convert-*.ts files. Facts carry
+// The rules follow Calico's Kubernetes backend (its resource clients and conversions). Facts carry
 // over, code does not: this is a fresh TypeScript implementation.
 import { BLOCK_AFFINITY, IPAM_BLOCK } from '../../model/kinds.js';
 import { CRD_V1, V3, type CalicoApiGroup } from './api-group.js';
@@ -32,10 +31,8 @@ export interface WatchedResource {
 
 /**
  * Calico's own resources, stored as crd.projectcalico.org/v1 or projectcalico.org/v3 custom
- * resources in KDD (one customK8sResourceClient each in libcalico-go `lib/backend/k8s/resources/*.go`;
- * the CRD kind is the v3 kind, the plurals are the same in both groups). IPAM blocks and block
- * affinities have their own clients (ipam_block.go, ipam_affinity.go) that turn them into the IPAM
- * model, keyed under /calico/ipam/v2/.
+ * resources in KDD (the CRD kind is the v3 kind, the plurals are the same in both groups). IPAM
+ * blocks and block affinities are turned into the IPAM model, keyed under /calico/ipam/v2/.
  */
 const CALICO_CRDS: readonly (readonly [plural: string, kind: string])[] = [
   ['felixconfigurations', 'FelixConfiguration'],
@@ -73,8 +70,8 @@ export function calicoResource(plural: string, group: CalicoApiGroup): WatchedRe
 }
 
 /**
- * A projectcalico.org/v3 CR is the v3 resource itself: customresource.go runs no
- * ConvertK8sResourceToCalicoResource on it, so its UID is its own. The v1 conversion translates
+ * A projectcalico.org/v3 CR is the v3 resource itself: Calico converts no metadata of it, so
+ * its UID is its own. The v1 conversion translates
  * every UID with ConvertUID, which is its own inverse: given the translated UID, it restores it.
  */
 function v3AsStored(obj: unknown): unknown {

@@ -17,7 +17,7 @@
 // checksum is the server's, every replica holds the datastore's content, no protocol error
 // happened, and every checksum mismatch is one the run caused by corrupting that client's cache.
 import type { SyncClient, Update } from '../../../client/index.js';
-import { ViewFilter } from '../../../dedupe/view-filter.js';
+import { ViewFilter } from '../../../src/model/view-filter.js';
 import { parseKey } from '../../../src/model/kinds.js';
 import { nodeOf, type SyncerType } from '../../../src/model/views.js';
 import { encodeValue } from '../../../src/protocol/canonical.js';

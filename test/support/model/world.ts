@@ -3,7 +3,8 @@
 // carries out one action; `heal` ends every fault; `content` reads what the datastore holds.
 import type { ClientCache } from '../../../client/cache.js';
 import { SyncClient, type Update } from '../../../client/index.js';
-import { createDatastore, type App } from '../../../src/app.js';
+import type { App } from '../../../cmd/app.js';
+import { createDatastore } from '../../../cmd/datastores.js';
 import { loadConfig, type Config } from '../../../src/config.js';
 import { silentLogger } from '../../../src/logging.js';
 import { encodeValue } from '../../../src/protocol/canonical.js';

@@ -1,6 +1,6 @@
-// Per-view filtering: which changes a client of (syncer type, node) receives. Clients whose
-// filters have the same key share one pre-encoded frame per delta and one snapshot.
-import { needsNode, VIEWS, type SyncerType, type ViewDef } from '../src/model/views.js';
+// Which changes a client of (syncer type, node) receives. Clients whose filters have the same key
+// share one pre-encoded frame per delta and one snapshot.
+import { needsNode, VIEWS, type SyncerType, type ViewDef } from './views.js';
 
 export class ViewFilter {
   /** Identity of what this filter lets through: the syncer type, plus the node where it matters. */

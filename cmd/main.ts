@@ -1,14 +1,12 @@
 // calico-fanout: serve | watch | dump | load-etcd | bench.
+// Each command loads what it uses when it runs (the server, the client library, a datastore
+// client, the bench harness): `--help` and the client commands start fast and stay small.
+import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { SyncClient, type Update } from '../../client/index.js';
-import { etcdConnection, startApp } from '../app.js';
-import { ConfigError, envName, loadConfig, SETTINGS, type Config } from '../config.js';
-import { EtcdError, etcdClient, putAll } from '../datastore/etcd.js';
-import { loadResources, SeedError } from '../datastore/seed.js';
-import { asCreatedByCalico } from '../datastore/calico-write.js';
-import { createLogger } from '../logging.js';
-import { isSyncerType, needsNode, SYNCER_TYPES, type SyncerType } from '../model/views.js';
-import { VERSION } from '../version.js';
+import type { SyncClient, Update } from '../client/index.js';
+import { ConfigError, envName, loadConfig, SETTINGS, type Config } from '../src/config.js';
+import { isSyncerType, needsNode, SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
+import { VERSION } from '../src/version.js';
 
 const program = new Command('calico-fanout')
   .description('Typha-style fan-out cache for Calico: one datastore watch, deltas to many agents over WebSocket+msgpack')
@@ -49,12 +47,14 @@ const serve = withSettings(program.command('serve')
 serve.addHelpText('after', `\nEvery setting can also be given as an environment variable:\n${SETTINGS.map((s) => `  ${envName(s).padEnd(38)} ${s.help}`).join('\n')}`);
 serve.action(async (opts: Record<string, unknown>) => {
   const config = configFrom(opts);
+  const [{ startApp }, { createLogger }, { SeedError }] = await Promise.all([import('./app.js'), import('../src/logging.js'), import('../src/datastore/seed.js')]);
   const logger = createLogger(config.logSeverityScreen);
   let app;
   try {
     app = await startApp(config, logger);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof SeedError || err instanceof EtcdError) fatal(2, `configuration error: ${err.message}`);
+    const etcdError = config.datastoreType === 'etcdv3' && err instanceof (await import('../src/datastore/etcd.js')).EtcdError;
+    if (err instanceof ConfigError || err instanceof SeedError || etcdError) fatal(2, `configuration error: ${(err as Error).message}`);
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES') fatal(1, `cannot listen: ${e.message}`);
     throw err;
@@ -86,8 +86,9 @@ const clientOptions = (cmd: Command) => cmd
   .option('--timeout <secs>', 'give up (exit 1) if not in sync within this many seconds; 0 waits forever', '0')
   .option('--log-level <level>', 'client log level on stderr (DEBUG, INFO, WARNING, ERROR, NONE)', 'INFO');
 
-function makeClient(opts: { url: string[]; syncer: SyncerType; node: string; logLevel: string }, onUpdates?: (u: Update[]) => void, onStatus?: (s: string) => void): SyncClient {
+async function makeClient(opts: { url: string[]; syncer: SyncerType; node: string; logLevel: string }, onUpdates?: (u: Update[]) => void, onStatus?: (s: string) => void): Promise<SyncClient> {
   if (needsNode(opts.syncer) && !opts.node) fatal(2, `--node is required for --syncer ${opts.syncer}`);
+  const [{ SyncClient }, { createLogger }] = await Promise.all([import('../client/index.js'), import('../src/logging.js')]);
   const logger = createLogger(opts.logLevel, 2);
   return new SyncClient({ urls: opts.url, syncerType: opts.syncer, node: opts.node, clientName: 'calico-fanout-cli', onUpdates, onStatus, logger });
 }
@@ -111,7 +112,7 @@ clientOptions(program.command('watch'))
       if (opts.json) out(JSON.stringify(u));
       else out(`${u.value === null ? 'DEL' : 'SET'} ${u.key} rev=${u.revision}`);
     };
-    const client = makeClient(opts, (us) => us.forEach(print), (s) => { if (!opts.json) out(`status: ${s}`); });
+    const client = await makeClient(opts, (us) => us.forEach(print), (s) => { if (!opts.json) out(`status: ${s}`); });
     await syncWithin(client, opts.timeout, 'watch');
     if (opts.untilInSync) {
       out(`in sync: ${client.size} keys`);
@@ -125,7 +126,7 @@ clientOptions(program.command('watch'))
 clientOptions(program.command('dump'))
   .description("print a view's current content as NDJSON ({key, revision, value} per line, sorted by key)")
   .action(async (opts) => {
-    const client = makeClient(opts);
+    const client = await makeClient(opts);
     await syncWithin(client, opts.timeout, 'dump');
     const rows = [...client.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     for (const [key, v] of rows) out(JSON.stringify({ key, revision: v.revision, value: v.value }));
@@ -138,6 +139,8 @@ withSettings(program.command('load-etcd'), (n) => n.startsWith('etcd') || n === 
   .description('write Calico resources from YAML/JSON files (default: the demo cluster) into etcd, as Calico\'s etcd datastore stores them')
   .action(async (opts: Record<string, unknown>) => {
     const config = configFrom(opts);
+    const [{ loadResources, SeedError }, { asCreatedByCalico }, { etcdClient, putAll }, { etcdConnection }] = await Promise.all([
+      import('../src/datastore/seed.js'), import('../src/datastore/calico-write.js'), import('../src/datastore/etcd.js'), import('./datastore-etcd.js')]);
     let resources;
     try {
       resources = loadResources(config.memorySeedPaths);
@@ -164,10 +167,22 @@ program.command('bench')
   .allowUnknownOption()
   .helpOption(false)
   .action(async (args: string[]) => {
-    // The harness reads its own command line; it is only loaded when asked for.
+    // The harness runs from its TypeScript sources through tsx (it forks workers the same way), so
+    // it needs a clone with its development dependencies, not the published package.
+    // One level up from cmd/, two from dist/cmd/.
+    const harness = [new URL('../bench/cli.ts', import.meta.url), new URL('../../bench/cli.ts', import.meta.url)].find((u) => existsSync(u));
+    let tsx: { register(): unknown } | undefined;
+    try {
+      tsx = await import('tsx/esm/api');
+    } catch { /* reported below */ }
+    if (!harness || !tsx) {
+      fatal(2, 'bench: the load-test harness runs from its sources (bench/) with tsx, a development dependency; '
+        + 'run it in a clone of the repository after `npm install` (or `npm run bench -- <scenario>`)');
+    }
+    tsx.register();
+    // The harness reads its own command line.
     process.argv = [process.argv[0]!, 'bench', ...args];
-    const harness = '../../bench/cli.js'; // a variable: the build of the product leaves bench/ out
-    await import(harness);
+    await import(harness.href);
   });
 
 function camel(flag: string): string {

@@ -10,22 +10,18 @@ import type { RevisionSource } from '../server/revision-probe.js';
 import { FanoutServer } from '../server/server.js';
 import { statusPageHandler } from '../server/status-page.js';
 import { ReloadingTls } from '../server/tls.js';
-import { ViewFilter } from '../dedupe/view-filter.js';
-import { kubernetesEndpoints } from './discovery.js';
-import { ConfigError, effectivePort, type Config } from './config.js';
-import { ChurnGenerator } from './datastore/churn.js';
-import type { Datastore } from './datastore/datastore.js';
-import { withDefaultAllowProfile } from './datastore/default-allow.js';
-import { EtcdDatastore, type EtcdConnection } from './datastore/etcd.js';
-import { KubernetesDatastore } from './datastore/kubernetes.js';
-import { CRD_V1 } from './datastore/kubernetes/api-group.js';
-import { watchedResources } from './datastore/kubernetes/resources.js';
-import { MemoryDatastore } from './datastore/memory.js';
-import { loadResources } from './datastore/seed.js';
-import { identityPattern, parseAuthorization } from './authorization.js';
-import type { Logger } from './logging.js';
-import type { SyncerType } from './model/views.js';
-import { Metrics } from './metrics.js';
+import { ViewFilter } from '../src/model/view-filter.js';
+import { kubernetesEndpoints } from '../src/discovery.js';
+import { ConfigError, effectivePort, type Config } from '../src/config.js';
+import { ChurnGenerator } from '../src/datastore/churn.js';
+import type { Datastore } from '../src/datastore/datastore.js';
+import { withDefaultAllowProfile } from '../src/datastore/default-allow.js';
+import { MemoryDatastore } from '../src/datastore/memory.js';
+import { loadResources } from '../src/datastore/seed.js';
+import { identityPattern, parseAuthorization } from '../src/authorization.js';
+import type { Logger } from '../src/logging.js';
+import type { SyncerType } from '../src/model/views.js';
+import { Metrics } from '../src/metrics.js';
 
 export interface App {
   readonly store: Store;
@@ -38,45 +34,17 @@ export interface App {
   close(): Promise<void>;
 }
 
-/** How to reach etcd, from the settings ('' means not set). */
-export function etcdConnection(c: Config): EtcdConnection {
-  return {
-    endpoints: c.etcdEndpoints, caFile: c.etcdCaFile || undefined, certFile: c.etcdCertFile || undefined,
-    keyFile: c.etcdKeyFile || undefined, username: c.etcdUsername || undefined, password: c.etcdPassword || undefined,
-  };
-}
-
-export function createDatastore(config: Config, logger: Logger): Datastore {
+/** The configured datastore; only its client library is loaded (etcd3, @kubernetes/client-node). */
+export async function openDatastore(config: Config, logger: Logger): Promise<Datastore> {
   switch (config.datastoreType) {
     case 'memory':
       return new MemoryDatastore(loadResources(config.memorySeedPaths));
     case 'etcdv3':
-      return new EtcdDatastore({
-        ...etcdConnection(config),
-        prefix: config.etcdPrefix,
-        pageSize: config.etcdPageSize,
-        progressIntervalMs: config.etcdProgressIntervalSecs * 1000,
-        watchTimeoutMs: config.etcdWatchTimeoutSecs * 1000,
-        initialBackoffMs: 100,
-        maxBackoffMs: 10_000,
-        logger: logger.child({ stage: 'etcd' }),
-      });
+      return (await import('./datastore-etcd.js')).etcdDatastore(config, logger);
     case 'kubernetes':
-      return new KubernetesDatastore({
-        kubeconfig: config.kubeconfig,
-        pageSize: config.kubernetesPageSize,
-        watchTimeoutSecs: config.kubernetesWatchTimeoutSecs,
-        inactivityMs: config.kubernetesWatchInactivitySecs * 1000,
-        requestTimeoutMs: 60_000,
-        initialBackoffMs: 100,
-        maxBackoffMs: 10_000,
-        missingPollMs: config.kubernetesMissingPollSecs * 1000,
-        calicoApiGroup: config.calicoApiGroup,
-        logger: logger.child({ stage: 'kubernetes' }),
-        resources: watchedResources(CRD_V1, { interfacePrefix: config.interfacePrefix[0], usePodCIDR: config.usePodCIDR }),
-      });
+      return (await import('./datastore-kubernetes.js')).kubernetesDatastore(config, logger);
     default:
-      throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${config.datastoreType} is not available in this build; use memory, etcdv3 or kubernetes`);
+      throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${String(config.datastoreType)} is not available; use memory, etcdv3 or kubernetes`);
   }
 }
 
@@ -97,7 +65,8 @@ function rebalancerFor(config: Config, server: FanoutServer, logger: Logger): Re
   }, logger);
 }
 
-export async function startApp(config: Config, logger: Logger, datastore: Datastore = createDatastore(config, logger)): Promise<App> {
+export async function startApp(config: Config, logger: Logger, given?: Datastore): Promise<App> {
+  const datastore = given ?? await openDatastore(config, logger);
   const metrics = new Metrics();
   metrics.missingCollectionsOf(() => datastore.missing ?? []);
   const reloaded = (ok: boolean) => metrics.tlsReloads.labels(ok ? 'ok' : 'failed').inc();
