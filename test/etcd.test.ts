@@ -136,7 +136,7 @@ async function assertAllMatchEtcd(ts: { app: App }, all: Awaited<ReturnType<type
 
 test('churn written by a second etcd client: every view of every client converges to etcd', SLOW, async () => {
   await clearEtcd();
-  const seed = testSeed();
+  const seed = testSeed('etcd churn');
   const rnd = prng(seed);
   const ds = etcdDatastore(etcd.endpoint);
   const ts = track(await startServerOn(ds));
@@ -201,7 +201,7 @@ test('compaction while the watch is disconnected: re-list and publish exactly th
 
 test('etcd killed (SIGKILL) and restarted mid-churn: no event lost, no revision backwards', SLOW, async () => {
   await clearEtcd();
-  const seed = testSeed();
+  const seed = testSeed('etcd killed mid-churn');
   const rnd = prng(seed);
   const ds = etcdDatastore(etcd.endpoint, { etcdWatchTimeoutSecs: 1 });
   const ts = track(await startServerOn(ds));
