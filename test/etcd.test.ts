@@ -226,7 +226,7 @@ test('etcd killed (SIGKILL) and restarted mid-churn: no event lost, no revision 
     await etcd.kill('SIGKILL');
     await waitFor(() => ts.app.store.status !== 'in-sync', 'the adapter to notice etcd is gone', 10_000);
     assert.ok(all.every((x) => x.c.size > 0 || x.syncer === 'node-status'), 'clients keep their last known state');
-    await sleep(500);
+    await sleep(500); // etcd stays down a while (the adapter retrying meanwhile)
     await etcd.restart();
     for (let i = 100; i < 200; i++) await write(i);
     assert.equal(written, 200);
