@@ -200,15 +200,25 @@ test('bench CLI: steady writes the three result files and exits 0', SLOW, async 
 
 test('worker processes exit when the harness dies without cleaning up (SIGKILL)', SLOW, async () => {
   const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
-  for (const file of ['bench/systems/raw-server.ts', 'bench/agent-worker.ts', 'bench/storm-worker.ts']) {
-    // A stand-in harness forks the process, prints its pid, and is then killed outright.
-    const code = `import { fork } from 'node:child_process'; const c = fork(${JSON.stringify(join(ROOT, file))}, [], { execArgv: ['--import', 'tsx'] }); console.log(c.pid);`;
+  // What makes each worker answer once its handlers (among them the one for a lost harness) are
+  // installed: raw-server says it is listening by itself; the others answer a harmless command.
+  const probes: [string, object | null][] = [
+    ['bench/systems/raw-server.ts', null],
+    ['bench/agent-worker.ts', { cmd: 'stall', paused: false }],
+    ['bench/storm-worker.ts', { cmd: 'ping' }],
+  ];
+  for (const [file, probe] of probes) {
+    // A stand-in harness forks the process, waits for its first message, prints its pid, and is
+    // then killed outright.
+    const code = `import { fork } from 'node:child_process'; const c = fork(${JSON.stringify(join(ROOT, file))}, [], { execArgv: ['--import', 'tsx'] });`
+      // A message sent before the worker listens is dropped: the probe is repeated until answered.
+      + (probe ? ` const t = setInterval(() => c.send(${JSON.stringify(probe)}), 100);` : ' const t = undefined;')
+      + ` c.once('message', () => { clearInterval(t); console.log(c.pid); });`;
     const parent = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     const pid = await new Promise<number>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
-    await new Promise((r) => setTimeout(r, 1500)); // loaded and listening
     assert.ok(alive(pid), `${file} started`);
     parent.kill('SIGKILL');
-    const end = Date.now() + 5000;
+    const end = Date.now() + 20_000; // a bound, not a delay: polled until the worker is gone
     while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
     const left = alive(pid);
     if (left) kill(pid);

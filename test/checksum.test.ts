@@ -96,7 +96,7 @@ test('a cache entry deleted from under the cache\'s bookkeeping is repaired and 
 
     await waitFor(() => c.stats.checksumMismatches >= 1, 'the client to detect the mismatch');
     await waitFor(() => c.isInSync && !!c.get(seed[3]!.key), 'the lost key to come back');
-    await sleep(1000); // five checksum intervals
+    await sleep(1000); // time must pass, to show no second mismatch: five checksum intervals
     assertClientMatches(c, expectedView(ts.ds, 'felix', ''), 'repaired client');
     assert.deepEqual(c.checksum(), serverChecksum(ts, 'felix', ''), 'the local checksum matches the server again');
     assert.equal(c.stats.checksumMismatches, 1, `one mismatch, not a loop (saw ${c.stats.checksumMismatches}, ${c.stats.snapshots} snapshots)`);
@@ -115,7 +115,7 @@ test('repeated checksum mismatches back off instead of reconnecting at the initi
     ts.app.store.checksum = () => ({ value: 0x1234n, count: 1 });
     const c = clients.make({ url: ts.url, syncerType: 'felix', initialBackoffMs: 20, maxBackoffMs: 1000 });
     await waitFor(() => c.stats.checksumMismatches >= 1, 'a first mismatch');
-    await sleep(2000);
+    await sleep(2000); // a window of time to count attempts in (a busy machine only lowers the count)
     // With exponential backoff from 20 ms (half-jittered, capped at 1 s) two seconds hold about
     // ten attempts; without it, about one every 20-30 ms.
     assert.ok(c.stats.connects <= 20, `${c.stats.connects} connections (${c.stats.snapshots} full snapshots) in 2 s`);

@@ -193,7 +193,7 @@ function servedSeedTests(name: string, seedPaths: () => string[], seedArgs: () =
             assert.ok(Date.now() < deadline && watch.exitCode === null, `watch did not get in sync: ${out.slice(-300)}`);
             await sleep(25);
           }
-          await sleep(1500);
+          await sleep(1500); // time must pass, past the 1 s --timeout, to show the watch keeps running
           assert.equal(watch.exitCode, null, `watch exited with ${watch.exitCode} although it was in sync`);
         } finally {
           if (watch.exitCode === null) watch.kill('SIGTERM');

@@ -17,7 +17,7 @@ after(() => clients.stopAll());
 const NODES = ['n1', 'n2', 'n3', 'n4', 'n5'];
 
 for (let round = 0; round < 2; round++) {
-  const seed = testSeed() + round;
+  const seed = testSeed(`convergence round ${round}`) + round;
   test(`60 clients converge under random churn (TEST_SEED=${seed})`, async () => {
     const rnd = prng(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;

@@ -137,7 +137,7 @@ async function assertAllMatchEtcd(ts: { app: App }, all: Awaited<ReturnType<type
 
 test('churn written by a second etcd client: every view of every client converges to etcd', SLOW, async () => {
   await clearEtcd();
-  const seed = testSeed();
+  const seed = testSeed('etcd churn');
   const rnd = prng(seed);
   const ds = etcdDatastore(etcd.endpoint);
   const ts = track(await startServerOn(ds));
@@ -202,7 +202,7 @@ test('compaction while the watch is disconnected: re-list and publish exactly th
 
 test('etcd killed (SIGKILL) and restarted mid-churn: no event lost, no revision backwards', SLOW, async () => {
   await clearEtcd();
-  const seed = testSeed();
+  const seed = testSeed('etcd killed mid-churn');
   const rnd = prng(seed);
   const ds = etcdDatastore(etcd.endpoint, { etcdWatchTimeoutSecs: 1 });
   const ts = track(await startServerOn(ds));
@@ -227,7 +227,7 @@ test('etcd killed (SIGKILL) and restarted mid-churn: no event lost, no revision 
     await etcd.kill('SIGKILL');
     await waitFor(() => ts.app.store.status !== 'in-sync', 'the adapter to notice etcd is gone', 10_000);
     assert.ok(all.every((x) => x.c.size > 0 || x.syncer === 'node-status'), 'clients keep their last known state');
-    await sleep(500);
+    await sleep(500); // etcd stays down a while (the adapter retrying meanwhile)
     await etcd.restart();
     for (let i = 100; i < 200; i++) await write(i);
     assert.equal(written, 200);

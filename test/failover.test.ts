@@ -144,7 +144,7 @@ test('a replica still listing its datastore holds back the resync: the moving cl
     heard.length = 0;
     await a.close();
     await waitFor(() => b.app.server.connections.size === 1 && statuses.at(-1) === 'resync-in-progress', 'the client waiting on the listing replica');
-    await sleep(200);
+    await sleep(200); // time must pass, to show that nothing is swept meanwhile
     assert.deepEqual(heard.map((u) => u.key), [], 'no repair from the partial list, so no key swept');
     assert.equal(c.size, seed.length + 1, 'the agent keeps its whole cache meanwhile (the built-in profile included)');
     slow.finish();

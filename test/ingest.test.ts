@@ -182,7 +182,7 @@ describe('per-key coalescing', () => {
     const { ingest, metrics, published, batches } = setup({ windowMs: 1000 });
     ingest.onUpdates([ev(node('w', { gen: 'first' }))]);
     // The first one after a quiet spell is flushed on the next turn.
-    await waitFor(() => batches().length === 1, 'the first flush', 500);
+    await waitFor(() => batches().length === 1, 'the first flush', 5000);
     for (let i = 0; i < 4; i++) {
       ingest.onUpdates([ev(node('w', { gen: i }))]);
       await sleep(2);

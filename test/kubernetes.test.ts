@@ -53,7 +53,13 @@ function published(ts: Awaited<ReturnType<typeof kubeServer>>): { keys: string[]
   return { keys, stop };
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 300));
+/**
+ * Until the store holds everything the contract server has: the adapter's watermark (the lowest
+ * over its collections) has reached the server's resourceVersion, and what it covers is published.
+ * A quiet collection's watermark moves only with a list or a bookmark.
+ */
+const caughtUp = (ts: Awaited<ReturnType<typeof kubeServer>>, k: KubeApiServer, what: string) =>
+  waitFor(() => ts.app.store.maxRevision >= k.resourceVersion, `${what}: the store at the API server's resourceVersion ${k.resourceVersion} (now ${ts.app.store.maxRevision})`, 20_000);
 
 /**
  * A contract server with a cluster of `pods` pods and a calico-fanout on it, in sync with every
@@ -127,8 +133,9 @@ describe('kubernetes datastore', () => {
         for (const p of changed) k.apply(PODS, p);
         k.remove(PODS, 'ns-3', 'web-3');
         k.compact();
-        await waitFor(() => seen.keys.length >= 4, `the relist's delta (${goneAs})`);
-        await settle();
+        // Every collection lists again after the 410, so the watermark reaches the compaction's
+        // resourceVersion only once the whole relist is published: nothing more can come after.
+        await caughtUp(ts, k, `the relist (${goneAs})`);
         seen.stop();
         const want = [...changed, pod('web-3', 'ns-3', 'node-3', podIp(3))].map((p) => calicoKey(PODS, p)).sort();
         assert.deepEqual([...seen.keys].sort(), want, `exactly the changed keys (${goneAs})`);
@@ -149,11 +156,14 @@ describe('kubernetes datastore', () => {
       write(1);
       k.dropWatches();
       write(2);
-      await settle();
+      const last = calicoKey(PODS, pod('web-19', 'ns-4', 'node-19', podIp(19)));
+      // The pods watch resumed after the drop (round 2 came through it) before the restart.
+      await waitFor(() => c.get(last)?.value?.metadata.labels.round === '2', 'round 2 to reach the client', 20_000);
       await k.restart();
       write(3);
-      await waitFor(() => c.get(calicoKey(PODS, pod('web-19', 'ns-4', 'node-19', podIp(19))))?.value?.metadata.labels.round === '3', 'round 3 to reach the client', 20_000);
-      await settle();
+      // web-19 is the last write of round 3, and one watch carries pods in order: once it is in the
+      // client, every pod event before it is too, replayed ones included.
+      await waitFor(() => c.get(last)?.value?.metadata.labels.round === '3', 'round 3 to reach the client', 20_000);
       assertClientMatches(c, expectedView(expected(k), 'felix', ''), 'client after drops and a restart');
       for (const [key, revs] of heard) assert.equal(new Set(revs).size, revs.length, `${key} heard a revision twice: ${revs.join(', ')}`);
       assert.ok((k.stats.watches.get(PODS) ?? 0) >= 3, `the pods watch was resumed after each break (${k.stats.watches.get(PODS)} watches, ${k.stats.lists.get(PODS)} lists)`);
@@ -164,23 +174,32 @@ describe('kubernetes datastore', () => {
   test('bookmarks move the resourceVersion on without publishing anything', SLOW, async () => {
     await withCluster(50, {}, async (k, ts) => {
       // Nodes change; pods do not: only a bookmark tells the pods watch how far the server is.
+      const seen = published(ts);
       for (let i = 0; i < 5; i++) {
         const n = k8sNode(`node-${i}`, `192.168.0.${i + 10}`);
         n.metadata.labels = { ...n.metadata.labels, touched: 'yes' };
         k.apply(NODES, n);
       }
-      await settle();
+      const lastNode = calicoKey(NODES, k8sNode('node-4', '192.168.0.14'));
+      await waitFor(() => seen.keys.includes(lastNode), 'the node changes published');
+      seen.stop();
       const head = ts.app.store.head;
+      assert.ok(ts.app.store.maxRevision < k.resourceVersion, 'the quiet collections are behind until the bookmark');
       k.bookmark();
-      await settle();
+      // The bookmark is what moves the quiet collections' watermarks to the server's revision.
+      await caughtUp(ts, k, 'the bookmarks');
       assert.equal(ts.app.store.head, head, 'a bookmark publishes nothing');
       const podLists = k.stats.lists.get(PODS);
       k.compact();
       k.dropWatches();
       await waitFor(() => (k.stats.watches.get(PODS) ?? 0) >= 2, 'the pods watch to resume');
-      await settle();
+      // A pod written after the resume reaches the store through the resumed watch; had the
+      // watch met a 410, it would have come through a relist, counted below.
+      const late = pod('late-0', 'ns-0', 'node-0', '10.244.7.1');
+      k.apply(PODS, late);
+      await waitFor(() => ts.app.store.valueOf(calicoKey(PODS, late)) != null, 'a pod written after the resume');
       assert.equal(k.stats.lists.get(PODS), podLists, 'resumed from the bookmark: no 410, no relist');
-      assert.equal(ts.app.store.head, head);
+      assert.equal(ts.app.store.head, head + 1, 'only the new pod published since the bookmark');
     });
   });
 

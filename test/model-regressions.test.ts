@@ -131,7 +131,7 @@ test('a client moving to a replica that lags behind the datastore hears no revis
     // a goes away; the client moves to b.
     await a.close();
     await waitFor(() => b.app.server.connections.size === 1, 'the client to reach b');
-    await sleep(1000);
+    await sleep(1000); // time must pass: a window for b to serve older revisions, if it would
     const heard = [...backwards];
 
     proxy.unblock();
@@ -227,7 +227,7 @@ test('a replica re-listing after a compaction does not serve a client its half-l
     await waitFor(() => b.app.server.connections.size === 1, 'the client to reach b');
     proxy.unblock();
     await waitFor(() => c.isInSync && b.app.store.status === 'in-sync', 'b back in sync', 30_000);
-    await sleep(500);
+    await sleep(500); // time must pass: a window for a revision to go back, if one would
     assertClientMatches(c, expectedView(await etcdContent(etcd.client), 'felix', ''), 'client on b');
     assert.deepEqual(backwards, [], 'revisions went back while b was listing again');
   } finally {

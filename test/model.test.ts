@@ -18,11 +18,12 @@
 import { test } from 'node:test';
 import { haveEtcd } from './support/etcd.js';
 import { runSeed, type RunSummary } from './support/model/run.js';
-import { testSeed } from './support/prng.js';
+import { randomSeed, testSeed } from './support/prng.js';
 
 const LONG = process.env.MODEL_LONG === '1';
-// npm test runs fixed seeds, so that it is reproducible; MODEL_LONG and TEST_SEED explore others.
-const base = process.env.TEST_SEED || LONG ? testSeed() : 4200;
+// npm test runs fixed seeds, so that it is reproducible; MODEL_LONG and TEST_SEED explore others
+// (each seed is in its test's name).
+const base = process.env.TEST_SEED ? testSeed('model') : LONG ? randomSeed() : 4200;
 const env = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
 const worlds = (process.env.MODEL_WORLD ?? 'etcd,kube').split(',');
 const plan = [

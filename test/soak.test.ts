@@ -6,8 +6,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runSoak, summary } from '../bench/soak/run.js';
+import { TEST_LONG } from './support/prng.js';
 
-test('soak, 1 minute: 200 clients through a rolling deployment and restarts, no leak, no drift', { timeout: 240_000 }, async (t) => {
+// A minute of a benchmark: in the long tier only (TEST_LONG=1).
+test('soak, 1 minute: 200 clients through a rolling deployment and restarts, no leak, no drift', { timeout: 240_000, skip: !TEST_LONG && 'the long tier: TEST_LONG=1' }, async (t) => {
   const r = await runSoak({ minutes: 1, clients: 200 });
   for (const line of summary(r).split('\n')) t.diagnostic(line);
   t.diagnostic(JSON.stringify({ latencyMs: r.latencyMs, loopLagMs: r.loopLagMs, rss: r.rss, heap: r.heap, external: r.external, handles: { ...r.handles, byTypeStart: undefined, byTypeEnd: undefined }, fds: r.fds, server: r.server }));

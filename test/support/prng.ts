@@ -10,8 +10,23 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** The seed for this run: TEST_SEED if set (to replay a failure), otherwise random. */
-export function testSeed(): number {
+/** The seed a randomised test uses unless TEST_SEED says otherwise: every run is the same run. */
+export const DEFAULT_SEED = 20261202;
+
+/**
+ * The seed for this run: TEST_SEED if set (to replay a failure or explore), otherwise the fixed
+ * DEFAULT_SEED. Printed, so that the output of any run says how to replay it.
+ */
+export function testSeed(what = 'random test'): number {
   const env = process.env.TEST_SEED;
-  return env ? Number(env) : Math.floor(Math.random() * 2 ** 31);
+  const seed = env ? Number(env) : DEFAULT_SEED;
+  if (!Number.isSafeInteger(seed)) throw new Error(`TEST_SEED=${env}: not an integer`);
+  console.log(`${what}: TEST_SEED=${seed}${env ? '' : ' (the default)'}`);
+  return seed;
 }
+
+/** A fresh random seed, for opt-in exploration (long runs); print it where it is used. */
+export const randomSeed = (): number => Math.floor(Math.random() * 2 ** 31);
+
+/** Opt-in long tier (soak, stress runs): TEST_LONG=1. */
+export const TEST_LONG = process.env.TEST_LONG === '1';

@@ -4,6 +4,7 @@
 // PROTOCOL.md, not from the validator), and valid server frames.
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
+import { testSeed } from '../prng.js';
 import { SYNCER_TYPES } from '../../../src/model/views.js';
 import { encodeItem, itemsFrame } from '../../../src/protocol/frames.js';
 import { packr } from '../../../src/protocol/codec.js';
@@ -24,9 +25,18 @@ export function runs(kind: 'pure' | 'server' | 'client'): number {
   return net || Math.max(short, Math.round(deep / (kind === 'server' ? 400 : 100)));
 }
 
+let seed: number | undefined;
+/** fast-check's seed: FUZZ_SEED (as fast-check reports it), else TEST_SEED, else the fixed default; printed once. */
+export function fuzzSeed(): number {
+  if (seed !== undefined) return seed;
+  const env = process.env.FUZZ_SEED;
+  if (env) console.log(`fuzz: FUZZ_SEED=${env}`);
+  seed = env ? Number(env) : testSeed('fuzz');
+  return seed;
+}
+
 export function fcParams<T>(kind: 'pure' | 'server' | 'client'): fc.Parameters<T> {
-  const seed = process.env.FUZZ_SEED;
-  return { numRuns: runs(kind), ...(seed ? { seed: Number(seed) } : {}), endOnFailure: kind !== 'pure' };
+  return { numRuns: runs(kind), seed: fuzzSeed(), endOnFailure: kind !== 'pure' };
 }
 
 /**

@@ -19,10 +19,10 @@
 import type { SyncClient, Update } from '../../../client/index.js';
 import { ViewFilter } from '../../../src/model/view-filter.js';
 import { parseKey } from '../../../src/model/kinds.js';
-import { nodeOf, type SyncerType } from '../../../src/model/views.js';
+import type { SyncerType } from '../../../src/model/views.js';
 import { encodeValue } from '../../../src/protocol/canonical.js';
 import { checksumHex, entryHash } from '../../../src/protocol/checksum.js';
-import { expectedView } from '../expected.js';
+import { expectedView, inView } from '../expected.js';
 import type { World } from './world.js';
 
 export class UpdateChecker {
@@ -30,15 +30,12 @@ export class UpdateChecker {
   /** Revisions that went back when the client moved to another replica (findings, see above). */
   readonly crossReplica: string[] = [];
   updates = 0;
-  private readonly filter: ViewFilter;
   /** Per epoch, per key: the last revision heard from that server store. */
   private readonly byEpoch = new Map<string, Map<string, number>>();
   /** Per key: the last revision heard, from whichever replica. */
   private readonly last = new Map<string, { rev: number; epoch: string; server: number }>();
 
-  constructor(readonly label: string, readonly syncer: SyncerType, readonly node: string) {
-    this.filter = new ViewFilter(syncer, node);
-  }
+  constructor(readonly label: string, readonly syncer: SyncerType, readonly node: string) {}
 
   /** `server`: the replica's index (-1: closed since), `status`: its store's sync status now. */
   check(updates: readonly Update[], epoch: string, server: number, status = '?'): string[] {
@@ -50,8 +47,8 @@ export class UpdateChecker {
       const p = parseKey(u.key);
       const value = u.value;
       if (!p) this.violations.push(`${this.label} heard ${u.key}, which is no Calico key`);
-      else if (value === null ? !this.filter.def.kinds.has(p.kind) : !this.filter.matches(p.kind, nodeOf(p, value))) {
-        this.violations.push(`${this.label} heard ${u.key} (${p.kind}${value ? ` of node ${nodeOf(p, value) ?? '-'}` : ', deleted'}), outside its view`);
+      else if (!inView(this.syncer, this.node, u.key, value)) {
+        this.violations.push(`${this.label} heard ${u.key} (${p.kind}${value ? ` of node ${(value as any)?.spec?.node ?? '-'}` : ', deleted'}), outside its view`);
       }
       const rev = Number(u.revision);
       if (!Number.isSafeInteger(rev)) { this.violations.push(`${this.label}: ${u.key} has revision ${JSON.stringify(u.revision)}, not a number`); continue; }
