@@ -327,18 +327,21 @@ test('several endpoints: a dead one does not keep the server from the live one',
   await putMany(etcd.client, [node('n1')]);
   const dead = await startProxy(1);
   dead.block(); // refuses every connection
-  // Both orders, so the test does not depend on which endpoint the client tries first.
-  for (const endpoints of [[`http://127.0.0.1:${dead.port}`, etcd.endpoint], [etcd.endpoint, `http://127.0.0.1:${dead.port}`]]) {
-    const multi = createDatastore({
-      ...loadConfig({ env: {} }), datastoreType: 'etcdv3', etcdEndpoints: endpoints, etcdProgressIntervalSecs: 0.2, etcdWatchTimeoutSecs: 2,
-    }, silentLogger);
-    const ts = track(await startServerOn(multi));
-    try {
-      await waitFor(() => ts.app.store.status === 'in-sync', `in sync via ${endpoints.join(', ')}`, 30_000);
-      assert.ok(ts.app.store.valueOf(node('n1').key));
-    } finally {
-      await ts.close();
+  try {
+    // Both orders, so the test does not depend on which endpoint the client tries first.
+    for (const endpoints of [[`http://127.0.0.1:${dead.port}`, etcd.endpoint], [etcd.endpoint, `http://127.0.0.1:${dead.port}`]]) {
+      const multi = createDatastore({
+        ...loadConfig({ env: {} }), datastoreType: 'etcdv3', etcdEndpoints: endpoints, etcdProgressIntervalSecs: 0.2, etcdWatchTimeoutSecs: 2,
+      }, silentLogger);
+      const ts = track(await startServerOn(multi));
+      try {
+        await waitFor(() => ts.app.store.status === 'in-sync', `in sync via ${endpoints.join(', ')}`, 30_000);
+        assert.ok(ts.app.store.valueOf(node('n1').key));
+      } finally {
+        await ts.close();
+      }
     }
+  } finally {
+    await dead.close(); // also when the test fails: an open proxy would keep this file's process alive
   }
-  await dead.close();
 });
