@@ -16,6 +16,7 @@ import { runSteady, SYSTEMS, type RunResult, type SteadyOptions, type SystemName
 import { writeResults } from '../bench/lib/report.js';
 import { scalingPoints, scalingSvg } from '../bench/lib/report-scaling.js';
 import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
+import { TEST_LONG } from './support/prng.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SLOW = { timeout: 120_000 };
@@ -81,9 +82,13 @@ function assertConsistent(r: RunResult, system: SystemName): void {
   assert.equal(r.reconnects, 0, what('reconnects'));
 }
 
+// A smoke of the steady scenario: fanout, and raw-batch (the baseline the report's ratios are
+// to). The other baselines and fanout with full clients run in the long tier (TEST_LONG=1).
+const STEADY: readonly SystemName[] = TEST_LONG ? SYSTEMS : ['fanout', 'raw-batch'];
+
 const runs: RunResult[] = [];
 
-for (const system of SYSTEMS) {
+for (const system of STEADY) {
   test(`steady ${system} (light): every client gets every update, results consistent`, SLOW, async () => {
     const r = await runSteady(system, options('light'));
     runs.push(r);
@@ -91,7 +96,7 @@ for (const system of SYSTEMS) {
   });
 }
 
-test('steady fanout (full clients): every client gets every update, results consistent', SLOW, async () => {
+test('steady fanout (full clients): every client gets every update, results consistent', { ...SLOW, skip: !TEST_LONG && 'the long tier: TEST_LONG=1' }, async () => {
   const r = await runSteady('fanout', options('full'));
   runs.push(r);
   assertConsistent(r, 'fanout');
@@ -100,7 +105,7 @@ test('steady fanout (full clients): every client gets every update, results cons
 // ---- report ------------------------------------------------------------------------------
 
 test('writeResults writes results.json, report.md and latency.svg for the runs', SLOW, () => {
-  assert.equal(runs.length, SYSTEMS.length + 1, 'every steady run produced a result');
+  assert.equal(runs.length, STEADY.length + (TEST_LONG ? 1 : 0), 'every steady run produced a result');
   const dir = tempDir('report');
   writeResults(dir, 'steady smoke', 'node --test test/bench-smoke.test.ts', runs, 'Machine: test');
 
@@ -113,7 +118,7 @@ test('writeResults writes results.json, report.md and latency.svg for the runs',
   assert.match(md, /\| p99 ÷ raw-batch \| CPU\/delivered ÷ raw-batch \|/);
   const header = md.split('\n').find((l) => l.startsWith('| system |'))!;
   const columns = header.split('|').length;
-  for (const system of SYSTEMS) {
+  for (const system of STEADY) {
     const rows = md.split('\n').filter((l) => l.startsWith(`| ${system} | ${CLIENTS} | 100 |`));
     assert.equal(rows.length, 1, `one row for ${system}`);
     const row = rows[0]!;
@@ -130,8 +135,8 @@ test('writeResults writes results.json, report.md and latency.svg for the runs',
   const svg = readFileSync(join(dir, 'latency.svg'), 'utf8');
   assert.ok(svg.startsWith('<svg'), 'an SVG document');
   assert.ok(svg.trimEnd().endsWith('</svg>'));
-  assert.equal(svg.match(/<path /g)?.length, SYSTEMS.length, 'one curve per system');
-  for (const system of SYSTEMS) assert.ok(svg.includes(`>${system} N=${CLIENTS} R=100</text>`), `legend for ${system}`);
+  assert.equal(svg.match(/<path /g)?.length, STEADY.length, 'one curve per system');
+  for (const system of STEADY) assert.ok(svg.includes(`>${system} N=${CLIENTS} R=100</text>`), `legend for ${system}`);
   assert.doesNotMatch(svg, /NaN|Infinity/);
 });
 
@@ -142,15 +147,15 @@ test('scaling chart: delivered/s against N, one line per system, from results fo
   // The same runs as if at twice the clients and delivery rate: a second point per system.
   writeResults(big, 'b', 'x', runs.map((r) => ({ ...r, clients: r.clients * 2, deliveredPerSec: r.deliveredPerSec * 2 })), 'Machine: test');
   const points = scalingPoints([small, big], 100);
-  assert.deepEqual([...points.keys()].sort(), [...SYSTEMS].sort());
-  for (const system of SYSTEMS) {
+  assert.deepEqual([...points.keys()].sort(), [...STEADY].sort());
+  for (const system of STEADY) {
     const own = runs.filter((r) => r.system === system).map((r) => r.deliveredPerSec).sort((a, b) => a - b);
     const med = own[Math.floor((own.length - 1) / 2)]!;
     assert.deepEqual(points.get(system), [{ n: CLIENTS, perSec: med }, { n: CLIENTS * 2, perSec: med * 2 }], `${system}: median per N, in N order`);
   }
   assert.deepEqual(scalingPoints([small], 999), new Map(), 'runs at another rate are left out');
   const svg = scalingSvg(points, 100);
-  assert.equal(svg.match(/<path fill="none"/g)?.length, SYSTEMS.length, 'one line per system');
+  assert.equal(svg.match(/<path fill="none"/g)?.length, STEADY.length, 'one line per system');
   assert.match(svg, /ideal \(N × 100\/s\)/);
   assert.doesNotMatch(svg, /NaN|Infinity/);
 });

@@ -12,6 +12,7 @@ import { runStorm, STORM_SYSTEMS, type StormPhase, type StormResult, type StormS
 import { writeIdleResults, writeStormResults } from '../bench/lib/report-scenarios.js';
 import { median } from '../bench/lib/report.js';
 import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
+import { TEST_LONG } from './support/prng.js';
 
 const SLOW = { timeout: 120_000 };
 const KEYS = 2000;
@@ -40,9 +41,14 @@ function assertPhase(p: StormPhase, system: StormSystem, what: (s: string) => st
   for (const v of Object.values(p.peakRssMiB)) assert.ok(positive(v), what('peak RSS'));
 }
 
+// A smoke of each scenario on fanout; the baselines in the long tier (TEST_LONG=1). The bench CLI
+// test below still runs storm on direct and idle on raw.
+const STORMS: readonly StormSystem[] = TEST_LONG ? STORM_SYSTEMS : ['fanout'];
+const IDLES: readonly (typeof IDLE_SYSTEMS)[number][] = TEST_LONG ? IDLE_SYSTEMS : ['fanout'];
+
 const storms: StormResult[] = [];
 
-for (const system of STORM_SYSTEMS) {
+for (const system of STORMS) {
   test(`storm ${system}: every client gets every key${system === 'fanout' ? ', from one snapshot, and again after a restart' : ''}`, SLOW, async () => {
     const r = await runStorm(system, { keys: KEYS, clients: CLIENTS, workers: 2, mode: 'light', compression: 'brotli', serverCpus: '', clientCpus: '', timeoutS: 60 });
     storms.push(r);
@@ -70,7 +76,7 @@ for (const system of STORM_SYSTEMS) {
 
 const idles: IdleResult[] = [];
 
-for (const system of IDLE_SYSTEMS) {
+for (const system of IDLES) {
   test(`idle ${system}: clients connect and stay; RSS per client is measured`, SLOW, async () => {
     const r = await runIdle(system, { clients: 20, keys: 100, workers: 2, serverCpus: '', clientCpus: '', settleS: 1, timeoutS: 60 });
     idles.push(r);
@@ -86,8 +92,8 @@ for (const system of IDLE_SYSTEMS) {
 }
 
 test('storm and idle reports: results.json and report.md parse back', SLOW, () => {
-  assert.equal(storms.length, STORM_SYSTEMS.length, 'every storm run produced a result');
-  assert.equal(idles.length, IDLE_SYSTEMS.length, 'every idle run produced a result');
+  assert.equal(storms.length, STORMS.length, 'every storm run produced a result');
+  assert.equal(idles.length, IDLES.length, 'every idle run produced a result');
   const dir = tempDir('report');
   writeStormResults(join(dir, 'storm'), 'storm smoke', 'node --test', storms, 'Machine: test');
   writeIdleResults(join(dir, 'idle'), 'idle smoke', 'node --test', idles, 'Machine: test');
@@ -97,7 +103,7 @@ test('storm and idle reports: results.json and report.md parse back', SLOW, () =
   assert.deepEqual(storm.runs.map((r) => r.system), storms.map((r) => r.system));
   const md = readFileSync(join(dir, 'storm', 'report.md'), 'utf8');
   const rows = (system: string) => md.split('\n').filter((l) => l.startsWith(`| ${system} | ${KEYS} | ${CLIENTS} |`));
-  for (const system of STORM_SYSTEMS) assert.equal(rows(system).length, system === 'fanout' ? 2 : 1, `${system} rows (storm, and reconnect for fanout)`);
+  for (const system of STORMS) assert.equal(rows(system).length, system === 'fanout' ? 2 : 1, `${system} rows (storm, and reconnect for fanout)`);
   for (const table of md.split('\n\n').filter((b) => b.startsWith('| system |'))) {
     const [header, , ...body] = table.split('\n');
     for (const row of body) assert.equal(row.split('|').length, header!.split('|').length, `every column: ${row}`);
@@ -105,9 +111,9 @@ test('storm and idle reports: results.json and report.md parse back', SLOW, () =
   assert.doesNotMatch(md, /NaN|undefined|Infinity/);
 
   const idle = JSON.parse(readFileSync(join(dir, 'idle', 'results.json'), 'utf8')) as { runs: IdleResult[] };
-  assert.deepEqual(idle.runs.map((r) => r.system), [...IDLE_SYSTEMS]);
+  assert.deepEqual(idle.runs.map((r) => r.system), [...IDLES]);
   const imd = readFileSync(join(dir, 'idle', 'report.md'), 'utf8');
-  for (const system of IDLE_SYSTEMS) assert.match(imd, new RegExp(`^\\| ${system} \\| \\S+ \\| 20 \\|`, 'm'));
+  for (const system of IDLES) assert.match(imd, new RegExp(`^\\| ${system} \\| \\S+ \\| 20 \\|`, 'm'));
   assert.doesNotMatch(imd, /NaN|undefined|Infinity/);
 });
 
