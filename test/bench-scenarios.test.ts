@@ -16,6 +16,7 @@ import { writeSlowResults } from '../bench/lib/report-slow.js';
 import { writeChurnResults } from '../bench/lib/report-churn.js';
 import { Progress, type Meter } from '../bench/lib/progress.js';
 import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
+import { TEST_LONG } from './support/prng.js';
 
 const SLOW = { timeout: 120_000 };
 const temps: string[] = [];
@@ -49,7 +50,11 @@ function assertRss(r: RunResult, proc: string): void {
   assert.ok(s.t.every((t, i) => i === 0 || t >= s.t[i - 1]!), 'times ascend');
 }
 
-for (const system of ['fanout', 'raw-batch'] as SlowSystem[]) {
+// A smoke of each scenario on fanout; the baselines (raw-batch, direct) in the long tier (TEST_LONG=1).
+const SLOWS: readonly SlowSystem[] = TEST_LONG ? ['fanout', 'raw-batch'] : ['fanout'];
+const CHURNS: readonly ChurnSystem[] = TEST_LONG ? ['fanout', 'direct'] : ['fanout'];
+
+for (const system of SLOWS) {
   test(`slow ${system}: the others complete; the stalled client's outcome matches the server's behaviour`, SLOW, async () => {
     const meter = new Recorder();
     const r = await runSlow(system, { ...load, clients: CLIENTS, durationS: 2, stalled: 1, stallS: 1, meter });
@@ -109,7 +114,7 @@ for (const system of ['fanout', 'raw-batch'] as SlowSystem[]) {
 
 const churnResults: ChurnResult[] = [];
 
-for (const system of ['fanout', 'direct'] as ChurnSystem[]) {
+for (const system of CHURNS) {
   test(`churn ${system}: every client's view of the churned keys equals etcd's`, SLOW, async () => {
     const meter = new Recorder();
     const r = await runChurn(system, { ...load, clients: 4, waves: 2, waveSize: 20, pauseS: 0, meter });
@@ -140,26 +145,26 @@ function assertSvg(file: string, curves: number): void {
 }
 
 test('slow, churn and steady reports: JSON, Markdown, latency and RSS charts', SLOW, () => {
-  assert.equal(slowResults.length, 2, 'both slow runs produced results');
-  assert.equal(churnResults.length, 2, 'both churn runs produced results');
+  assert.equal(slowResults.length, SLOWS.length, 'every slow run produced results');
+  assert.equal(churnResults.length, CHURNS.length, 'every churn run produced results');
 
   const slowDir = tempDir('slow');
   writeSlowResults(slowDir, 'slow smoke', 'node --test', slowResults, 'Machine: test');
   const slow = JSON.parse(readFileSync(join(slowDir, 'results.json'), 'utf8')) as { results: SlowResult[] };
-  assert.deepEqual(slow.results.map((r) => r.system), ['fanout', 'raw-batch']);
+  assert.deepEqual(slow.results.map((r) => r.system), [...SLOWS]);
   const md = readFileSync(join(slowDir, 'report.md'), 'utf8');
-  for (const s of ['fanout', 'raw-batch']) assert.match(md, new RegExp(`^\\| ${s} \\| (calico-fanout|server) \\| ${CLIENTS} \\| 1 \\|`, 'm'));
+  for (const s of SLOWS) assert.match(md, new RegExp(`^\\| ${s} \\| (calico-fanout|server) \\| ${CLIENTS} \\| 1 \\|`, 'm'));
   assert.match(md, /\(latency\.svg\)/);
   assert.match(md, /\(rss\.svg\)/);
-  assertSvg(join(slowDir, 'latency.svg'), 6); // per system: baseline, others, stalled
-  assertSvg(join(slowDir, 'rss.svg'), 4); // per system: baseline and stalled run
+  assertSvg(join(slowDir, 'latency.svg'), 3 * SLOWS.length); // per system: baseline, others, stalled
+  assertSvg(join(slowDir, 'rss.svg'), 2 * SLOWS.length); // per system: baseline and stalled run
 
   const churnDir = tempDir('churn');
   writeChurnResults(churnDir, 'churn smoke', 'node --test', churnResults, 'Machine: test');
-  assert.equal((JSON.parse(readFileSync(join(churnDir, 'results.json'), 'utf8')) as { results: ChurnResult[] }).results.length, 2);
+  assert.equal((JSON.parse(readFileSync(join(churnDir, 'results.json'), 'utf8')) as { results: ChurnResult[] }).results.length, CHURNS.length);
   assert.match(readFileSync(join(churnDir, 'report.md'), 'utf8'), /^\| fanout \| 4 \| 2 × 20 \| 40 \/ 40 \| yes \| yes \|/m);
-  assertSvg(join(churnDir, 'latency.svg'), 2);
-  assertSvg(join(churnDir, 'rss.svg'), 2);
+  assertSvg(join(churnDir, 'latency.svg'), CHURNS.length);
+  assertSvg(join(churnDir, 'rss.svg'), CHURNS.length);
 
   const steadyDir = tempDir('steady');
   writeResults(steadyDir, 'steady smoke', 'node --test', steadyRuns, 'Machine: test');
