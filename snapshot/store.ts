@@ -96,9 +96,7 @@ export class Store {
       const seq = ++this._head;
       const rev = Number(c.revision);
       if (rev > this._maxRevision) this._maxRevision = rev;
-      const item = encodeItem(c.key, c.value, c.revision);
-      const valueEnd = item.length - strSize(Buffer.byteLength(c.revision));
-      const value = c.value ? item.subarray(valueEnd - c.value.length, valueEnd) : null;
+      const { item, value, valueEnd } = entryItem(c);
       // The item holds str(key) ‖ bin(value) contiguously after its array header: hashed in place.
       let hash = 0n;
       if (value) { loadForHashing(item); hash = hashLoaded(1, valueEnd); }
@@ -154,9 +152,7 @@ export class Store {
     for (const c of changes) {
       const e = this.byKey.get(c.key);
       if (!e?.value || !c.value || !(Number(c.revision) > Number(e.revision))) continue;
-      e.item = encodeItem(c.key, c.value, c.revision);
-      const valueEnd = e.item.length - strSize(Buffer.byteLength(c.revision));
-      e.value = e.item.subarray(valueEnd - c.value.length, valueEnd);
+      ({ item: e.item, value: e.value } = entryItem(c));
       e.revision = c.revision;
       this._revised++;
     }
@@ -230,4 +226,11 @@ export class Store {
 
   /** Number of keys held, tombstones included. */
   get size(): number { return this.byKey.size; }
+}
+
+/** A change's wire item, and its canonical value bytes where they lie inside it (ending at valueEnd). */
+function entryItem(c: Change): { item: Buffer; value: Buffer | null; valueEnd: number } {
+  const item = encodeItem(c.key, c.value, c.revision);
+  const valueEnd = item.length - strSize(Buffer.byteLength(c.revision));
+  return { item, value: c.value ? item.subarray(valueEnd - c.value.length, valueEnd) : null, valueEnd };
 }

@@ -150,7 +150,14 @@ export class CollectionWatch {
     const signal = this.stopping.signal;
     let attempt = 0;
     let needList = true;
+    // Watches in a row that heard nothing; the second such asks for a list.
     let quiet = 0;
+    const silentAgain = (silent: boolean): boolean => {
+      quiet = silent ? quiet + 1 : 0;
+      if (quiet < 2) return false;
+      quiet = 0;
+      return true;
+    };
     while (!signal.aborted) {
       try {
         if (needList || this.relistDue) {
@@ -175,8 +182,7 @@ export class CollectionWatch {
         // A server that takes a watch from a resourceVersion it does not have yet (after a
         // restore, or behind a lagging apiserver) may say nothing at all rather than 504, with or
         // without answering the request; a healthy one sends bookmarks. Twice silent: list again.
-        quiet = end === 'quiet' ? quiet + 1 : 0;
-        if (quiet >= 2) { quiet = 0; needList = true; continue; }
+        if (silentAgain(end === 'quiet')) { needList = true; continue; }
         // A server that ends every watch at once must not be hammered.
         const quick = Date.now() - started < 1000;
         attempt = quick ? attempt + 1 : 0;
@@ -195,8 +201,7 @@ export class CollectionWatch {
           continue;
         }
         this.sink.failed(err as Error);
-        quiet = err instanceof SilentWatch ? quiet + 1 : 0;
-        if (quiet >= 2) { quiet = 0; needList = true; }
+        if (silentAgain(err instanceof SilentWatch)) needList = true;
         // The server's Retry-After (429) when it asks for longer than the backoff would wait.
         const wait = Math.max(this.backoff(attempt++), err instanceof KubeApiError && err.status === 429 ? err.retryAfterMs ?? 0 : 0);
         this.log.warn({ err: (err as Error).message, attempt, waitMs: Math.round(wait) }, needList ? 'list failed; retrying' : 'watch failed; resuming');
