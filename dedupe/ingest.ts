@@ -45,15 +45,18 @@ export class Ingest implements DatastoreSink {
   }
 
   onUpdates(events: readonly DatastoreEvent[]): void {
+    // Counted per call, not per update: a labelled counter costs as much as the rest of an update.
+    let coalesced = 0;
+    let unserved: Map<string, number> | undefined;
     for (const ev of events) {
-      this.metrics.updatesReceived.inc();
       const p = prepare(ev, this.opts);
       if (p.ok) {
-        if (this.pending.has(ev.key)) this.metrics.updatesCoalesced.inc();
+        const before = this.pending.size;
         this.pending.set(ev.key, p.change);
+        if (this.pending.size === before) coalesced++;
       } else if (!p.ignored && p.unserved) {
         // Calico's own data that no agent reads: expected, so counted apart and not logged.
-        this.metrics.unservedUpdates.labels(p.kind).inc();
+        tally(unserved ??= new Map(), p.kind, 1);
       } else if (p.ignored) {
         this.metrics.ignoredKeys.inc();
         this.warn.warn('ignored-key', { key: ev.key }, "datastore key outside Calico's layout; ignored");
@@ -62,6 +65,9 @@ export class Ingest implements DatastoreSink {
         this.warn.warn(`invalid-${p.kind}`, { key: ev.key, revision: ev.revision, problem: p.reason }, 'invalid datastore value dropped');
       }
     }
+    if (events.length) this.metrics.updatesReceived.inc(events.length);
+    if (coalesced) this.metrics.updatesCoalesced.inc(coalesced);
+    if (unserved) for (const [kind, n] of unserved) this.metrics.unservedUpdates.labels(kind).inc(n);
     this.schedule();
   }
 
@@ -93,11 +99,14 @@ export class Ingest implements DatastoreSink {
     this.pending = new Map();
     let batch: Change[] = [];
     const same: Change[] = [];
+    // Updates and no-ops per kind, counted per view once per flush.
+    const total = new Map<string, number>();
+    const skipped = new Map<string, number>();
     let bytes = 0;
     for (const c of changes.values()) {
-      for (const v of viewsOfKind(c.kind)) this.metrics.updatesTotal.labels(v).inc();
+      tally(total, c.kind, 1);
       if (this.isNoOp(c)) {
-        for (const v of viewsOfKind(c.kind)) this.metrics.updatesSkipped.labels(v).inc();
+        tally(skipped, c.kind, 1);
         if (c.value) same.push(c);
         continue;
       }
@@ -111,6 +120,8 @@ export class Ingest implements DatastoreSink {
     }
     this.target.apply(batch);
     if (same.length) this.target.revise?.(same);
+    perView(total, this.metrics.updatesTotal);
+    perView(skipped, this.metrics.updatesSkipped);
   }
 
   stop(): void {
@@ -135,4 +146,13 @@ export class Ingest implements DatastoreSink {
     clearImmediate(this.timer as NodeJS.Immediate);
     this.timer = undefined;
   }
+}
+
+function tally(counts: Map<string, number>, kind: string, n: number): void {
+  counts.set(kind, (counts.get(kind) ?? 0) + n);
+}
+
+/** Adds each kind's count to every view that carries the kind. */
+function perView(counts: Map<string, number>, counter: Metrics['updatesTotal']): void {
+  for (const [kind, n] of counts) for (const v of viewsOfKind(kind)) counter.labels(v).inc(n);
 }

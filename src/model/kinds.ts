@@ -61,15 +61,20 @@ export interface ParsedKey {
 /** Parses a Calico default path; undefined for anything outside the layout we serve. */
 export function parseKey(key: string): ParsedKey | undefined {
   if (key.startsWith(RESOURCE_PREFIX)) {
-    const parts = key.slice(RESOURCE_PREFIX.length).split('/');
-    const info = byPlural.get(parts[0]!);
+    // <plural>/<name> or <plural>/<namespace>/<name>, no part empty. Found with indexOf, not
+    // split: this runs for every update ingested.
+    const p = RESOURCE_PREFIX.length;
+    const a = key.indexOf('/', p);
+    if (a < 0) return undefined;
+    const info = byPlural.get(key.slice(p, a));
     if (!info) return undefined;
+    const b = key.indexOf('/', a + 1);
     if (info.namespaced) {
-      if (parts.length !== 3 || !parts[1] || !parts[2]) return undefined;
-      return { kind: info.kind, namespace: parts[1], name: parts[2] };
+      if (b < 0 || b === a + 1 || b === key.length - 1 || key.indexOf('/', b + 1) >= 0) return undefined;
+      return { kind: info.kind, namespace: key.slice(a + 1, b), name: key.slice(b + 1) };
     }
-    if (parts.length !== 2 || !parts[1]) return undefined;
-    return { kind: info.kind, name: parts[1] };
+    if (b >= 0 || a === key.length - 1) return undefined;
+    return { kind: info.kind, name: key.slice(a + 1) };
   }
   if (key.startsWith(IPAM_PREFIX)) {
     const parts = key.slice(IPAM_PREFIX.length).split('/');
