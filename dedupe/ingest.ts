@@ -119,8 +119,16 @@ export class Ingest implements DatastoreSink {
     const total = new Map<string, number>();
     const skipped = new Map<string, number>();
     let bytes = 0;
+    // Counted per run of one kind (a burst is mostly one kind): a map update per run, not per change.
+    let kind = '';
+    let run = 0;
     for (const c of changes.values()) {
-      tally(total, c.kind, 1);
+      if (c.kind !== kind) {
+        if (run) tally(total, kind, run);
+        kind = c.kind;
+        run = 0;
+      }
+      run++;
       if (this.isNoOp(c)) {
         tally(skipped, c.kind, 1);
         if (c.value) same.push(c);
@@ -134,6 +142,7 @@ export class Ingest implements DatastoreSink {
         bytes = 0;
       }
     }
+    if (run) tally(total, kind, run);
     this.target.apply(batch);
     if (same.length) this.target.revise?.(same);
     perView(total, this.metrics.updatesTotal);

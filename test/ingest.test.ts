@@ -18,6 +18,7 @@ import { unpackr } from '../src/protocol/codec.js';
 import { decodeServerFrame, itemsFrame, type RawItem } from '../src/protocol/frames.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
 import { node, resource, sleep, waitFor, wep } from './support/harness.js';
+import { prng, testSeed } from './support/prng.js';
 import { metricNamed } from './support/metrics.js';
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -490,6 +491,41 @@ describe('prepare()', () => {
       '/calico/ipam/v2/host//ipv4/block/10-0-0-0-26',
       '/other/resources/v3/projectcalico.org/nodes/a',
     ]) assert.equal(parseKey(k), undefined, k);
+  });
+});
+
+// ---- parseKey ------------------------------------------------------------------------------
+
+describe('parseKey', () => {
+  // The v3 part as first written (split on "/"), to hold the faster reading against.
+  const PLURALS: Record<string, [string, boolean]> = {
+    nodes: ['Node', false], workloadendpoints: ['WorkloadEndpoint', true], networkpolicies: ['NetworkPolicy', true],
+    ippools: ['IPPool', false], kubernetesservice: ['KubernetesService', true], profiles: ['Profile', false],
+  };
+  const P = '/calico/resources/v3/projectcalico.org/';
+  function bySplit(key: string) {
+    const parts = key.slice(P.length).split('/');
+    const info = PLURALS[parts[0]!];
+    if (!info) return undefined;
+    if (info[1]) return parts.length === 3 && parts[1] && parts[2] ? { kind: info[0], namespace: parts[1], name: parts[2] } : undefined;
+    return parts.length === 2 && parts[1] ? { kind: info[0], name: parts[1] } : undefined;
+  }
+
+  test('v3 keys read as splitting the path on "/" reads them, whatever kind came before', () => {
+    const seed = testSeed('parse-key');
+    const rnd = prng(seed);
+    const pieces = ['', 'nodes', 'node', 'nodess', 'workloadendpoints', 'networkpolicies', 'ippools', 'kubernetesservice', 'profiles', 'ns', 'a', 'x/y', '/'];
+    let parsed = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let k = P;
+      const n = Math.floor(rnd() * 5);
+      for (let j = 0; j < n; j++) k += (j ? '/' : '') + pieces[Math.floor(rnd() * pieces.length)];
+      if (rnd() < 0.2) k += '/';
+      const want = bySplit(k);
+      assert.deepEqual(parseKey(k), want, `${JSON.stringify(k)} (TEST_SEED=${seed})`);
+      if (want) parsed++;
+    }
+    assert.ok(parsed > 500, `enough keys parse (${parsed})`);
   });
 });
 

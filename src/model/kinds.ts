@@ -58,6 +58,8 @@ export interface ParsedKey {
   host?: string;
 }
 
+let lastPlural: KindInfo = RESOURCE_KINDS[0]!;
+
 /** Parses a Calico default path; undefined for anything outside the layout we serve. */
 export function parseKey(key: string): ParsedKey | undefined {
   if (key.startsWith(RESOURCE_PREFIX)) {
@@ -66,8 +68,13 @@ export function parseKey(key: string): ParsedKey | undefined {
     const p = RESOURCE_PREFIX.length;
     const a = key.indexOf('/', p);
     if (a < 0) return undefined;
-    const info = byPlural.get(key.slice(p, a));
-    if (!info) return undefined;
+    // Keys come in runs of one kind: the last plural is checked in place before a lookup.
+    let info = lastPlural;
+    if (a - p !== info.plural.length || !key.startsWith(info.plural, p)) {
+      const found = byPlural.get(key.slice(p, a));
+      if (!found) return undefined;
+      info = lastPlural = found;
+    }
     const b = key.indexOf('/', a + 1);
     if (info.namespaced) {
       if (b < 0 || b === a + 1 || b === key.length - 1 || key.indexOf('/', b + 1) >= 0) return undefined;

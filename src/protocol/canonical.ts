@@ -39,9 +39,9 @@ const strHeader = (len: number) => (len < 32 ? 1 : len < 0x100 ? 2 : len < 0x100
 
 function str(s: string): void {
   const n = s.length;
-  if (n < 24) {
+  if (n < 32) {
     // Short ASCII strings (most keys and values) are copied in JS, four characters a step: below
-    // about 24 characters that is cheaper than a native write's fixed cost.
+    // 32 characters (a fixstr) that is cheaper than a native write's fixed cost.
     ensure(1 + n);
     const b = buf;
     const at = pos + 1;
