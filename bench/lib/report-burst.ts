@@ -9,13 +9,13 @@ export function burstMarkdown(title: string, command: string, runs: BurstResult[
   const checkouts = [...new Set(runs.map((r) => r.checkout))];
   const lines = [
     `# ${title}`, '', `Command: \`${command}\``, '', machine, '',
-    '| checkout | runs | every agent complete | batches published | calico-fanout CPU s | µs per transaction | etcd CPU s | latency p50 ms | p99 ms | max ms | writing s | drain s |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| checkout | runs | every agent complete | batches published | calico-fanout CPU s | µs per transaction | etcd CPU s | agents CPU s | latency p50 ms | p99 ms | max ms | writing s | drain s |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const c of checkouts) {
     const g = runs.filter((r) => r.checkout === c);
     const m = (f: (r: BurstResult) => number, fmt = (n: number) => n.toFixed(2)) => spread(g.map(f), fmt);
-    lines.push(`| ${c} | ${g.length} | ${g.every((r) => r.complete === r.clients) ? 'yes' : g.map((r) => `${r.complete}/${r.clients}`).join(', ')} | ${m((r) => r.batches, (n) => n.toFixed(0))} | ${m((r) => r.cpuS['calico-fanout'])} | ${m((r) => r.fanoutCpuUsPerTxn, (n) => n.toFixed(0))} | ${m((r) => r.cpuS.etcd)} | ${m((r) => r.latencyMs.p50, (n) => n.toFixed(1))} | ${m((r) => r.latencyMs.p99, (n) => n.toFixed(1))} | ${m((r) => r.latencyMs.max, (n) => n.toFixed(1))} | ${m((r) => r.writeS)} | ${m((r) => r.drainS)} |`);
+    lines.push(`| ${c} | ${g.length} | ${g.every((r) => r.complete === r.clients) ? 'yes' : g.map((r) => `${r.complete}/${r.clients}`).join(', ')} | ${m((r) => r.batches, (n) => n.toFixed(0))} | ${m((r) => r.cpuS['calico-fanout'])} | ${m((r) => r.fanoutCpuUsPerTxn, (n) => n.toFixed(0))} | ${m((r) => r.cpuS.etcd)} | ${m((r) => r.cpuS.clients)} | ${m((r) => r.latencyMs.p50, (n) => n.toFixed(1))} | ${m((r) => r.latencyMs.p99, (n) => n.toFixed(1))} | ${m((r) => r.latencyMs.max, (n) => n.toFixed(1))} | ${m((r) => r.writeS)} | ${m((r) => r.drainS)} |`);
   }
   const r = runs[0]!;
   lines.push('', `${r.txns} single-key transactions (${r.inFlight} in flight) to ${r.clients} light agents of the felix view.`,

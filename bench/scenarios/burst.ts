@@ -39,7 +39,7 @@ export interface BurstResult {
   delivered: number;
   /** calico-fanout's delta frames built over the burst: one per published batch (one view). */
   batches: number;
-  cpuS: { 'calico-fanout': number; etcd: number };
+  cpuS: { 'calico-fanout': number; etcd: number; clients: number };
   /** calico-fanout CPU per transaction, µs. */
   fanoutCpuUsPerTxn: number;
   latencyMs: { p50: number; p90: number; p99: number; max: number };
@@ -67,7 +67,8 @@ export async function runBurst(root: string, o: BurstOptions): Promise<BurstResu
     })));
 
     const frames0 = await metricSum(s.health, 'calico_fanout_delta_frames_built_total');
-    const cpu0 = { fanout: cpuSeconds(s.proc.pid), etcd: cpuSeconds(etcd.pid) };
+    const clientCpu = () => workers.reduce((n, w) => n + cpuSeconds(w.child.pid!), 0);
+    const cpu0 = { fanout: cpuSeconds(s.proc.pid), etcd: cpuSeconds(etcd.pid), clients: clientCpu() };
     say(`${name}: ${o.txns} single-key transactions, ${o.inFlight} in flight`);
     const lastSeq = new Array<number>(o.keys).fill(0);
     const t0 = nowUs();
@@ -91,7 +92,8 @@ export async function runBurst(root: string, o: BurstOptions): Promise<BurstResu
       await new Promise((r) => setTimeout(r, 20));
     }
     const tDone = nowUs();
-    const cpuS = { 'calico-fanout': cpuSeconds(s.proc.pid) - cpu0.fanout, etcd: cpuSeconds(etcd.pid) - cpu0.etcd };
+    const r2 = (n: number) => Math.round(n * 100) / 100;
+    const cpuS = { 'calico-fanout': r2(cpuSeconds(s.proc.pid) - cpu0.fanout), etcd: r2(cpuSeconds(etcd.pid) - cpu0.etcd), clients: r2(clientCpu() - cpu0.clients) };
     const batches = (await metricSum(s.health, 'calico_fanout_delta_frames_built_total')) - frames0;
     const reports = await Promise.all(workers.map((w) => w.ask<WorkerReport>({ cmd: 'report', lastSeq })));
     const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
