@@ -161,12 +161,13 @@ program.command('coldstart')
   .option('--keys <k>', 'keys in etcd', int, 100_000)
   .option('--repeat <n>', 'runs (report medians)', int, 3)
   .option('--against <dir>', 'another checkout (built: npm run build) to time too')
-  .option('--server-cpus <list>', 'cores for etcd, calico-fanout and the range reader (taskset); empty: unpinned', '0')
+  .option('--server-cpus <list>', 'cores for calico-fanout and the range reader (taskset); empty: unpinned', '0')
+  .option('--etcd-cpus <list>', 'cores for etcd; default: the server cores', '')
   .option('--timeout <s>', 'bound on each start', int, 300)
   .option('--out <dir>', 'results folder', '')
   .action(async (o) => {
     const roots = [THIS_CHECKOUT, ...(o.against ? [checkout(o.against)] : [])];
-    const r = await runColdStart({ keys: o.keys, repeat: o.repeat, roots, serverCpus: o.serverCpus, timeoutS: o.timeout, progress: (m) => process.stderr.write(`${m}\n`) });
+    const r = await runColdStart({ keys: o.keys, repeat: o.repeat, roots, serverCpus: o.serverCpus, etcdCpus: o.etcdCpus, timeoutS: o.timeout, progress: (m) => process.stderr.write(`${m}\n`) });
     const dir = o.out || join(RESULTS, `${stamp()}-coldstart-K${o.keys}`);
     writeColdStartResults(dir, `coldstart K=${o.keys}`, commandLine(), r, machine());
     process.stdout.write(`results in ${dir}\n`);

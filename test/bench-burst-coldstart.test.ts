@@ -39,7 +39,7 @@ test('burst: every agent gets every transaction, batches and CPU are counted, no
 });
 
 test('coldstart: serve becomes ready and is timed against a range read of the same keys, nothing left running', SLOW, async () => {
-  const r = await runColdStart({ keys: 500, repeat: 2, roots: [THIS_CHECKOUT], serverCpus: '', timeoutS: 60 });
+  const r = await runColdStart({ keys: 500, repeat: 2, roots: [THIS_CHECKOUT], serverCpus: '', etcdCpus: '', timeoutS: 60 });
   assert.equal(r.runs.length, 2);
   for (const run of r.runs) {
     assert.ok(run.rangeReadS > 0);

@@ -19,7 +19,7 @@ export function coldStartMarkdown(title: string, command: string, r: ColdStartRe
   }
   lines.push('', `${r.keys} keys. Ready: \`serve\` spawned → \`/readyz\` 200 (node start, listing etcd, the store built, in sync).`,
     'Range read: one unpaged range of the prefix with the etcd3 client, in the harness, before the servers of the same run.',
-    'etcd, calico-fanout and the reader share the server cores.');
+    `calico-fanout and the reader on cores ${r.serverCpus || '(unpinned)'}, etcd on ${r.etcdCpus || '(unpinned)'}.`);
   return lines.join('\n') + '\n';
 }
 

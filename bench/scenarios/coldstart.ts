@@ -1,7 +1,7 @@
 // coldstart: K keys in etcd; how long `calico-fanout serve` takes from its start to /readyz 200
 // (listed etcd, built its store, in sync), against one plain range read of the same prefix with
 // the etcd3 client, in the same run. Repeated; this checkout and, with --against, another.
-// etcd, calico-fanout and the range reader share the server cores.
+// calico-fanout and the range reader run on the server cores; etcd too, unless given its own.
 import { Etcd3 } from 'etcd3';
 import { noop } from 'cockatiel';
 import { startEtcd } from '../../test/support/etcd.js';
@@ -17,6 +17,8 @@ export interface ColdStartOptions {
   /** Checkouts whose `serve` is timed, this one first. */
   roots: string[];
   serverCpus: string;
+  /** etcd's cores; '' for the server cores. */
+  etcdCpus: string;
   timeoutS: number;
   progress?: (msg: string) => void;
 }
@@ -28,7 +30,7 @@ export interface ColdStartRun {
   serve: { checkout: string; readyS: number; cpuS: number; peakRssMiB: number }[];
 }
 
-export interface ColdStartResult { keys: number; runs: ColdStartRun[] }
+export interface ColdStartResult { keys: number; serverCpus: string; etcdCpus: string; runs: ColdStartRun[] }
 
 /** What `serve` lists (its default etcd prefix); the preloaded keys are all under it. */
 const PREFIX = Buffer.from('/calico/');
@@ -36,12 +38,12 @@ const RANGE_END = prefixEnd(PREFIX);
 
 export async function runColdStart(o: ColdStartOptions): Promise<ColdStartResult> {
   const say = o.progress ?? (() => {});
-  const etcd = await startEtcd({ cpus: o.serverCpus, progressNotifyMs: 5000 });
+  const etcd = await startEtcd({ cpus: o.etcdCpus || o.serverCpus, progressNotifyMs: 5000 });
   const reader = new Etcd3({ hosts: etcd.endpoint, grpcOptions: { 'grpc.max_receive_message_length': 1 << 30 }, faultHandling: { host: () => noop, global: noop } });
   try {
     say(`loading ${o.keys} keys into etcd`);
     await preload(etcd.client, o.keys);
-    // The reader runs where calico-fanout does: on the server cores, beside etcd.
+    // The reader runs where calico-fanout does: on the server cores.
     pin(process.pid, o.serverCpus);
     await reader.kv.range({ key: PREFIX, range_end: RANGE_END, count_only: true }); // connected
     const runs: ColdStartRun[] = [];
@@ -65,7 +67,7 @@ export async function runColdStart(o: ColdStartOptions): Promise<ColdStartResult
       }
       runs.push({ rangeReadS, serve });
     }
-    return { keys: o.keys, runs };
+    return { keys: o.keys, serverCpus: o.serverCpus, etcdCpus: o.etcdCpus || o.serverCpus, runs };
   } finally {
     reader.close();
     await etcd.stop();
