@@ -58,3 +58,16 @@ export function keyBits(key: string): number {
 export function checksumHex(x: bigint): string {
   return x.toString(16).padStart(16, '0');
 }
+
+/**
+ * A hash kept as two signed 32-bit halves (the client's form: XOR-ing numbers allocates nothing)
+ * as one unsigned number.
+ */
+export function halvesToBigInt(hi: number, lo: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+}
+
+/** The wire form of a checksum kept as halves: 16 lowercase hex digits. */
+export function halvesHex(hi: number, lo: number): string {
+  return (hi >>> 0).toString(16).padStart(8, '0') + (lo >>> 0).toString(16).padStart(8, '0');
+}

@@ -5,7 +5,7 @@
 // needs it.
 import { arrayHeader, binSize, MsgReader, MsgpackFormatError, NOT_SCALAR, strSize, writeBinHeader, writeStr } from './msgpack-raw.js';
 import { CloseCode } from './messages.js';
-import { hashLoaded, loadForHashing } from './checksum.js';
+import { halvesHex, halvesToBigInt, hashLoaded, loadForHashing } from './checksum.js';
 import { ProtocolError, packr, unpackr } from './codec.js';
 
 /** The item [key, bin(value) | nil, revision], written in one allocation. */
@@ -34,13 +34,51 @@ export interface SnapshotHead { t: 'snapshot'; seq: number; i: number; last: boo
 export interface RepairHead { t: 'repair'; seq: number; i: number; last: boolean; buckets?: number; differ?: Buffer }
 type ItemsHead = DeltaHead | SnapshotHead | RepairHead;
 
-/** A map frame whose last field `u` is the array of the given items. */
+/** Where a head packed with `h: <empty bin>, u: []` ends: the 5 bytes c4 00 a1 75 90. */
+const HEAD_TAIL = 5;
+const U_FIELD = Buffer.from([0xa1, 0x75]);
+
+/**
+ * A map frame ending with `h`, the items' entry hashes (8 bytes each, big-endian; zeros for a
+ * deletion), and `u`, the array of the given items. The hashes are taken here from the item bytes
+ * as they lie in the frame (one copy of the frame into the hash module): a frame is built once
+ * for every client that gets it, and spares each of them hashing the items again.
+ */
 export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0, end = items.length): Buffer {
-  const h = packr.pack({ ...head, u: [] });
-  // The head ends with `u` and an empty fixarray (0x90): swap that byte for the real header.
-  const parts: Buffer[] = [h.subarray(0, h.length - 1), arrayHeader(end - start)];
-  for (let i = start; i < end; i++) parts.push(items[i]!);
-  return Buffer.concat(parts);
+  const n = end - start;
+  const h = packr.pack({ ...head, h: EMPTY_BIN, u: [] });
+  const headLen = h.length - HEAD_TAIL;
+  const uHeader = arrayHeader(n);
+  let itemBytes = 0;
+  for (let i = start; i < end; i++) itemBytes += items[i]!.length;
+  const frame = Buffer.allocUnsafe(headLen + binSize(8 * n) + U_FIELD.length + uHeader.length + itemBytes);
+  h.copy(frame, 0, 0, headLen);
+  const hashesAt = writeBinHeader(frame, headLen, 8 * n);
+  let o = hashesAt + 8 * n;
+  o += U_FIELD.copy(frame, o);
+  o += uHeader.copy(frame, o);
+  const itemsAt = o;
+  for (let i = start; i < end; i++) o += items[i]!.copy(frame, o);
+  loadForHashing(frame);
+  for (let i = 0, at = itemsAt; i < n; i++) {
+    const item = items[start + i]!;
+    const valueEnd = itemValueEnd(item);
+    if (valueEnd < 0) frame.fill(0, hashesAt + 8 * i, hashesAt + 8 * i + 8);
+    else frame.writeBigUInt64BE(hashLoaded(at + 1, at + valueEnd), hashesAt + 8 * i);
+    at += item.length;
+  }
+  return frame;
+}
+
+const EMPTY_BIN = Buffer.alloc(0);
+
+/** Offset just past the value bin of an item made by encodeItem; -1 for a deletion (nil). */
+function itemValueEnd(item: Buffer): number {
+  const r = new MsgReader(item, 1);
+  r.str();
+  if (r.nil()) return -1;
+  r.bin();
+  return r.pos;
 }
 
 /** Splits items into frames of about `maxBytes` each (an item larger than that gets its own). */
@@ -60,26 +98,54 @@ export function* chunkFrames(
 
 const MAX_ITEMS_PER_FRAME = 1 << 20;
 
-export interface RawItem {
-  key: string;
+/**
+ * One item of a received frame, read in place: the value stays bytes in the frame (a view is made
+ * only when asked for) and the entry hash is kept as two signed 32-bit halves, so taking an item
+ * allocates neither a Buffer nor a BigInt.
+ */
+export class RawItem {
+  /** The entry hash's high and low 32 bits (PROTOCOL.md); 0 for a deletion. */
+  hi = 0;
+  lo = 0;
+  constructor(
+    readonly key: string,
+    readonly revision: string,
+    /** The frame the item lies in. */
+    readonly frame: Buffer,
+    /** Where the item's key begins in the frame: the entry hash covers [keyAt, end). */
+    readonly keyAt: number,
+    /** The canonical value bytes are frame[start, end); start is -1 for a deletion. */
+    readonly start: number,
+    readonly end: number,
+  ) {}
+
   /** Canonical value bytes, a view into the frame; null for a deletion. */
-  value: Buffer | null;
-  /** The entry hash (PROTOCOL.md), taken from the frame in place; 0n for a deletion. */
-  hash: bigint;
-  revision: string;
+  get value(): Buffer | null { return this.start < 0 ? null : this.frame.subarray(this.start, this.end); }
+
+  /** The entry hash as one number; 0n for a deletion. */
+  get hash(): bigint { return halvesToBigInt(this.hi, this.lo); }
 }
 export interface DecodedFrame { msg: Record<string, unknown> & { t: string }; items?: RawItem[] }
 
 /**
- * Decodes any server frame. Items keep their value as raw bytes so the client can hash exactly
- * what the server hashed; the caller decodes values it wants as objects.
+ * What to make of a frame's `h`: `trust` takes the server's hashes as they are; `verify` also
+ * hashes every item and refuses the frame when one differs. Items of a frame without `h` (an
+ * older server) are hashed either way.
  */
-export function decodeServerFrame(buf: Buffer): DecodedFrame {
+export type ItemHashes = 'trust' | 'verify';
+
+/**
+ * Decodes any server frame. Items keep their value as raw bytes so the client can hash or decode
+ * exactly what the server sent; the caller decodes values it wants as objects.
+ */
+export function decodeServerFrame(buf: Buffer, hashes: ItemHashes = 'verify'): DecodedFrame {
   try {
     const r = new MsgReader(buf);
     const n = r.mapLength();
     const msg: Record<string, unknown> = {};
     let items: RawItem[] | undefined;
+    let hashesAt = -1;
+    let hashesEnd = -1;
     for (let i = 0; i < n; i++) {
       const field = r.str();
       if (field === 'u') {
@@ -89,15 +155,19 @@ export function decodeServerFrame(buf: Buffer): DecodedFrame {
         // would otherwise exhaust the heap. A server's frames hold a chunk's worth (thousands).
         if (count > MAX_ITEMS_PER_FRAME) throw new MsgpackFormatError(`${count} items in one frame (at most ${MAX_ITEMS_PER_FRAME})`);
         items = [];
-        loadForHashing(buf);
         for (let j = 0; j < count; j++) {
           if (r.arrayLength() !== 3) throw new MsgpackFormatError('an item must be [key, bin(value) | nil, revision]');
           const keyAt = r.pos;
           const key = r.str();
-          if (r.nil()) { items.push({ key, value: null, hash: 0n, revision: r.str() }); continue; }
-          const value = buf.subarray(r.bin(), r.pos);
-          items.push({ key, value, hash: hashLoaded(keyAt, r.pos), revision: r.str() });
+          if (r.nil()) { items.push(new RawItem(key, r.str(), buf, keyAt, -1, -1)); continue; }
+          const start = r.bin();
+          const end = r.pos;
+          items.push(new RawItem(key, r.str(), buf, keyAt, start, end));
         }
+      } else if (field === 'h' && isBin(buf, r.pos)) {
+        if (hashesAt >= 0) throw new MsgpackFormatError('field h twice');
+        hashesAt = r.bin();
+        hashesEnd = r.pos;
       } else {
         // Head fields are nearly always scalars: read in place, as unpackr costs a call each.
         const v = r.scalar();
@@ -109,9 +179,38 @@ export function decodeServerFrame(buf: Buffer): DecodedFrame {
     }
     if (!r.done) throw new MsgpackFormatError('trailing bytes after the message');
     if (typeof msg.t !== 'string') throw new MsgpackFormatError('message has no string field "t"');
+    if (items) takeHashes(buf, items, hashesAt, hashesEnd, hashes);
+    // Item hashes mean nothing without items: any other message keeps its `h` as a field.
+    else if (hashesAt >= 0) msg.h = buf.subarray(hashesAt, hashesEnd);
     return { msg: msg as DecodedFrame['msg'], items };
   } catch (err) {
     if (err instanceof ProtocolError) throw err;
     throw new ProtocolError(CloseCode.malformed, `bad frame from server: ${(err as Error).message}`);
+  }
+}
+
+const isBin = (buf: Buffer, at: number): boolean => at < buf.length && buf[at]! >= 0xc4 && buf[at]! <= 0xc6;
+
+/** Gives each item its entry hash: from `h` where the frame has one, else hashed in place. */
+function takeHashes(buf: Buffer, items: RawItem[], at: number, end: number, mode: ItemHashes): void {
+  const sent = at >= 0;
+  if (sent && end - at !== 8 * items.length) throw new MsgpackFormatError(`h holds ${end - at} bytes for ${items.length} items (8 each)`);
+  const hashHere = !sent || mode === 'verify';
+  if (hashHere) loadForHashing(buf);
+  for (let j = 0; j < items.length; j++) {
+    const it = items[j]!;
+    if (it.start < 0) continue;
+    if (sent) {
+      const p = at + 8 * j;
+      it.hi = (buf[p]! << 24) | (buf[p + 1]! << 16) | (buf[p + 2]! << 8) | buf[p + 3]!;
+      it.lo = (buf[p + 4]! << 24) | (buf[p + 5]! << 16) | (buf[p + 6]! << 8) | buf[p + 7]!;
+    }
+    if (!hashHere) continue;
+    const h = hashLoaded(it.keyAt, it.end);
+    const hi = Number(h >> 32n) | 0;
+    const lo = Number(h & 0xffffffffn) | 0;
+    if (sent && (hi !== it.hi || lo !== it.lo)) throw new MsgpackFormatError(`item ${j} (${it.key}): h says ${halvesHex(it.hi, it.lo)}, its bytes hash to ${halvesHex(hi, lo)}`);
+    it.hi = hi;
+    it.lo = lo;
   }
 }
