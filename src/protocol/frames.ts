@@ -5,7 +5,7 @@
 // needs it.
 import { arrayHeader, binSize, MsgReader, MsgpackFormatError, NOT_SCALAR, strSize, writeBinHeader, writeStr } from './msgpack-raw.js';
 import { CloseCode } from './messages.js';
-import { halvesHex, halvesToBigInt, hashLoaded, loadForHashing } from './checksum.js';
+import { halvesHex, halvesToBigInt, hashLoadedHalves, loadForHashing, writeHashLoaded } from './checksum.js';
 import { ProtocolError, packr, unpackr } from './codec.js';
 
 /** The item [key, bin(value) | nil, revision], written in one allocation. */
@@ -34,52 +34,56 @@ export interface SnapshotHead { t: 'snapshot'; seq: number; i: number; last: boo
 export interface RepairHead { t: 'repair'; seq: number; i: number; last: boolean; buckets?: number; differ?: Buffer }
 type ItemsHead = DeltaHead | SnapshotHead | RepairHead;
 
-/** Where a head packed with `h: <empty bin>, u: []` ends: the 5 bytes c4 00 a1 75 90. */
-const HEAD_TAIL = 5;
-const U_FIELD = Buffer.from([0xa1, 0x75]);
-
 /**
- * A map frame ending with `h`, the items' entry hashes (8 bytes each, big-endian; zeros for a
- * deletion), and `u`, the array of the given items. The hashes are taken here from the item bytes
- * as they lie in the frame (one copy of the frame into the hash module): a frame is built once
- * for every client that gets it, and spares each of them hashing the items again.
+ * A map frame whose last field `u` is the array of the given items. A delta frame also carries
+ * `h` just before it: the items' entry hashes (8 bytes each, big-endian; zeros for a deletion),
+ * taken here from the item bytes as they lie in the frame, once for every client that gets it,
+ * instead of by each of them. Snapshot and repair chunks, which travel compressed, carry none:
+ * 8 incompressible bytes an item grew a compressed snapshot by 13-22%, more than hashing the
+ * items costs a client.
  */
 export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0, end = items.length): Buffer {
   const n = end - start;
-  const h = packr.pack({ ...head, h: EMPTY_BIN, u: [] });
-  const headLen = h.length - HEAD_TAIL;
+  const hashed = head.t === 'delta';
+  const h = packr.pack(hashed ? { ...head, h: EMPTY_BIN, u: [] } : { ...head, u: [] });
+  // The head ends with `u` and an empty fixarray (0x90), after `h` and an empty bin (c4 00).
+  const headLen = h.length - (hashed ? 5 : 3);
+  const hashesAt = headLen + (hashed ? binSize(8 * n) - 8 * n : 0);
+  const uAt = hashesAt + (hashed ? 8 * n : 0);
   const uHeader = arrayHeader(n);
   let itemBytes = 0;
   for (let i = start; i < end; i++) itemBytes += items[i]!.length;
-  const frame = Buffer.allocUnsafe(headLen + binSize(8 * n) + U_FIELD.length + uHeader.length + itemBytes);
-  h.copy(frame, 0, 0, headLen);
-  const hashesAt = writeBinHeader(frame, headLen, 8 * n);
-  let o = hashesAt + 8 * n;
-  o += U_FIELD.copy(frame, o);
-  o += uHeader.copy(frame, o);
-  const itemsAt = o;
-  for (let i = start; i < end; i++) o += items[i]!.copy(frame, o);
+  const frame = Buffer.allocUnsafe(uAt + U_FIELD.length + uHeader.length + itemBytes);
+  frame.set(h.subarray(0, headLen), 0);
+  if (hashed) writeBinHeader(frame, headLen, 8 * n);
+  frame.set(U_FIELD, uAt);
+  frame.set(uHeader, uAt + U_FIELD.length);
+  const itemsAt = uAt + U_FIELD.length + uHeader.length;
+  for (let i = start, o = itemsAt; i < end; i++) {
+    const item = items[i]!;
+    frame.set(item, o);
+    o += item.length;
+  }
+  if (!hashed) return frame;
+  // Each item's hashed bytes, str(key) ‖ bin(value), are found by stepping over them in place.
   loadForHashing(frame);
-  for (let i = 0, at = itemsAt; i < n; i++) {
-    const item = items[start + i]!;
-    const valueEnd = itemValueEnd(item);
-    if (valueEnd < 0) frame.fill(0, hashesAt + 8 * i, hashesAt + 8 * i + 8);
-    else frame.writeBigUInt64BE(hashLoaded(at + 1, at + valueEnd), hashesAt + 8 * i);
-    at += item.length;
+  const r = new MsgReader(frame, itemsAt);
+  for (let i = 0; i < n; i++) {
+    r.arrayLength();
+    const keyAt = r.pos;
+    r.skip();
+    if (r.nil()) frame.fill(0, hashesAt + 8 * i, hashesAt + 8 * i + 8);
+    else {
+      r.bin();
+      writeHashLoaded(keyAt, r.pos, frame, hashesAt + 8 * i);
+    }
+    r.skip();
   }
   return frame;
 }
 
+const U_FIELD = Buffer.from([0xa1, 0x75]);
 const EMPTY_BIN = Buffer.alloc(0);
-
-/** Offset just past the value bin of an item made by encodeItem; -1 for a deletion (nil). */
-function itemValueEnd(item: Buffer): number {
-  const r = new MsgReader(item, 1);
-  r.str();
-  if (r.nil()) return -1;
-  r.bin();
-  return r.pos;
-}
 
 /** Splits items into frames of about `maxBytes` each (an item larger than that gets its own). */
 export function* chunkFrames(
@@ -191,6 +195,8 @@ export function decodeServerFrame(buf: Buffer, hashes: ItemHashes = 'verify'): D
 
 const isBin = (buf: Buffer, at: number): boolean => at < buf.length && buf[at]! >= 0xc4 && buf[at]! <= 0xc6;
 
+const halves = new Int32Array(2);
+
 /** Gives each item its entry hash: from `h` where the frame has one, else hashed in place. */
 function takeHashes(buf: Buffer, items: RawItem[], at: number, end: number, mode: ItemHashes): void {
   const sent = at >= 0;
@@ -206,9 +212,9 @@ function takeHashes(buf: Buffer, items: RawItem[], at: number, end: number, mode
       it.lo = (buf[p + 4]! << 24) | (buf[p + 5]! << 16) | (buf[p + 6]! << 8) | buf[p + 7]!;
     }
     if (!hashHere) continue;
-    const h = hashLoaded(it.keyAt, it.end);
-    const hi = Number(h >> 32n) | 0;
-    const lo = Number(h & 0xffffffffn) | 0;
+    hashLoadedHalves(it.keyAt, it.end, halves);
+    const hi = halves[0]!;
+    const lo = halves[1]!;
     if (sent && (hi !== it.hi || lo !== it.lo)) throw new MsgpackFormatError(`item ${j} (${it.key}): h says ${halvesHex(it.hi, it.lo)}, its bytes hash to ${halvesHex(hi, lo)}`);
     it.hi = hi;
     it.lo = lo;
