@@ -151,7 +151,7 @@ export function decodeServerFrame(buf: Buffer, hashes: ItemHashes = 'verify'): D
     let hashesAt = -1;
     let hashesEnd = -1;
     for (let i = 0; i < n; i++) {
-      const field = r.str();
+      const field = r.shortStr();
       if (field === 'u') {
         if (items) throw new MsgpackFormatError('field u twice');
         const count = r.arrayLength();
