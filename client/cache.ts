@@ -65,7 +65,11 @@ export interface CachedValue {
  */
 class Slot implements CachedValue {
   bits = -1;
-  constructor(public value: Record<string, any> | null, public revision: string, public hi: number, public lo: number) {}
+  constructor(
+    public value: Record<string, any> | null, public revision: string, public hi: number, public lo: number,
+    /** The mark (ClientCache.mark) of the last snapshot or repair that contained the key. */
+    public seen: number,
+  ) {}
   get hash(): bigint { return halvesToBigInt(this.hi, this.lo); }
 }
 
@@ -79,8 +83,13 @@ export class ClientCache {
   /** The view checksum: XOR of every slot's hash, in halves. */
   private xhi = 0;
   private xlo = 0;
-  /** Keys seen since a snapshot or repair began; what is not seen again in scope is swept at its end. */
-  private marked: Set<string> | undefined;
+  /**
+   * While a snapshot or repair is under way, the number its keys are stamped with (Slot.seen);
+   * what in scope is not stamped with it is swept at its end. 0 when none is: a number per
+   * snapshot costs nothing per key, where a set of the keys seen cost a hash insertion each.
+   */
+  private mark = 0;
+  private lastMark = 0;
   private scope: SweepScope | undefined;
   /** The newest datastore revision applied (numeric revisions only). */
   private maxRev = 0;
@@ -118,12 +127,11 @@ export class ClientCache {
       }
     }
     const out: Update[] = [];
-    const marked = this.marked;
+    const mark = this.mark;
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
       const key = it.key;
       const revision = it.revision;
-      marked?.add(key);
       // Only plain integers: the hello sends it back as a decimal string ("1e21" would not be one).
       const rev = Number(revision);
       if (rev > this.maxRev && Number.isSafeInteger(rev)) this.maxRev = rev;
@@ -140,6 +148,7 @@ export class ClientCache {
       if (cur && cur.hi === hi && cur.lo === lo) {
         // The same value from another replica may carry an older revision: the newer one stays.
         if (!(Number(cur.revision) > rev)) cur.revision = revision;
+        if (mark) cur.seen = mark;
         continue;
       }
       const value = keep ? (decoded![i] ?? decodeValue(it.frame, it.start, it.end, revision)) : null;
@@ -150,8 +159,9 @@ export class ClientCache {
         cur.revision = revision;
         cur.hi = hi;
         cur.lo = lo;
+        if (mark) cur.seen = mark;
       } else {
-        map.set(key, new Slot(value, revision, hi, lo));
+        map.set(key, new Slot(value, revision, hi, lo, mark));
         this.xhi ^= hi;
         this.xlo ^= lo;
       }
@@ -172,11 +182,11 @@ export class ClientCache {
   }
 
   beginMark(scope?: SweepScope): void {
-    this.marked = new Set();
+    this.mark = ++this.lastMark;
     this.scope = scope;
   }
 
-  get marking(): boolean { return this.marked !== undefined; }
+  get marking(): boolean { return this.mark !== 0; }
 
   /**
    * Ends a snapshot or repair: deletes every key in scope that it did not contain. The datastore
@@ -185,10 +195,10 @@ export class ClientCache {
    * right, so the running XOR must not carry an old error across it.
    */
   sweep(): Update[] {
-    const seen = this.marked;
+    const mark = this.mark;
     const scope = this.scope;
     this.abandonMark();
-    if (!seen) return [];
+    if (!mark) return [];
     const gone: Update[] = [];
     let xhi = 0;
     let xlo = 0;
@@ -196,7 +206,7 @@ export class ClientCache {
     // revision from a hostile server or a restored datastore must not outlive it).
     if (!scope) this.maxRev = 0;
     for (const [key, cur] of this.map) {
-      if (seen.has(key) || (scope && !scope.differ.has(bitsOf(key, cur) & (scope.buckets - 1)))) {
+      if (cur.seen === mark || (scope && !scope.differ.has(bitsOf(key, cur) & (scope.buckets - 1)))) {
         xhi ^= cur.hi;
         xlo ^= cur.lo;
         const rev = Number(cur.revision);
@@ -212,7 +222,7 @@ export class ClientCache {
   }
 
   abandonMark(): void {
-    this.marked = undefined;
+    this.mark = 0;
     this.scope = undefined;
   }
 
