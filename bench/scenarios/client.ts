@@ -17,7 +17,7 @@ import { encodeItem, itemsFrame } from '../../src/protocol/frames.js';
 import { MsgReader } from '../../src/protocol/msgpack-raw.js';
 import { keyOf, stampOf, stampsIn, valueOf, type OnStamp } from '../lib/payload.js';
 
-type Way = 'fanoutFull' | 'fanoutLight' | 'fanoutBare' | 'rawFull' | 'rawLight' | 'rawBare' | 'rawFrameOnlyFull' | 'rawFrameOnlyLight'
+export type Way = 'fanoutFull' | 'fanoutLight' | 'fanoutBare' | 'rawFull' | 'rawLight' | 'rawBare' | 'rawFrameOnlyFull' | 'rawFrameOnlyLight'
   | 'beforeFull' | 'beforeLight' | 'beforeBare';
 
 /** The parts of a client library (this one, or another commit's) that the passes use. */
@@ -41,30 +41,33 @@ export interface ClientCostResult {
  * machine shared with other work slows every way alike instead of whichever ran at the time.
  */
 export function runClientCost(o: { perFrame: number; frames: number; keys: number; repeat: number; only?: Way[]; before?: ClientLibrary }): ClientCostResult {
-  const framesOf = (lib: ClientLibrary) => Array.from({ length: o.frames }, (_, f) => lib.itemsFrame(
+  // Frames are made when a way first runs (its untimed warm-up), once per library: a profile of
+  // one way then holds little else.
+  const built = new Map<ClientLibrary | 'raw', Buffer[]>();
+  const framesOf = (lib: ClientLibrary) => built.get(lib) ?? built.set(lib, Array.from({ length: o.frames }, (_, f) => lib.itemsFrame(
     { t: 'delta', from: f * o.perFrame, to: (f + 1) * o.perFrame },
     Array.from({ length: o.perFrame }, (_, j) => {
       const seq = f * o.perFrame + j + 1;
       const i = seq % o.keys;
       return lib.encodeItem(keyOf(i), encodeValue(valueOf(i, seq, seq)), String(seq));
     }),
-  ));
-  const rawFrames = Array.from({ length: o.frames }, (_, f) => pack(Array.from({ length: o.perFrame }, (_, j) => {
+  ))).get(lib)!;
+  const rawFrames = () => built.get('raw') ?? built.set('raw', Array.from({ length: o.frames }, (_, f) => pack(Array.from({ length: o.perFrame }, (_, j) => {
     const seq = f * o.perFrame + j + 1;
     const i = seq % o.keys;
     return { k: keyOf(i), v: valueOf(i, seq, seq) };
-  })));
+  })))).get('raw')!;
   let read = 0;
   const on: OnStamp = () => { read++; };
   // A fresh client (and map) per pass: replayed frames would otherwise change nothing in a cache.
   const fanout = (lib: ClientLibrary, mode: 'full' | 'light' | 'bare') => {
-    const frames = framesOf(lib);
     const onUpdates = {
       full: (us: { value: unknown }[]) => { for (const u of us) stampOf(u.value, on); },
       light: (us: { bytes: Buffer | null }[]) => { for (const u of us) stampsIn(u.bytes!, on); },
       bare: (us: unknown[]) => { read += us.length; },
     }[mode];
     return () => {
+      const frames = framesOf(lib);
       const c = new lib.SyncClient({ url: 'ws://127.0.0.1:1', syncerType: 'felix', keepValues: mode === 'full', onUpdates });
       // The frame handler is private: this measures it without a socket, from a known position.
       const client = c as { pos: number; onFrame(b: Buffer): void };
@@ -79,7 +82,7 @@ export function runClientCost(o: { perFrame: number; frames: number; keys: numbe
     fanoutBare: fanout(self, 'bare'),
     rawFull: () => {
       const cache = new Map<string, unknown>();
-      for (const f of rawFrames) {
+      for (const f of rawFrames()) {
         for (const u of unpack(f) as { k: string; v: unknown }[]) {
           cache.set(u.k, u.v);
           stampOf(u.v, on);
@@ -88,13 +91,13 @@ export function runClientCost(o: { perFrame: number; frames: number; keys: numbe
     },
     rawLight: () => rawLight((bytes) => stampsIn(bytes, on)),
     rawBare: () => rawLight(() => { read++; }),
-    rawFrameOnlyFull: () => { for (const f of rawFrames) for (const u of unpack(f) as { v: unknown }[]) stampOf(u.v, on); },
-    rawFrameOnlyLight: () => { for (const f of rawFrames) stampsIn(f, on); },
+    rawFrameOnlyFull: () => { for (const f of rawFrames()) for (const u of unpack(f) as { v: unknown }[]) stampOf(u.v, on); },
+    rawFrameOnlyLight: () => { for (const f of rawFrames()) stampsIn(f, on); },
   };
   /** The raw client in light mode: each item's key and value found in the frame, no value decoded. */
   function rawLight(agent: (bytes: Buffer) => void): void {
     const cache = new Map<string, Buffer>();
-    for (const f of rawFrames) {
+    for (const f of rawFrames()) {
       const r = new MsgReader(f);
       for (let n = r.arrayLength(); n > 0; n--) {
         let key = '';

@@ -1,14 +1,15 @@
 // The client library's cost per update now and at another commit, in the same process and the
 // same interleaved passes as `npm run bench -- client` (bench/scenarios/client.ts): the other
 // commit's client/ and src/ are extracted under tmp/ and fed frames its own frames.ts builds.
-//   node --import tsx bench/tools/client-before-after.ts <commit> [perFrame=10] [repeat=9]
+//   node --import tsx bench/tools/client-before-after.ts <commit> [perFrame=10] [repeat=9] [ways]
+// `ways` (comma-separated, e.g. beforeLight,fanoutLight) runs only those: for a profile of one.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { runClientCost, type ClientLibrary } from '../scenarios/client.js';
+import { runClientCost, type ClientLibrary, type Way } from '../scenarios/client.js';
 import { cpus } from 'node:os';
 
-const [commit, perFrame = '10', repeat = '9'] = process.argv.slice(2);
+const [commit, perFrame = '10', repeat = '9', only] = process.argv.slice(2);
 if (!commit) throw new Error('usage: client-before-after.ts <commit> [perFrame] [repeat]');
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const sha = execFileSync('git', ['rev-parse', '--short', commit], { cwd: root, encoding: 'utf8' }).trim();
@@ -21,7 +22,7 @@ const { SyncClient } = await at('client/index.ts');
 const { encodeItem, itemsFrame } = await at('src/protocol/frames.ts');
 const before: ClientLibrary = { SyncClient, encodeItem, itemsFrame };
 
-const r = runClientCost({ perFrame: Number(perFrame), frames: 20_000 / Number(perFrame), keys: 1000, repeat: Number(repeat), before });
+const r = runClientCost({ perFrame: Number(perFrame), frames: 20_000 / Number(perFrame), keys: 1000, repeat: Number(repeat), before, only: only?.split(',') as Way[] | undefined });
 const n = r.nsPerUpdate;
 const ratio = (a = 0, b = 1) => Math.round((100 * a) / b) / 100;
 process.stdout.write(JSON.stringify({
