@@ -35,10 +35,10 @@ export function hashLoaded(start: number, end: number): bigint {
   return BigInt.asUintN(64, wasm.xxh64(start, end - start, 0n));
 }
 
-/** Writes the entry hash of loaded bytes `[start, end)` at `out[at]`, 8 bytes big-endian. */
-export function writeHashLoaded(start: number, end: number, out: Uint8Array, at: number): void {
+/** Writes the entry hash of loaded bytes `[start, end)` at byte `at` of `out`, big-endian. */
+export function writeHashLoaded(start: number, end: number, out: DataView, at: number): void {
   // Signed or not, a 64-bit integer's big-endian bytes are the same: no conversion needed.
-  view(out).setBigInt64(at, wasm.xxh64(start, end - start, 0n));
+  out.setBigInt64(at, wasm.xxh64(start, end - start, 0n));
 }
 
 const scratch = new DataView(new ArrayBuffer(8));
@@ -47,13 +47,6 @@ export function hashLoadedHalves(start: number, end: number, out: Int32Array): v
   scratch.setBigInt64(0, wasm.xxh64(start, end - start, 0n));
   out[0] = scratch.getInt32(0);
   out[1] = scratch.getInt32(4);
-}
-
-let lastView: DataView | undefined;
-/** A DataView over `b`, kept for the next call on the same bytes (a frame's items in a row). */
-function view(b: Uint8Array): DataView {
-  if (lastView?.buffer !== b.buffer || lastView.byteOffset !== b.byteOffset || lastView.byteLength !== b.byteLength) lastView = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return lastView;
 }
 
 /** The entry hash of a key and its canonical value bytes. */

@@ -67,6 +67,7 @@ export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0,
   if (!hashed) return frame;
   // Each item's hashed bytes, str(key) ‖ bin(value), are found by stepping over them in place.
   loadForHashing(frame);
+  const out = new DataView(frame.buffer, frame.byteOffset, frame.length);
   const r = new MsgReader(frame, itemsAt);
   for (let i = 0; i < n; i++) {
     r.arrayLength();
@@ -75,7 +76,7 @@ export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0,
     if (r.nil()) frame.fill(0, hashesAt + 8 * i, hashesAt + 8 * i + 8);
     else {
       r.bin();
-      writeHashLoaded(keyAt, r.pos, frame, hashesAt + 8 * i);
+      writeHashLoaded(keyAt, r.pos, out, hashesAt + 8 * i);
     }
     r.skip();
   }
@@ -140,7 +141,8 @@ export type ItemHashes = 'trust' | 'verify';
 
 /**
  * Decodes any server frame. Items keep their value as raw bytes so the client can hash or decode
- * exactly what the server sent; the caller decodes values it wants as objects.
+ * exactly what the server sent; the caller decodes values it wants as objects. `hashes` is the
+ * client's setting (verifyItemHashes); checking by default suits tests and tools.
  */
 export function decodeServerFrame(buf: Buffer, hashes: ItemHashes = 'verify'): DecodedFrame {
   try {
