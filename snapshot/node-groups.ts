@@ -10,15 +10,24 @@ export class NodeGroups {
   /** Positions in `items` of the shared ones, and of each node's own. */
   private readonly shared: number[] = [];
   private readonly owned = new Map<string | undefined, number[]>();
+  private sharedBytes = 0;
+  private ownedBytes = 0;
 
   addShared(item: Buffer): void {
     this.shared.push(this.items.push(item) - 1);
+    this.sharedBytes += item.length;
   }
 
   addOwned(node: string | undefined, item: Buffer): void {
     let l = this.owned.get(node);
     if (!l) this.owned.set(node, (l = []));
     l.push(this.items.push(item) - 1);
+    this.ownedBytes += item.length;
+  }
+
+  /** Item bytes of every distinct list: the shared one, and each owning node's. */
+  get bytes(): number {
+    return this.sharedBytes * (1 + this.owned.size) + this.ownedBytes;
   }
 
   /** Whether `node` has items of its own; a client of any other node gets the shared ones only. */

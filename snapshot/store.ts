@@ -223,9 +223,13 @@ export class Store {
    * with every live item of the view in them, bucket by bucket, as of the head.
    */
   repair(filter: ViewFilter, theirs: Uint32Array): { seq: number; buckets: number[]; items: Buffer[] } {
-    const count = theirs.length / 2;
-    const buckets = differing(this.digest(filter, count), theirs);
-    return { seq: this._head, buckets, items: this.inBuckets(filter, buckets, count) };
+    const buckets = this.differingBuckets(filter, theirs);
+    return { seq: this._head, buckets, items: this.inBuckets(filter, buckets, theirs.length / 2) };
+  }
+
+  /** The buckets (ascending) where digest `theirs` differs from the view's. */
+  differingBuckets(filter: ViewFilter, theirs: Uint32Array): number[] {
+    return differing(this.digest(filter, theirs.length / 2), theirs);
   }
 
   /** The view's live items in `buckets` (ascending, out of `count`), bucket by bucket. */
