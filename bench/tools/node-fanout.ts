@@ -5,8 +5,11 @@
 // under test: its Store and FanoutServer, no datastore) and one process of lean clients (decode
 // frames, keep the node-scoped caches for their digests, answer pings); CPU is the server's own.
 //   node --import tsx bench/tools/node-fanout.ts [--nodes 1000] [--changes 1000] [--rounds 5] [--repeat 3] [--baseline main]
+//     [--syncers felix,bgp,tunnel-ip-allocation,node-status]
+// BENCH_CPU_PROF=<dir>: the server writes a CPU profile of each measured phase there
+// (<tree>-<phase>-<pid>.cpuprofile; the batch profile spans every round, and the waits between).
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -22,7 +25,8 @@ import { median } from '../lib/report.js';
 const SELF = fileURLToPath(import.meta.url);
 const HERE = fileURLToPath(new URL('../..', import.meta.url));
 const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : dflt; };
-const SYNCERS: SyncerType[] = ['felix', 'bgp', 'tunnel-ip-allocation', 'node-status'];
+/** The clients each node runs (--syncers a,b: only those). */
+const SYNCERS = arg('syncers', 'felix,bgp,tunnel-ip-allocation,node-status').split(',') as SyncerType[];
 const SCOPED = new Set<SyncerType>(['tunnel-ip-allocation', 'node-status']);
 
 // ---- the cluster's resources -----------------------------------------------------------------
@@ -59,10 +63,10 @@ function batchDocs(nodes: number, m: number, round: number) {
 
 // ---- the server process: the tree under test --------------------------------------------------
 
-async function serve(root: string, nodes: number, changes: number): Promise<void> {
+async function serve(root: string, nodes: number, changes: number, rounds: number): Promise<void> {
   const load = (p: string) => import(pathToFileURL(join(root, p)).href);
-  const [{ Store }, { FanoutServer }, { Metrics }, { silentLogger }, { prepare }] = await Promise.all(
-    ['snapshot/store.ts', 'server/server.ts', 'src/metrics.ts', 'src/logging.ts', 'dedupe/prepare.ts'].map(load));
+  const [{ Store }, { FanoutServer }, { Metrics }, { silentLogger }, { prepare }, { ViewFilter }] = await Promise.all(
+    ['snapshot/store.ts', 'server/server.ts', 'src/metrics.ts', 'src/logging.ts', 'dedupe/prepare.ts', 'src/model/view-filter.ts'].map(load));
   const metrics = new Metrics(false);
   const store = new Store(64 << 20, metrics);
   let revision = 0;
@@ -79,30 +83,63 @@ async function serve(root: string, nodes: number, changes: number): Promise<void
   const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
   let mark = 0;
   let round = 0;
+  const profiler = await phaseProfiler(root === HERE ? 'this' : 'baseline');
   const drained = async () => {
     while ([...server.connections].some((c: { bufferedAmount: number }) => c.bufferedAmount > 0)) await new Promise((r) => setImmediate(r));
   };
-  process.on('message', async (msg: { op: string; n?: number }) => {
+  process.on('message', async (msg: { op: string; n?: number; phase?: string }) => {
     const reply = (x: object) => process.send!({ op: msg.op, ...x });
     switch (msg.op) {
       case 'batch': {
         const docs = batchDocs(nodes, changes, ++round);
         const built0 = await counter(metrics.sharedFrames);
+        await profiler.start();
         const cpu0 = cpuMs();
         apply(docs);
         const syncMs = cpuMs() - cpu0;
         await drained();
         return reply({ syncMs, cpuMs: cpuMs() - cpu0, built: (await counter(metrics.sharedFrames)) - built0, sent: await counter(metrics.framesSent) });
       }
+      case 'frames': {
+        // The server's batch fan-out without sockets: stand-ins for every client of every node
+        // that ask for their frame, as a caught-up connection does, and write nothing.
+        const fakes = [];
+        for (let i = 0; i < nodes; i++) for (const syncer of SYNCERS) {
+          const filter = new ViewFilter(syncer, nodeName(i));
+          fakes.push({ onBatch: (_b: unknown, frameFor: (f: unknown) => unknown) => { frameFor(filter); } });
+        }
+        const timed = async () => {
+          const times: number[] = [];
+          for (let r = 0; r < rounds; r++) {
+            const docs = batchDocs(nodes, changes, ++round);
+            await profiler.start();
+            const cpu0 = cpuMs();
+            apply(docs);
+            times.push(cpuMs() - cpu0);
+          }
+          return median(times);
+        };
+        const storeMs = await timed(); // the store's own part: no client
+        for (const f of fakes) server.connections.add(f);
+        const framesMs = await timed();
+        await profiler.save('frames');
+        for (const f of fakes) server.connections.delete(f);
+        return reply({ storeMs, framesMs });
+      }
       case 'quiet-batch': // while clients are away: not measured
         apply(batchDocs(nodes, changes, ++round));
         return reply({});
       case 'mark':
+        await profiler.save('batch');
+        await profiler.start();
         mark = cpuMs();
         return reply({});
-      case 'measure':
+      case 'measure': {
         await drained();
-        return reply({ cpuMs: cpuMs() - mark, sent: await counter(metrics.framesSent) });
+        const phaseMs = cpuMs() - mark;
+        await profiler.save(msg.phase!);
+        return reply({ cpuMs: phaseMs, sent: await counter(metrics.framesSent) });
+      }
       case 'connections': {
         while (server.connections.size !== msg.n) await new Promise((r) => setTimeout(r, 5));
         return reply({});
@@ -113,6 +150,27 @@ async function serve(root: string, nodes: number, changes: number): Promise<void
     }
   });
   process.send!({ op: 'ready', port });
+}
+
+/** Profiles of the measured phases only (BENCH_CPU_PROF=<dir>); without it, does nothing. */
+async function phaseProfiler(tree: string) {
+  const dir = process.env.BENCH_CPU_PROF;
+  if (!dir) return { start: async () => {}, save: async (_phase: string) => {} };
+  mkdirSync(dir, { recursive: true });
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  let running = false;
+  return {
+    start: async () => { if (!running) { await session.post('Profiler.start'); running = true; } },
+    save: async (phase: string) => {
+      if (!running) return;
+      running = false;
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(join(dir, `${tree}-${phase}-${process.pid}.cpuprofile`), JSON.stringify(profile));
+    },
+  };
 }
 
 // ---- the lean clients ----------------------------------------------------------------------------
@@ -217,23 +275,24 @@ const started = (p: ChildProcess): Promise<any> => new Promise((resolve, reject)
   p.once('exit', (code) => reject(new Error(`child exited with ${code}`)));
 });
 
-interface Run { connectMs: number; batchMs: number; batchSyncMs: number; built: number; resumeMs: number; digestMs: number }
+interface Run { storeMs: number; framesMs: number; connectMs: number; batchMs: number; batchSyncMs: number; built: number; resumeMs: number; digestMs: number }
 
 async function run(root: string, nodes: number, changes: number, rounds: number): Promise<Run> {
   const execArgv = ['--import', 'tsx'];
-  const server = fork(SELF, ['--role', 'server', '--root', root, '--nodes', String(nodes), '--changes', String(changes)], { execArgv, cwd: root });
+  const server = fork(SELF, ['--role', 'server', '--root', root, '--nodes', String(nodes), '--changes', String(changes), '--rounds', String(rounds), '--syncers', SYNCERS.join(',')], { execArgv, cwd: root });
   const { port } = await started(server);
-  const client = fork(SELF, ['--role', 'clients', '--port', String(port), '--nodes', String(nodes)], { execArgv });
+  const client = fork(SELF, ['--role', 'clients', '--port', String(port), '--nodes', String(nodes), '--syncers', SYNCERS.join(',')], { execArgv });
   await started(client);
   try {
-    const measured = async (during: () => Promise<unknown>) => {
+    const measured = async (phase: string, during: () => Promise<unknown>) => {
       await ask(server, { op: 'mark' });
       await during();
-      const { cpuMs, sent } = await ask(server, { op: 'measure' });
+      const { cpuMs, sent } = await ask(server, { op: 'measure', phase });
       await ask(client, { op: 'received', sent });
       return cpuMs as number;
     };
-    const connectMs = await measured(() => ask(client, { op: 'connect', how: 'snapshot' }));
+    const { storeMs, framesMs } = await ask(server, { op: 'frames' });
+    const connectMs = await measured('connect', () => ask(client, { op: 'connect', how: 'snapshot' }));
     const batches: { cpuMs: number; syncMs: number; built: number }[] = [];
     for (let r = 0; r < rounds; r++) {
       const b = await ask(server, { op: 'batch' });
@@ -244,14 +303,14 @@ async function run(root: string, nodes: number, changes: number, rounds: number)
     await ask(client, { op: 'close' });
     await ask(server, { op: 'connections', n: 0 });
     await ask(server, { op: 'quiet-batch' });
-    const resumeMs = await measured(() => ask(client, { op: 'connect', how: 'resume' }));
+    const resumeMs = await measured('resume', () => ask(client, { op: 'connect', how: 'resume' }));
     // The node-scoped clients fail over (as from another replica) with their caches' digests.
     await ask(client, { op: 'close', scoped: true });
-    await ask(server, { op: 'connections', n: 2 * nodes });
+    await ask(server, { op: 'connections', n: nodes * SYNCERS.filter((v) => !SCOPED.has(v)).length });
     await ask(server, { op: 'quiet-batch' });
-    const digestMs = await measured(() => ask(client, { op: 'connect', how: 'digest', scoped: true }));
+    const digestMs = await measured('digest', () => ask(client, { op: 'connect', how: 'digest', scoped: true }));
     return {
-      connectMs, resumeMs, digestMs,
+      storeMs, framesMs, connectMs, resumeMs, digestMs,
       batchMs: median(batches.map((b) => b.cpuMs)), batchSyncMs: median(batches.map((b) => b.syncMs)), built: median(batches.map((b) => b.built)),
     };
   } finally {
@@ -282,15 +341,17 @@ async function main(): Promise<void> {
     }
     const med = (name: string, k: keyof Run) => median(runs.get(name)!.map((r) => r[k]));
     const rows: [keyof Run, string][] = [
+      ['storeMs', `one batch of ${changes} changes into the store, no client (CPU ms)`],
+      ['framesMs', '  the same with a frame asked for every client, no sockets (CPU ms)'],
       ['batchMs', `one batch of ${changes} changes to every client (CPU ms, until written)`],
       ['batchSyncMs', '  of which inside store.apply (CPU ms)'],
       ['built', '  delta frames built for the batch'],
-      ['connectMs', `${4 * nodes} clients connecting, by snapshot (CPU ms)`],
-      ['resumeMs', `${4 * nodes} clients back by resume after a batch (CPU ms)`],
-      ['digestMs', `${2 * nodes} node-scoped clients failing over by digest after a batch (CPU ms)`],
+      ['connectMs', `${SYNCERS.length * nodes} clients connecting, by snapshot (CPU ms)`],
+      ['resumeMs', `${SYNCERS.length * nodes} clients back by resume after a batch (CPU ms)`],
+      ['digestMs', `${SYNCERS.filter((v) => SCOPED.has(v)).length * nodes} node-scoped clients failing over by digest after a batch (CPU ms)`],
     ];
     const [b, t] = trees.map(([name]) => name) as [string, string];
-    console.log(`\nnode-fanout: ${nodes} nodes × 4 clients, batches of ${changes} changes; server CPU, medians of ${repeat} runs (batches: median of ${rounds} each)\n`);
+    console.log(`\nnode-fanout: ${nodes} nodes × ${SYNCERS.length} clients (${SYNCERS.join(', ')}), batches of ${changes} changes; server CPU, medians of ${repeat} runs (batches: median of ${rounds} each)\n`);
     console.log(`| | ${b} | ${t} | ratio |\n|---|---|---|---|`);
     for (const [k, what] of rows) {
       const x = med(b, k);
@@ -303,6 +364,6 @@ async function main(): Promise<void> {
 }
 
 const role = arg('role', 'main');
-if (role === 'server') await serve(arg('root', HERE), Number(arg('nodes', '1000')), Number(arg('changes', '1000')));
+if (role === 'server') await serve(arg('root', HERE), Number(arg('nodes', '1000')), Number(arg('changes', '1000')), Number(arg('rounds', '5')));
 else if (role === 'clients') clients(Number(arg('port', '0')), Number(arg('nodes', '1000')));
 else await main();
