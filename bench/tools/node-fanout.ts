@@ -205,6 +205,7 @@ function clients(port: number, nodes: number): void {
     });
     ws.on('message', (buf: Buffer) => { received++; onFrame(c, buf); });
     ws.on('error', (err) => { console.error(`${c.syncer}/${c.node}: ${err.message}`); process.exit(1); });
+    ws.on('close', () => { if (c.ws === ws) { console.error(`${c.syncer}/${c.node}: closed by the server`); process.exit(1); } });
   };
   const onFrame = (c: Lean, buf: Buffer) => {
     const { msg, items } = decodeServerFrame(buf);
@@ -248,7 +249,8 @@ function clients(port: number, nodes: number): void {
         await whenSynced(which);
         return process.send!({ op: 'connect' });
       case 'close':
-        for (const c of which) { c.ws!.removeAllListeners('message'); c.ws!.close(); }
+        // Closed on purpose: whatever becomes of these sockets now is no failure.
+        for (const c of which) { const ws = c.ws!; c.ws = undefined; ws.removeAllListeners(); ws.on('error', () => {}); ws.close(); }
         return process.send!({ op: 'close' });
       case 'received': // every frame the server has written so far has arrived
         while (received < msg.sent!) await new Promise((r) => setTimeout(r, 2));
@@ -264,9 +266,12 @@ function clients(port: number, nodes: number): void {
 // ---- the orchestrator ------------------------------------------------------------------------
 
 function ask(p: ChildProcess, msg: object): Promise<any> {
-  return new Promise((resolve) => {
-    const on = (m: { op: string }) => { if (m.op === (msg as { op: string }).op) { p.off('message', on); resolve(m); } };
+  return new Promise((resolve, reject) => {
+    const done = () => { p.off('message', on); p.off('exit', exit); };
+    const on = (m: { op: string }) => { if (m.op === (msg as { op: string }).op) { done(); resolve(m); } };
+    const exit = (code: number | null) => { done(); reject(new Error(`${p.spawnargs.slice(-8).join(' ')}: exited (${code}) during ${JSON.stringify(msg)}`)); };
     p.on('message', on);
+    p.on('exit', exit);
     p.send(msg);
   });
 }
@@ -314,8 +319,7 @@ async function run(root: string, nodes: number, changes: number, rounds: number)
       batchMs: median(batches.map((b) => b.cpuMs)), batchSyncMs: median(batches.map((b) => b.syncMs)), built: median(batches.map((b) => b.built)),
     };
   } finally {
-    client.send({ op: 'stop' });
-    server.send({ op: 'stop' });
+    for (const p of [client, server]) if (p.exitCode === null) p.send({ op: 'stop' });
   }
 }
 
