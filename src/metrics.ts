@@ -60,7 +60,8 @@ export class Metrics {
   private readonly unscraped = { frames: 0, bytes: 0 };
   readonly framesSent = new Counter({ name: 'calico_fanout_frames_sent_total', help: 'Frames written to client sockets.', registers: this.r, collect: () => this.addSent() });
   readonly bytesSent = new Counter({ name: 'calico_fanout_bytes_sent_total', help: 'Bytes written to client sockets.', registers: this.r, collect: () => this.addSent() });
-  readonly sharedFrames = new Counter({ name: 'calico_fanout_delta_frames_built_total', help: 'Delta frames encoded for broadcast (each written to every caught-up client of its view).', registers: this.r });
+  readonly sharedFrames = new Counter({ name: 'calico_fanout_delta_frames_built_total', help: 'Delta frames encoded for broadcast (each written to every caught-up client of its view, or of one node of a node-scoped view).', registers: this.r });
+  readonly transferFrames = new Counter({ name: 'calico_fanout_transfer_frames_built_total', help: 'Catch-up and repair frames built, by transfer (each written to every client needing the same one).', labelNames: ['transfer'] as const, registers: this.r });
   readonly backpressured = new Gauge({ name: 'calico_fanout_backpressured_clients', help: 'Clients whose socket buffer is above the high-water mark.', registers: this.r });
   readonly clientLag = new Histogram({
     name: 'calico_fanout_client_lag_seconds', help: 'Time from publishing a change to the client acknowledging it.',
@@ -104,6 +105,7 @@ export class Metrics {
     }
     for (const mode of ['resume', 'digest', 'snapshot'] as const satisfies readonly SyncMode[]) this.resyncs.labels(mode).inc(0);
     for (const outcome of ['caught-up', 'sent-away', 'rewound', 'closed']) this.holds.labels(outcome).inc(0);
+    for (const transfer of ['catch-up', 'repair']) this.transferFrames.labels(transfer).inc(0);
     this.setDatastoreStatus('wait-for-datastore');
   }
 }
