@@ -1,31 +1,40 @@
 // The client's copy of its view: values decoded once, plus each key's hash so the view checksum
 // can be kept as the server keeps it (XOR over entries) and checked without re-encoding.
 import { parseKey } from '../src/model/kinds.js';
-import { entryHash, keyBits } from '../src/protocol/checksum.js';
+import { entryHash, halvesHex, halvesToBigInt, keyBits } from '../src/protocol/checksum.js';
 import { unpackr } from '../src/protocol/codec.js';
-import { bucketCountFor, DIGEST_SCHEME, digestToWire, emptyDigest, xorInto } from '../src/protocol/digest.js';
-import type { RawItem } from '../src/protocol/frames.js';
+import { bucketCountFor, DIGEST_SCHEME, digestToWire, emptyDigest } from '../src/protocol/digest.js';
+import { RawItem } from '../src/protocol/frames.js';
 import type { CacheDigest } from '../src/protocol/messages.js';
 
 /**
  * One changed key as the agent hears of it. The value is decoded on first read: decoding is most
  * of a client's cost per update, and an agent that skips an update by key or kind, or only needs
- * the bytes, should not pay for it.
+ * the bytes, should not pay for it. The bytes too are a view made when first read.
  */
 export class Update {
   private decoded: Record<string, any> | null | undefined;
+  private view: Buffer | null | undefined;
 
   constructor(
     readonly key: string,
     readonly revision: string,
-    /**
-     * The value's canonical msgpack bytes as received (PROTOCOL.md); null for a deletion. A view
-     * into the received frame: copy it to keep it beyond the callback without pinning the frame.
-     */
-    readonly bytes: Buffer | null,
+    /** The frame holding the value at [start, end); null (start -1) for a deletion. */
+    private readonly frame: Buffer | null,
+    private readonly start: number,
+    private readonly end: number,
     decoded?: Record<string, any> | null,
   ) {
     this.decoded = decoded;
+  }
+
+  /**
+   * The value's canonical msgpack bytes as received (PROTOCOL.md); null for a deletion. A view
+   * into the received frame: copy it to keep it beyond the callback without pinning the frame.
+   */
+  get bytes(): Buffer | null {
+    if (this.view === undefined) this.view = this.frame && this.start >= 0 ? this.frame.subarray(this.start, this.end) : null;
+    return this.view;
   }
 
   /** The Calico kind, from the key's path. */
@@ -33,7 +42,7 @@ export class Update {
 
   /** The resource with `metadata.resourceVersion` set to the revision; null for a deletion. */
   get value(): Record<string, any> | null {
-    if (this.decoded === undefined) this.decoded = this.bytes && decodeValue(this.bytes, this.revision);
+    if (this.decoded === undefined) this.decoded = this.frame && this.start >= 0 ? decodeValue(this.frame, this.start, this.end, this.revision) : null;
     return this.decoded;
   }
 
@@ -46,20 +55,41 @@ export interface CachedValue {
   /** null when the cache keeps hashes only (keepValues false). */
   value: Record<string, any> | null;
   revision: string;
-  hash: bigint;
+  /** The entry hash (PROTOCOL.md). */
+  readonly hash: bigint;
 }
 
-/** A cached key as held: its digest bucket bits are worked out the first time a digest needs them. */
-interface Slot extends CachedValue { bits?: number }
+/**
+ * A cached key as held: its entry hash in two signed 32-bit halves (XOR-ed into the checksum with
+ * no allocation), and its digest bucket bits, worked out the first time a digest needs them.
+ */
+class Slot implements CachedValue {
+  bits = -1;
+  constructor(
+    public value: Record<string, any> | null, public revision: string, public hi: number, public lo: number,
+    /** The mark (ClientCache.mark) of the last snapshot or repair that contained the key. */
+    public seen: number,
+  ) {}
+  get hash(): bigint { return halvesToBigInt(this.hi, this.lo); }
+}
 
 /** Where a sweep may delete: everywhere (snapshot), or the buckets a digest resync replaces. */
 export interface SweepScope { buckets: number; differ: ReadonlySet<number> }
 
+const NO_BYTES = Buffer.alloc(0);
+
 export class ClientCache {
   private readonly map = new Map<string, Slot>();
-  private xor = 0n;
-  /** Keys seen since a snapshot or repair began; what is not seen again in scope is swept at its end. */
-  private marked: Set<string> | undefined;
+  /** The view checksum: XOR of every slot's hash, in halves. */
+  private xhi = 0;
+  private xlo = 0;
+  /**
+   * While a snapshot or repair is under way, the number its keys are stamped with (Slot.seen);
+   * what in scope is not stamped with it is swept at its end. 0 when none is: a number per
+   * snapshot costs nothing per key, where a set of the keys seen cost a hash insertion each.
+   */
+  private mark = 0;
+  private lastMark = 0;
   private scope: SweepScope | undefined;
   /** The newest datastore revision applied (numeric revisions only). */
   private maxRev = 0;
@@ -73,66 +103,90 @@ export class ClientCache {
   get size(): number { return this.map.size; }
   get(key: string): CachedValue | undefined { return this.map.get(key); }
   entries(): IterableIterator<[string, CachedValue]> { return this.map.entries(); }
-  checksum(): { value: bigint; count: number } { return { value: this.xor, count: this.map.size }; }
+  checksum(): { value: bigint; count: number } { return { value: halvesToBigInt(this.xhi, this.xlo), count: this.map.size }; }
+  /** The checksum's value in its wire form. */
+  checksumHex(): string { return halvesHex(this.xhi, this.xlo); }
   get revision(): number { return this.maxRev; }
 
   /**
-   * Applies one item; returns the update to report, or undefined when nothing changed. Items from
-   * a frame come with their entry hash, taken in place.
-   */
-  /**
    * Applies a frame's items, all or none: the values to keep are decoded before anything
-   * changes, so a frame with one undecodable value is refused whole.
+   * changes, so a frame with one undecodable value is refused whole. Returns the updates to
+   * report: the items that changed something.
    */
   applyAll(items: readonly RawItem[]): Update[] {
-    const decoded = this.keepValues
-      ? items.map((it) => (it.value && this.map.get(it.key)?.hash !== it.hash ? decodeValue(it.value, it.revision) : undefined))
-      : undefined;
+    const map = this.map;
+    const keep = this.keepValues;
+    let decoded: (Record<string, any> | undefined)[] | undefined;
+    if (keep) {
+      decoded = new Array(items.length);
+      for (let i = 0; i < items.length; i++) {
+        const it = items[i]!;
+        if (it.start < 0) continue;
+        const cur = map.get(it.key);
+        if (!cur || cur.hi !== it.hi || cur.lo !== it.lo) decoded[i] = decodeValue(it.frame, it.start, it.end, it.revision);
+      }
+    }
     const out: Update[] = [];
+    const mark = this.mark;
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
-      const u = this.apply(it.key, it.value, it.revision, it.hash, decoded?.[i]);
-      if (u) out.push(u);
+      const key = it.key;
+      const revision = it.revision;
+      // Only plain integers: the hello sends it back as a decimal string ("1e21" would not be one).
+      const rev = Number(revision);
+      if (rev > this.maxRev && Number.isSafeInteger(rev)) this.maxRev = rev;
+      const cur = map.get(key);
+      if (it.start < 0) {
+        if (!cur) continue;
+        map.delete(key);
+        this.xhi ^= cur.hi;
+        this.xlo ^= cur.lo;
+        out.push(new Update(key, revision, null, -1, -1, null));
+        continue;
+      }
+      const { hi, lo } = it;
+      if (cur && cur.hi === hi && cur.lo === lo) {
+        // The same value from another replica may carry an older revision: the newer one stays.
+        if (!(Number(cur.revision) > rev)) cur.revision = revision;
+        if (mark) cur.seen = mark;
+        continue;
+      }
+      const value = keep ? (decoded![i] ?? decodeValue(it.frame, it.start, it.end, revision)) : null;
+      if (cur) {
+        this.xhi ^= cur.hi ^ hi;
+        this.xlo ^= cur.lo ^ lo;
+        cur.value = value;
+        cur.revision = revision;
+        cur.hi = hi;
+        cur.lo = lo;
+        if (mark) cur.seen = mark;
+      } else {
+        map.set(key, new Slot(value, revision, hi, lo, mark));
+        this.xhi ^= hi;
+        this.xlo ^= lo;
+      }
+      out.push(new Update(key, revision, it.frame, it.start, it.end, keep ? value : undefined));
     }
     return out;
   }
 
-  apply(key: string, raw: Buffer | null, revision: string, hash = raw ? entryHash(key, raw) : 0n, decoded?: Record<string, any>): Update | undefined {
-    this.marked?.add(key);
-    // Only plain integers: the hello sends it back as a decimal string ("1e21" would not be one).
-    const rev = Number(revision);
-    if (Number.isSafeInteger(rev) && rev > this.maxRev) this.maxRev = rev;
-    const cur = this.map.get(key);
-    if (raw === null) {
-      if (!cur) return undefined;
-      this.map.delete(key);
-      this.xor ^= cur.hash;
-      return new Update(key, revision, null, null);
+  /** Applies one key's canonical value bytes (null: a deletion), hashed here; as applyAll. */
+  apply(key: string, raw: Buffer | null, revision: string): Update | undefined {
+    const it = new RawItem(key, revision, raw ?? NO_BYTES, 0, raw ? 0 : -1, raw ? raw.length : -1);
+    if (raw) {
+      const h = entryHash(key, raw);
+      it.hi = Number(h >> 32n) | 0;
+      it.lo = Number(h & 0xffffffffn) | 0;
     }
-    if (cur && cur.hash === hash) {
-      // The same value from another replica may carry an older revision: the newer one stays.
-      if (!(Number(cur.revision) > rev)) cur.revision = revision;
-      return undefined;
-    }
-    const value = this.keepValues ? (decoded ?? decodeValue(raw, revision)) : undefined;
-    if (cur) {
-      this.xor ^= cur.hash;
-      cur.value = value ?? null;
-      cur.revision = revision;
-      cur.hash = hash;
-    } else {
-      this.map.set(key, { value: value ?? null, revision, hash });
-    }
-    this.xor ^= hash;
-    return new Update(key, revision, raw, value);
+    return this.applyAll([it])[0];
   }
 
   beginMark(scope?: SweepScope): void {
-    this.marked = new Set();
+    this.mark = ++this.lastMark;
     this.scope = scope;
   }
 
-  get marking(): boolean { return this.marked !== undefined; }
+  get marking(): boolean { return this.mark !== 0; }
 
   /**
    * Ends a snapshot or repair: deletes every key in scope that it did not contain. The datastore
@@ -141,31 +195,34 @@ export class ClientCache {
    * right, so the running XOR must not carry an old error across it.
    */
   sweep(): Update[] {
-    const seen = this.marked;
+    const mark = this.mark;
     const scope = this.scope;
     this.abandonMark();
-    if (!seen) return [];
+    if (!mark) return [];
     const gone: Update[] = [];
-    let xor = 0n;
+    let xhi = 0;
+    let xlo = 0;
     // After a whole snapshot the cache is the server's state: so is its newest revision (a
     // revision from a hostile server or a restored datastore must not outlive it).
     if (!scope) this.maxRev = 0;
     for (const [key, cur] of this.map) {
-      if (seen.has(key) || (scope && !scope.differ.has(bitsOf(key, cur) & (scope.buckets - 1)))) {
-        xor ^= cur.hash;
+      if (cur.seen === mark || (scope && !scope.differ.has(bitsOf(key, cur) & (scope.buckets - 1)))) {
+        xhi ^= cur.hi;
+        xlo ^= cur.lo;
         const rev = Number(cur.revision);
         if (!scope && Number.isSafeInteger(rev) && rev > this.maxRev) this.maxRev = rev;
         continue;
       }
       this.map.delete(key);
-      gone.push(new Update(key, cur.revision, null, null));
+      gone.push(new Update(key, cur.revision, null, -1, -1, null));
     }
-    this.xor = xor;
+    this.xhi = xhi;
+    this.xlo = xlo;
     return gone;
   }
 
   abandonMark(): void {
-    this.marked = undefined;
+    this.mark = 0;
     this.scope = undefined;
   }
 
@@ -174,17 +231,23 @@ export class ClientCache {
     if (this.map.size === 0) return undefined;
     const buckets = bucketCountFor(this.map.size);
     const d = emptyDigest(buckets);
-    for (const [key, cur] of this.map) xorInto(d, bitsOf(key, cur) & (buckets - 1), cur.hash);
+    for (const [key, cur] of this.map) {
+      const b = bitsOf(key, cur) & (buckets - 1);
+      d[2 * b] ^= cur.hi;
+      d[2 * b + 1] ^= cur.lo;
+    }
     return { scheme: DIGEST_SCHEME, buckets, hashes: digestToWire(d) };
   }
 }
 
 function bitsOf(key: string, slot: Slot): number {
-  return (slot.bits ??= keyBits(key));
+  if (slot.bits < 0) slot.bits = keyBits(key);
+  return slot.bits;
 }
 
-function decodeValue(raw: Buffer, revision: string): Record<string, any> {
-  const v = unpackr.unpack(raw);
+/** Decodes frame[start, end) in place: a view per value would cost msgpackr a DataView each. */
+function decodeValue(frame: Buffer, start: number, end: number, revision: string): Record<string, any> {
+  const v = unpackr.unpack(frame, { start, end });
   // The revision travels beside the value; agents expect it back where Kubernetes puts it.
   if (v && typeof v === 'object' && v.metadata && typeof v.metadata === 'object') v.metadata.resourceVersion = revision;
   return v;

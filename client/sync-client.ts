@@ -8,11 +8,10 @@ import WebSocket from 'ws';
 import { backoffMs } from '../src/backoff.js';
 import { VERSION } from '../src/version.js';
 import { isSyncerType, needsNode, type SyncerType } from '../src/model/views.js';
-import { checksumHex } from '../src/protocol/checksum.js';
 import { encode, ProtocolError } from '../src/protocol/codec.js';
 import { COMPRESSIONS, decompressFrame, negotiate, type Compression } from '../src/protocol/compression.js';
 import { bucketsFromWire } from '../src/protocol/digest.js';
-import { decodeServerFrame, type DecodedFrame, type RawItem } from '../src/protocol/frames.js';
+import { decodeServerFrame, type DecodedFrame, type ItemHashes, type RawItem } from '../src/protocol/frames.js';
 import { PROTOCOL_VERSION, type ResumeToken, type SyncStatus } from '../src/protocol/messages.js';
 import { ClientCache, type CachedValue, type Update } from './cache.js';
 import { loadTlsOptions, validateTlsOptions, type ClientTlsOptions } from './tls.js';
@@ -62,6 +61,13 @@ export interface SyncClientOptions {
   /** false: keep only hashes (enough to verify checksums), not decoded values; updates still carry them. */
   keepValues?: boolean;
   /**
+   * true: hash every item received and refuse a frame whose `h` (the server's entry hashes)
+   * disagrees with its bytes. By default the server's hashes are taken as sent, which the view
+   * checksum then rests on (PROTOCOL.md "What a checksum proves"); items of a server that sends
+   * none are hashed either way.
+   */
+  verifyItemHashes?: boolean;
+  /**
    * Algorithms for large frames (snapshots, repairs), in order of preference; [] for none.
    * Default: brotli, then deflate (PROTOCOL.md "Compression").
    */
@@ -101,6 +107,7 @@ const noLog: ClientLogger = { debug() {}, info() {}, warn() {} };
 export class SyncClient {
   readonly stats: ClientStats = { connects: 0, snapshots: 0, digests: 0, resumes: 0, framesReceived: 0, bytesReceived: 0, itemsReceived: 0, checksumsVerified: 0, checksumMismatches: 0, protocolErrors: 0, rewinds: 0, discoveries: 0, discoveryFailures: 0 };
   private readonly cache: ClientCache;
+  private readonly itemHashes: ItemHashes;
   private urlList: string[];
   /** Whether discover has been called since start (the first round always asks it). */
   private discovered = false;
@@ -148,6 +155,7 @@ export class SyncClient {
     if (!isSyncerType(opts.syncerType)) throw new Error(`unknown syncerType ${String(opts.syncerType)}`);
     if (needsNode(opts.syncerType) && !opts.node) throw new Error(`syncerType ${opts.syncerType} needs node`);
     this.cache = new ClientCache(opts.keepValues ?? true);
+    this.itemHashes = opts.verifyItemHashes ? 'verify' : 'trust';
     this.log = opts.logger ?? noLog;
   }
 
@@ -195,8 +203,7 @@ export class SyncClient {
   [Symbol.iterator](): IterableIterator<[string, CachedValue]> { return this.cache.entries(); }
   /** The local view checksum, in the server's wire form. */
   checksum(): { value: string; count: number } {
-    const c = this.cache.checksum();
-    return { value: checksumHex(c.value), count: c.count };
+    return { value: this.cache.checksumHex(), count: this.cache.size };
   }
   get resumeToken(): ResumeToken | undefined {
     return this.epoch !== undefined && this.pos !== undefined ? { epoch: this.epoch, seq: this.pos } : undefined;
@@ -375,14 +382,14 @@ export class SyncClient {
   private onFrame(data: Buffer): void {
     this.stats.framesReceived++;
     this.stats.bytesReceived += data.length;
-    this.handle(decodeServerFrame(data));
+    this.handle(decodeServerFrame(data, this.itemHashes));
   }
 
   private handle({ msg, items }: DecodedFrame): void {
     switch (msg.t) {
       case 'compressed': {
         if (this.compression === 'none' || !(msg.data instanceof Uint8Array)) throw new ProtocolError(0, 'compressed frame without a negotiated algorithm or data');
-        const inner = decodeServerFrame(decompressFrame(msg.data, this.compression, MAX_FRAME_BYTES));
+        const inner = decodeServerFrame(decompressFrame(msg.data, this.compression, MAX_FRAME_BYTES), this.itemHashes);
         if (inner.msg.t === 'compressed') throw new ProtocolError(0, 'compressed frame inside a compressed frame');
         return this.handle(inner);
       }

@@ -18,12 +18,12 @@ import type { Batch } from '../snapshot/store.js';
 import { checksumHex } from '../src/protocol/checksum.js';
 import { denial } from '../src/authorization.js';
 import { decodeClientMessage, encode, ProtocolError } from '../src/protocol/codec.js';
-import { compressEach, negotiate, type Compression } from '../src/protocol/compression.js';
-import { bucketsToWire, digestFromWire } from '../src/protocol/digest.js';
-import { chunkFrames } from '../src/protocol/frames.js';
+import { negotiate, type Compression } from '../src/protocol/compression.js';
+import { digestFromWire } from '../src/protocol/digest.js';
 import { CloseCode, PROTOCOL_VERSION, type ClientMessage, type ControlMessage, type Hello, type SyncMode, type SyncStatus } from '../src/protocol/messages.js';
 import type { SnapshotCache } from '../snapshot/snapshots.js';
 import type { Store } from '../snapshot/store.js';
+import type { TransferCache } from '../snapshot/transfers.js';
 import type { Logger } from '../src/logging.js';
 import type { Metrics } from '../src/metrics.js';
 import type { ServerOptions } from './context.js';
@@ -48,6 +48,8 @@ export interface ServerContext {
   readonly opts: ServerOptions;
   readonly store: Store;
   readonly snapshots: SnapshotCache;
+  /** Catch-up and repair frames shared by clients needing the same ones. */
+  readonly transfers: TransferCache;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly serverId: string;
@@ -146,12 +148,16 @@ export class Connection {
       if (err instanceof ProtocolError) return this.fail(err.code, err.message);
       return this.fail(CloseCode.malformed, `undecodable message: ${(err as Error).message}`);
     }
+    // What a message makes the server write leaves in one write (a welcome with the sync's frames).
+    this.socket.cork();
     try {
       this.dispatch(msg);
     } catch (err) {
       // Nothing a client sends may throw out of the socket's handler: that would end the process.
       this.ctx.logger.error({ conn: this.id, err: (err as Error).message }, 'internal error handling a client message');
       this.fail(CloseCode.internal, 'internal error');
+    } finally {
+      this.socket.uncork();
     }
   }
 
@@ -238,23 +244,11 @@ export class Connection {
     this.sendFrames(snapshotFrames(snap, this.compression), snap.seq);
   }
 
-  /**
-   * Digest resync: the buckets the client has wrong, whole, as of the head. When most buckets
-   * differ (a small view has one bucket) the shared compressed snapshot may be smaller: the
-   * client gets whichever is.
-   */
+  /** Digest resync: the buckets the client has wrong (TransferCache.repair). */
   private startRepair(digest: Uint32Array): void {
-    const { seq, buckets, items } = this.ctx.store.repair(this.filter!, digest);
-    const count = digest.length / 2;
-    this.ctx.metrics.repairBuckets.observe(buckets.length / count);
-    const frames = compressEach(chunkFrames(items, this.ctx.opts.chunkBytes, (i, last) => (
-      i === 0 ? { t: 'repair', seq, i, last, buckets: count, differ: bucketsToWire(buckets) } : { t: 'repair', seq, i, last })), this.compression);
-    if (buckets.length * 2 < count) return this.sendFrames(frames, seq);
-    const repair = [...frames];
-    const snap = this.ctx.snapshots.get(this.filter!, seq, true);
-    const bytes = (fs: Iterable<Buffer>) => { let n = 0; for (const f of fs) n += f.length; return n; };
-    if (bytes(snapshotFrames(snap, this.compression)) < bytes(repair)) this.sendFrames(snapshotFrames(snap, this.compression), snap.seq);
-    else this.sendFrames(repair.values(), seq);
+    const { frames, end, differing } = this.ctx.transfers.repair(this.filter!, digest, this.compression);
+    this.ctx.metrics.repairBuckets.observe(differing / (digest.length / 2));
+    this.sendFrames(frames[Symbol.iterator](), end);
   }
 
   private sendFrames(frames: Iterator<Buffer>, end: number): void {
@@ -264,7 +258,17 @@ export class Connection {
     this.sentStatus = undefined;
   }
 
+  /** Writes what is owed; one pass goes out as one write (a snapshot's chunks, status, checksum), not one per frame. */
   private pump(): void {
+    this.socket.cork();
+    try {
+      this.pumpCorked();
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  private pumpCorked(): void {
     const { store, opts } = this.ctx;
     while (this.state === 'streaming' && !this.waitingDrain && !this.waitingAck) {
       if (this.ws.bufferedAmount >= opts.highWaterMark) return this.waitForDrain();
@@ -284,14 +288,10 @@ export class Connection {
         this.pos = this.framesEnd;
       }
       if (this.pos < store.head) {
-        const items = store.catchUp(this.pos, this.filter!);
-        if (!items) { this.startSnapshot(this.pos); continue; } // history no longer reaches back to pos
-        const from = this.pos;
-        const to = store.head;
-        if (items.length === 0) { this.pos = to; continue; }
-        // Position advances only with the last frame, so a cut mid-way resumes from `from`.
-        this.frames = chunkFrames(items, opts.chunkBytes, (_i, last) => ({ t: 'delta', from, to: last ? to : from }));
-        this.framesEnd = to;
+        const catchUp = this.ctx.transfers.catchUp(this.filter!, this.pos);
+        if (!catchUp) { this.startSnapshot(this.pos); continue; } // history no longer reaches back to pos
+        this.frames = catchUp.frames[Symbol.iterator]();
+        this.framesEnd = catchUp.end;
         continue;
       }
       this.sendStatus();
@@ -435,8 +435,7 @@ export class Connection {
   private write(frame: Buffer): void {
     this.bytesOut += frame.length;
     this.ws.send(frame);
-    this.ctx.metrics.framesSent.inc();
-    this.ctx.metrics.bytesSent.inc(frame.length);
+    this.ctx.metrics.sent(frame.length);
   }
 
   send(msg: ControlMessage): void {

@@ -1,5 +1,6 @@
 // The WebSocket server: accepts connections, hands each published batch to every streaming
-// connection with one shared frame per view, pings, and drains on shutdown.
+// connection with one shared frame per view (and per node named in the batch), pings, and drains
+// on shutdown.
 import { createServer, type Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -9,12 +10,13 @@ import { WebSocketServer } from 'ws';
 import type { ViewFilter } from '../src/model/view-filter.js';
 import { SnapshotCache } from '../snapshot/snapshots.js';
 import type { Batch, Store } from '../snapshot/store.js';
+import { TransferCache } from '../snapshot/transfers.js';
 import type { Logger } from '../src/logging.js';
 import type { Metrics } from '../src/metrics.js';
 import { encode } from '../src/protocol/codec.js';
-import { itemsFrame } from '../src/protocol/frames.js';
 import { CloseCode } from '../src/protocol/messages.js';
 import { VERSION } from '../src/version.js';
+import { BatchFrames } from './batch-frames.js';
 import { Connection, type ServerContext } from './connection.js';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './context.js';
 import { PublishTimes } from './publish-times.js';
@@ -24,6 +26,7 @@ import { peerIdentities } from './tls.js';
 export class FanoutServer implements ServerContext {
   readonly opts: ServerOptions;
   readonly snapshots: SnapshotCache;
+  readonly transfers: TransferCache;
   readonly serverId = `${process.env.HOSTNAME ?? 'calico-fanout'}-${randomBytes(3).toString('hex')}`;
   readonly serverVersion = VERSION;
   readonly connections = new Set<Connection>();
@@ -49,6 +52,7 @@ export class FanoutServer implements ServerContext {
     this.opts = { ...DEFAULT_SERVER_OPTIONS, ...opts };
     this.probe = this.opts.revisionSource && new RevisionProbe(this.opts.revisionSource);
     this.snapshots = new SnapshotCache(store, this.opts.chunkBytes, this.opts.snapshotReuseMs, metrics);
+    this.transfers = new TransferCache(store, this.snapshots, this.opts.chunkBytes, this.opts.snapshotReuseMs, metrics);
     // Never permessage-deflate: it is per socket, so it would undo encode-once.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.opts.maxInboundBytes, perMessageDeflate: false, clientTracking: false });
     this.maxConnections = this.opts.maxConnections;
@@ -118,19 +122,10 @@ export class FanoutServer implements ServerContext {
 
   private onBatch(batch: Batch): void {
     this.publishTimes.record(batch.to, batch.at);
-    // One frame per view key per batch, built on first use and shared by every caught-up client.
-    const frames = new Map<string, Buffer | null>();
-    const frameFor = (f: ViewFilter): Buffer | null => {
-      let frame = frames.get(f.key);
-      if (frame !== undefined) return frame;
-      const items: Buffer[] = [];
-      for (const c of batch.changes) if (f.matches(c.kind, c.node)) items.push(c.item);
-      frame = items.length ? itemsFrame({ t: 'delta', from: batch.from, to: batch.to }, items) : null;
-      if (frame) this.metrics.sharedFrames.inc();
-      frames.set(f.key, frame);
-      return frame;
-    };
+    const frames = new BatchFrames(batch);
+    const frameFor = (f: ViewFilter): Buffer | null => frames.frameFor(f);
     for (const c of this.connections) c.onBatch(batch, frameFor);
+    if (frames.built) this.metrics.sharedFrames.inc(frames.built);
   }
 
   private pingAll(): void {

@@ -60,17 +60,14 @@ export class ChangeLog {
   }
 
   /**
-   * The item `pick` chooses for every entry changed after `seq`, oldest first; undefined when
-   * `seq` is below the floor (a deletion the client needs is gone).
+   * Every entry changed after `seq`, oldest first; undefined when `seq` is below the floor (a
+   * deletion the client needs is gone).
    */
-  since(seq: number, pick: (e: Entry) => Buffer | undefined): Buffer[] | undefined {
+  changedSince(seq: number): Entry[] | undefined {
     if (seq < this.floor) return undefined;
-    const items: Buffer[] = [];
-    for (let e = this.tail; e && e.seq > seq; e = e.prev) {
-      const item = pick(e);
-      if (item) items.push(item);
-    }
-    return items.reverse();
+    const changed: Entry[] = [];
+    for (let e = this.tail; e && e.seq > seq; e = e.prev) changed.push(e);
+    return changed.reverse();
   }
 
   private unlink(e: Entry): void {

@@ -1,7 +1,8 @@
 // Order-independent content checksums per view, maintained on every change in O(views of the
 // kind). For node-scoped kinds the sum is kept per node, so the checksum a client of
 // (view, node) sees is the view's shared part XOR its node's part. The shared part is also kept
-// per fine digest bucket, so a digest for any bucket count is a fold away (O(buckets), not O(keys)).
+// per fine digest bucket, so a digest for any bucket count is a fold away (O(buckets), not O(keys)),
+// and each fold is kept until the shared part changes: clients resyncing together share it.
 import { SYNCER_TYPES, VIEWS, viewsOfKind, type SyncerType } from '../src/model/views.js';
 import { emptyDigest, fold, xorInto } from '../src/protocol/digest.js';
 import type { ViewFilter } from '../src/model/view-filter.js';
@@ -13,6 +14,8 @@ class ViewSum {
   readonly shared: Sum = { xor: 0n, count: 0 };
   /** The shared part by fine bucket; allocated with the view's first key. */
   fine: Uint32Array | undefined;
+  /** `fine` folded onto the bucket counts clients asked for, valid while `fine` is unchanged. */
+  readonly folds = new Map<number, Uint32Array>();
   readonly perNode = new Map<string, Sum>();
   total = 0;
 
@@ -41,6 +44,7 @@ export class ViewChecksums {
       const scoped = VIEWS[v].nodeScoped.has(kind);
       if (!scoped) {
         vs.fine ??= emptyDigest(FINE_BUCKETS);
+        vs.folds.clear();
         if (old) xorInto(vs.fine, f, old.hash);
         if (now) xorInto(vs.fine, f, now.hash);
       }
@@ -66,10 +70,12 @@ export class ViewChecksums {
     return { value: vs.shared.xor ^ (mine?.xor ?? 0n), count: vs.shared.count + (mine?.count ?? 0) };
   }
 
-  /** The digest of a view's shared part (node-scoped kinds excluded) in `buckets` buckets. */
+  /** The digest of a view's shared part (node-scoped kinds excluded) in `buckets` buckets: a copy. */
   sharedDigest(view: SyncerType, buckets: number): Uint32Array {
-    const fine = this.views.get(view)!.fine;
-    return fine ? fold(fine, buckets) : emptyDigest(buckets);
+    const vs = this.views.get(view)!;
+    let d = vs.folds.get(buckets);
+    if (!d) vs.folds.set(buckets, (d = vs.fine ? fold(vs.fine, buckets) : emptyDigest(buckets)));
+    return d.slice();
   }
 
   /** Live keys in a view across all nodes (typha_cache_size). */

@@ -4,17 +4,19 @@
 import { randomBytes } from 'node:crypto';
 import type { Change } from '../src/model/change.js';
 import type { ViewFilter } from '../src/model/view-filter.js';
-import { SYNCER_TYPES, viewsOfKind } from '../src/model/views.js';
+import { SYNCER_TYPES, viewsOfKind, type SyncerType, type ViewDef } from '../src/model/views.js';
 import { hashLoaded, keyBits, loadForHashing } from '../src/protocol/checksum.js';
 import { differing, xorInto } from '../src/protocol/digest.js';
 import { encodeItem } from '../src/protocol/frames.js';
 import { strSize } from '../src/protocol/msgpack-raw.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
 import type { Metrics } from '../src/metrics.js';
-import { BucketIndex } from './buckets.js';
+import { BucketIndex, FINE_BUCKETS } from './buckets.js';
 import { ChangeLog } from './change-log.js';
 import { ViewChecksums, type Checksum } from './checksums.js';
 import type { Entry } from './entry.js';
+import { LiveIndex } from './live.js';
+import { NodeGroups } from './node-groups.js';
 
 /** One published change as views see it. */
 export interface Published {
@@ -42,7 +44,7 @@ export class Store {
   /** Names this store's sequence space: a position is only meaningful with the same epoch. */
   readonly epoch = randomBytes(8).toString('hex');
   private readonly byKey = new Map<string, Entry>();
-  private readonly live = new Map<string, Map<string, Entry>>();
+  private readonly live = new LiveIndex();
   private readonly log: ChangeLog;
   private readonly checksums = new ViewChecksums();
   private readonly buckets = new BucketIndex();
@@ -53,8 +55,15 @@ export class Store {
   private _maxRevision = 0;
   private _revised = 0;
 
+  /** Per-view series, looked up once: labels() costs more than the increment. */
+  private readonly published: Record<SyncerType, { inc(n: number): void }>;
+  private readonly cacheSize: Record<SyncerType, { set(n: number): void }>;
+
   constructor(historyMaxBytes: number, private readonly metrics: Metrics) {
     this.log = new ChangeLog(historyMaxBytes);
+    const bySyncer = <T>(f: (v: SyncerType) => T) => Object.fromEntries(SYNCER_TYPES.map((v) => [v, f(v)])) as Record<SyncerType, T>;
+    this.published = bySyncer((v) => metrics.updatesPublished.labels(v));
+    this.cacheSize = bySyncer((v) => metrics.cacheSize.labels(v));
   }
 
   get head(): number { return this._head; }
@@ -92,6 +101,8 @@ export class Store {
     if (changes.length === 0) return;
     const from = this._head;
     const published: Published[] = [];
+    // Counted per kind here, added per view once per batch.
+    const perKind = new Map<string, number>();
     for (const c of changes) {
       const seq = ++this._head;
       const rev = Number(c.revision);
@@ -106,6 +117,7 @@ export class Store {
         this.byKey.set(c.key, e);
         this.buckets.add(e);
         this.checksums.update(c.kind, e.bits, undefined, value ? e : undefined);
+        if (value) this.live.add(e);
       } else {
         const old = e.value ? { node: e.node, hash: e.hash } : undefined;
         if (!e.value) this.log.revived(e);
@@ -118,18 +130,17 @@ export class Store {
           (e.left ??= new Map()).set(e.node, gone);
           if (old) published.push({ kind: c.kind, node: old.node, item: gone.item });
         }
+        if (old && (!value || c.node !== old.node)) this.live.remove(e, old.node);
         if (value) e.node = c.node;
         e.item = item; e.value = value; e.revision = c.revision; e.seq = seq; e.hash = hash;
         this.checksums.update(c.kind, e.bits, old, value ? e : undefined);
+        if (value) this.live.add(e);
       }
-      let kindMap = this.live.get(c.kind);
-      if (!kindMap) this.live.set(c.kind, (kindMap = new Map()));
-      if (value) kindMap.set(c.key, e);
-      else kindMap.delete(c.key);
       this.log.touch(e);
       published.push({ kind: c.kind, node: e.node, item });
-      for (const v of viewsOfKind(c.kind)) this.metrics.updatesPublished.labels(v).inc();
+      perKind.set(c.kind, (perKind.get(c.kind) ?? 0) + 1);
     }
+    for (const [kind, n] of perKind) for (const v of viewsOfKind(kind)) this.published[v].inc(n);
     for (const gone of this.log.evict()) {
       this.byKey.delete(gone.key);
       this.buckets.remove(gone);
@@ -137,7 +148,7 @@ export class Store {
     this.metrics.headSeq.set(this._head);
     this.metrics.historyBytes.set(this.log.bytes);
     this.metrics.historyFloor.set(this.log.floor);
-    for (const v of SYNCER_TYPES) this.metrics.cacheSize.labels(v).set(this.checksums.size(v));
+    for (const v of SYNCER_TYPES) this.cacheSize[v].set(this.checksums.size(v));
     const batch: Batch = { from, to: this._head, changes: published, at: Date.now() };
     for (const l of this.listeners) l.onBatch(batch);
   }
@@ -176,23 +187,24 @@ export class Store {
 
   /** Items a client of `filter` at position `seq` needs to reach the head; undefined → snapshot. */
   catchUp(seq: number, filter: ViewFilter): Buffer[] | undefined {
+    return this.catchUpGroups(seq, filter.def)?.itemsFor(filter.node);
+  }
+
+  /**
+   * What every client of a view at position `seq` needs to reach the head, grouped by node: one
+   * walk of the history for all of the view's nodes. Undefined when it no longer reaches back.
+   */
+  catchUpGroups(seq: number, def: ViewDef): NodeGroups | undefined {
     if (!this.canCatchUp(seq)) return undefined;
-    return this.log.since(seq, (e) => {
-      if (filter.matches(e.kind, e.node)) return e.item;
-      // A node-scoped key that left this client's node after its position: its deletion.
-      const left = e.left?.get(filter.node);
-      if (left && left.seq > seq && filter.def.nodeScoped.has(e.kind) && filter.def.kinds.has(e.kind)) return left.item;
-      return undefined;
-    });
+    const changed = this.log.changedSince(seq);
+    return changed && NodeGroups.ofEntries(changed, def, seq);
   }
 
   /** Live entries of the kinds a view carries, for building snapshots. */
   *entries(filter: ViewFilter): Generator<Entry> {
     for (const kind of filter.def.kinds) {
-      const m = this.live.get(kind);
-      if (!m) continue;
-      const scoped = filter.def.nodeScoped.has(kind);
-      for (const e of m.values()) if (!scoped || e.node === filter.node) yield e;
+      if (filter.def.nodeScoped.has(kind)) yield* this.live.ofNode(kind, filter.node);
+      else yield* this.live.ofKind(kind);
     }
   }
 
@@ -201,7 +213,7 @@ export class Store {
     const d = this.checksums.sharedDigest(filter.syncer, buckets);
     // A node's own part is a few keys (its Node, its status): added here rather than kept per node.
     for (const kind of filter.def.nodeScoped) {
-      for (const e of this.live.get(kind)?.values() ?? []) if (e.node === filter.node) xorInto(d, e.bits & (buckets - 1), e.hash);
+      for (const e of this.live.ofNode(kind, filter.node)) xorInto(d, e.bits & (buckets - 1), e.hash);
     }
     return d;
   }
@@ -211,13 +223,39 @@ export class Store {
    * with every live item of the view in them, bucket by bucket, as of the head.
    */
   repair(filter: ViewFilter, theirs: Uint32Array): { seq: number; buckets: number[]; items: Buffer[] } {
-    const count = theirs.length / 2;
-    const buckets = differing(this.digest(filter, count), theirs);
-    const items: Buffer[] = [];
-    for (const b of buckets) {
-      for (const e of this.buckets.inBucket(b, count)) if (e.value && filter.matches(e.kind, e.node)) items.push(e.item);
+    const buckets = this.differingBuckets(filter, theirs);
+    return { seq: this._head, buckets, items: this.inBuckets(filter, buckets, theirs.length / 2) };
+  }
+
+  /** The buckets (ascending) where digest `theirs` differs from the view's. */
+  differingBuckets(filter: ViewFilter, theirs: Uint32Array): number[] {
+    return differing(this.digest(filter, theirs.length / 2), theirs);
+  }
+
+  /** The view's live items in `buckets` (ascending, out of `count`), bucket by bucket. */
+  inBuckets(filter: ViewFilter, buckets: readonly number[], count: number): Buffer[] {
+    if (buckets.length === 0) return [];
+    // The bucket index visits FINE_BUCKETS / count lists per bucket, holding that share of every
+    // key of the store; walking the view visits its keys once. Whichever is fewer.
+    const viaIndex = (buckets.length / count) * (FINE_BUCKETS + this.byKey.size);
+    if (viaIndex < this.checksums.get(filter).count) {
+      const items: Buffer[] = [];
+      for (const b of buckets) {
+        for (const e of this.buckets.inBucket(b, count)) if (e.value && filter.matches(e.kind, e.node)) items.push(e.item);
+      }
+      return items;
     }
-    return { seq: this._head, buckets, items };
+    const wanted = new Uint8Array(count);
+    for (const b of buckets) wanted[b] = 1;
+    const byBucket = new Map<number, Buffer[]>();
+    for (const e of this.entries(filter)) {
+      const b = e.bits & (count - 1);
+      if (!wanted[b]) continue;
+      const l = byBucket.get(b);
+      if (l) l.push(e.item);
+      else byBucket.set(b, [e.item]);
+    }
+    return buckets.flatMap((b) => byBucket.get(b) ?? []);
   }
 
   checksum(filter: ViewFilter): Checksum {

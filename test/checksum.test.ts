@@ -2,15 +2,15 @@
 // of exactly what it was sent; a client whose cache went wrong notices it on the next checksum,
 // resyncs with a snapshot and tells its agent only about the keys that were repaired.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import type { Update } from '../client/index.js';
+import { describe, test } from 'node:test';
+import { SyncClient, type SyncClientOptions, type Update } from '../client/index.js';
 import type { ClientCache } from '../client/cache.js';
 import { ViewFilter } from '../src/model/view-filter.js';
 import type { SyncerType } from '../src/model/views.js';
 import { encodeValue } from '../src/protocol/canonical.js';
 import { checksumHex, entryHash } from '../src/protocol/checksum.js';
-import { encode } from '../src/protocol/codec.js';
-import type { DecodedFrame } from '../src/protocol/frames.js';
+import { decodeMessage, encode, packr, ProtocolError } from '../src/protocol/codec.js';
+import { decodeServerFrame, encodeItem, itemsFrame, RawItem, type DecodedFrame } from '../src/protocol/frames.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
 import { cleanupAfterFile, LIMIT, node, rawConnect, resource, sleep, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
 
@@ -184,4 +184,110 @@ test('the checksum frame after sync is the store\'s checksum of exactly what the
     for (const r of raws) r.ws.terminate();
     await ts.close();
   }
+});
+
+// ---- the client's own checksum, frame by frame ----------------------------------------------
+// Frames as a server builds them (delta frames carry the items' hashes, `h`), fed to a client
+// without a socket; the checksum frame states what a server holding the right view would say.
+// Each way an update can go wrong must show at that checksum, with the hashes taken as sent.
+
+describe('a client taking item hashes as sent still catches, at the next checksum,', () => {
+  const [a, b] = [wep('node-1', 'pod-a'), wep('node-1', 'pod-b')];
+  const version = (r: typeof a, app: string) => encodeValue({ ...r.value, metadata: { ...r.value.metadata, labels: { app } } });
+  const [a1, a2, a3, b1, b2] = [version(a, '1'), version(a, '2'), version(a, '3'), version(b, '1'), version(b, '2')];
+  const welcome = encode({ t: 'welcome', v: 1, serverId: 't', serverVersion: '0', epoch: 'e', syncer: 'felix', node: '', mode: 'snapshot', compression: 'none' } as never);
+  const inSync = encode({ t: 'status', status: 'in-sync' });
+  const snapshotAt3 = itemsFrame({ t: 'snapshot', seq: 3, i: 0, last: true }, [encodeItem(a.key, a1, '1'), encodeItem(b.key, b1, '2')]);
+  const delta = (from: number, to: number, ...items: [string, Buffer | null, string][]) => itemsFrame({ t: 'delta', from, to }, items.map(([k, v, r]) => encodeItem(k, v, r)));
+  /** The checksum frame of a server whose view at `seq` is `view`. */
+  const checksumOf = (seq: number, view: [string, Buffer][]) => {
+    let x = 0n;
+    for (const [k, v] of view) x ^= entryHash(k, v);
+    return encode({ t: 'checksum', seq, value: checksumHex(x), count: view.length });
+  };
+  const play = (frames: Buffer[], opts: Partial<SyncClientOptions> = {}) => {
+    const c = new SyncClient({ url: 'ws://127.0.0.1:1', syncerType: 'felix', ...opts });
+    const onFrame = (f: Buffer) => (c as unknown as { onFrame(f: Buffer): void }).onFrame(f);
+    for (const f of frames) onFrame(f);
+    return c;
+  };
+  const verdict = (c: SyncClient) => ({ verified: c.stats.checksumsVerified, mismatches: c.stats.checksumMismatches });
+
+  test('nothing when every update arrived once and in order (the control)', () => {
+    const c = play([welcome, snapshotAt3, inSync, delta(3, 4, [a.key, a2, '4']), delta(4, 5, [b.key, b2, '5']), checksumOf(5, [[a.key, a2], [b.key, b2]])]);
+    assert.deepEqual(verdict(c), { verified: 1, mismatches: 0 });
+  });
+
+  test('a missed update: a delta that never arrived (the next one starts later, as a skip over other views would)', () => {
+    const c = play([welcome, snapshotAt3, inSync, /* delta(3, 4, a2) lost */ delta(4, 5, [b.key, b2, '5']), checksumOf(5, [[a.key, a2], [b.key, b2]])]);
+    assert.deepEqual(verdict(c), { verified: 0, mismatches: 1 });
+  });
+
+  test('a duplicated update: an older value of a key delivered again after a newer one', () => {
+    const c = play([welcome, snapshotAt3, inSync, delta(3, 4, [a.key, a2, '4']), delta(4, 6, [a.key, a3, '6']), delta(6, 7, [b.key, b2, '7'], [a.key, a2, '4']),
+      checksumOf(7, [[a.key, a3], [b.key, b2]])]);
+    assert.deepEqual(verdict(c), { verified: 0, mismatches: 1 });
+  });
+
+  test('a duplicated deletion does no harm: applying it twice is applying it once', () => {
+    const c = play([welcome, snapshotAt3, inSync, delta(3, 4, [a.key, null, '4']), delta(4, 5, [a.key, null, '4'], [b.key, b2, '5']), checksumOf(5, [[b.key, b2]])]);
+    assert.deepEqual(verdict(c), { verified: 1, mismatches: 0 });
+  });
+
+  test('a misapplied update: applied to another key than its own', () => {
+    const c = new SyncClient({ url: 'ws://127.0.0.1:1', syncerType: 'felix' });
+    // The client's bookkeeping goes wrong: the update for a lands on b (hash, value and all).
+    const cache = cacheOf(c);
+    const applyAll = cache.applyAll.bind(cache);
+    cache.applyAll = (items) => applyAll(items.map((it) => {
+      if (it.key !== a.key || it.revision !== '4') return it;
+      return Object.assign(new RawItem(b.key, it.revision, it.frame, it.keyAt, it.start, it.end), { hi: it.hi, lo: it.lo });
+    }));
+    const onFrame = (f: Buffer) => (c as unknown as { onFrame(f: Buffer): void }).onFrame(f);
+    for (const f of [welcome, snapshotAt3, inSync, delta(3, 4, [a.key, a2, '4']), checksumOf(4, [[a.key, a2], [b.key, b1]])]) onFrame(f);
+    assert.deepEqual(verdict(c), { verified: 0, mismatches: 1 });
+  });
+
+  test('but not value bytes changed after the server hashed them: that takes a client hashing the items (verifyItemHashes), which refuses the frame', () => {
+    const tampered = (frame: Buffer) => {
+      // One byte of a2's labels (app: '2' → '9') changed in the frame, its hash in h left as it was.
+      const f = Buffer.from(frame);
+      const at = f.lastIndexOf(Buffer.from([0xa3, 0x61, 0x70, 0x70, 0xa1, 0x32]));
+      assert.ok(at > 0);
+      f[at + 5] = 0x39;
+      return f;
+    };
+    const frames = [welcome, snapshotAt3, inSync, tampered(delta(3, 4, [a.key, a2, '4'])), checksumOf(4, [[a.key, a2], [b.key, b1]])];
+    const trusting = play(frames);
+    assert.deepEqual(verdict(trusting), { verified: 1, mismatches: 0 }, 'the checksum matches: it vouches for the hashes, not the bytes');
+    assert.equal(trusting.get(a.key)!.value?.metadata.labels.app, '9', 'and the changed bytes are in the cache');
+    assert.throws(() => play(frames, { verifyItemHashes: true }), (err: Error) => err instanceof ProtocolError && /its bytes hash to/.test(err.message), 'a verifying client refuses the frame');
+  });
+});
+
+describe('item hashes on the wire (h)', () => {
+  const live = [wep('node-1', 'pod-a'), wep('node-1', 'pod-b')];
+  const items = live.map((r, i) => encodeItem(r.key, encodeValue(r.value), String(i + 1)));
+  const gone = encodeItem(wep('node-1', 'pod-c').key, null, '3');
+  const want = [...live.map((r) => entryHash(r.key, encodeValue(r.value))), 0n];
+  const hashes = (f: Buffer) => decodeServerFrame(f, 'trust').items!.map((it) => it.hash);
+
+  test('a delta frame carries them, a snapshot chunk does not, and a client reads the same hashes from either', () => {
+    const d = itemsFrame({ t: 'delta', from: 1, to: 2 }, [...items, gone]);
+    const s = itemsFrame({ t: 'snapshot', seq: 2, i: 0, last: true }, [...items, gone]);
+    assert.ok(decodeMessage(d).h instanceof Uint8Array, 'delta has h');
+    assert.equal(decodeMessage(s).h, undefined, 'snapshot has none');
+    assert.deepEqual(hashes(d), want, 'taken from h');
+    assert.deepEqual(hashes(s), want, 'hashed by the client');
+  });
+
+  test('h may come after u; any other length than 8 per item is a malformed frame', () => {
+    const h = Buffer.alloc(24);
+    want.forEach((x, i) => h.writeBigUInt64BE(x, 8 * i));
+    const frame = (hashBytes: Buffer) => Buffer.concat([packr.pack({ t: 'delta', from: 1, to: 2, u: [] }).subarray(0, -1), Buffer.from([0x93]), ...items, gone, packr.pack('h'), packr.pack(hashBytes)]);
+    // The map header counts h: one field more than packr wrote.
+    const fix = (f: Buffer) => { f[0]! += 1; return f; };
+    assert.deepEqual(hashes(fix(frame(h))), want);
+    assert.throws(() => decodeServerFrame(fix(frame(h.subarray(0, 16))), 'trust'), (err: Error) => err instanceof ProtocolError && err.code === 4001 && /8 each/.test(err.message));
+  });
 });

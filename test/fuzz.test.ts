@@ -24,6 +24,7 @@ import { entryHash } from '../src/protocol/checksum.js';
 import { decodeClientMessage, encode, packr, ProtocolError } from '../src/protocol/codec.js';
 import { compressFrame, decompressFrame } from '../src/protocol/compression.js';
 import { decodeServerFrame, type DecodedFrame } from '../src/protocol/frames.js';
+import { MsgReader } from '../src/protocol/msgpack-raw.js';
 import type { ClientMessage } from '../src/protocol/messages.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
 import {
@@ -214,6 +215,24 @@ function clientPipeline(input: Buffer, alg: 'brotli' | 'deflate'): void {
 }
 
 describe('2. decodeServerFrame on hostile bytes', () => {
+  test('short strings taken from the table of those seen before are the strings decoding gives, bytes and all', async () => {
+    // MsgReader.shortStr keeps short strings in a fixed table of slots: strings that share a
+    // slot, differ only in length or are not UTF-8 must each still read as what str() reads.
+    const fixstr = (b: Uint8Array) => Buffer.concat([Buffer.from([0xa0 | b.length]), b]);
+    const short = fc.oneof(fc.uint8Array({ maxLength: 9 }), fc.constantFrom(...['t', 'u', 'h', 'from', 'to', 'delta', '\0', '\0\0'].map((x) => Buffer.from(x))));
+    await assertProperty(fc.property(fc.array(short, { minLength: 1, maxLength: 600 }), (strings) => {
+      const buf = Buffer.concat(strings.map(fixstr));
+      for (let pass = 0; pass < 2; pass++) {
+        const a = new MsgReader(buf);
+        const b = new MsgReader(buf);
+        while (!a.done) {
+          assert.equal(a.shortStr(), b.str());
+          assert.equal(a.pos, b.pos);
+        }
+      }
+    }), fcParams('pure'));
+  });
+
   test('arbitrary bytes, msgpack and msgpackr values', async () => {
     await assertProperty(fc.property(fc.oneof(randomBytes, rawMsgpack, rawMessage, packedAnything), (b) => { checkServerDecode(b); }), fcParams('pure'));
   });

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { brotliDecompressSync } from 'node:zlib';
 import { test } from 'node:test';
 import { decode, encode } from '@msgpack/msgpack';
+import xxhash from 'xxhash-wasm';
 import WebSocket from 'ws';
 import { cleanupAfterFile, startTestServer, waitFor, wep } from './support/harness.js';
 
@@ -72,6 +73,8 @@ test('every server message type, decoded by a plain msgpack library, has exactly
   await waitFor(() => a.msgs.some((m) => m.t === 'checksum') && a.msgs.some((m) => m.t === 'ping'), 'snapshot, checksum and ping');
   ts.ds.put(seed[0]!.key, wep('n0', 'pod-0', 'default', { changed: 'yes' }).value);
   await waitFor(() => a.msgs.some((m) => m.t === 'delta'), 'a delta');
+  ts.ds.delete(seed[1]!.key);
+  await waitFor(() => a.msgs.some((m) => m.t === 'delta' && (m.u as unknown[][]).some((it) => it[1] === null)), 'a delta with a deletion');
 
   // An error (a second hello).
   const c = plainClient(ts.url);
@@ -115,6 +118,22 @@ test('every server message type, decoded by a plain msgpack library, has exactly
       }
     }
   }
+  // Item hashes as "Item hashes" gives them, recomputed from the items with the xxhash package's
+  // own API: 8 bytes per item, big-endian xxh64 of str(key) ‖ bin(value), zeros for a deletion.
+  const { h64Raw } = await xxhash();
+  let hashed = 0;
+  for (const m of ['snapshot', 'repair', 'delta'].flatMap((t) => seen.get(t)!)) {
+    if (m.h === undefined) continue;
+    const items = m.u as [string, Uint8Array | null, string][];
+    assert.ok(m.h instanceof Uint8Array && m.h.byteLength === 8 * items.length, `${m.t}.h holds 8 bytes per item`);
+    items.forEach(([key, value], i) => {
+      const want = value === null ? 0n : h64Raw(Buffer.concat([encode(key), encode(value)]));
+      assert.equal(Buffer.from(m.h as Uint8Array).readBigUInt64BE(8 * i), want, `${m.t} item ${i} (${key}): its hash`);
+    });
+    hashed++;
+  }
+  assert.ok(seen.get('delta')!.every((m) => m.h !== undefined), 'every delta carries h');
+  assert.ok(hashed > 0);
   // Status and goaway values as the tables give them.
   for (const m of seen.get('status')!) assert.ok(['wait-for-datastore', 'resync-in-progress', 'in-sync'].includes(m.status as string));
   assert.equal(seen.get('goaway')![0]!.reason, 'overload');

@@ -8,13 +8,16 @@ import { prepare } from '../dedupe/prepare.js';
 import { ViewFilter } from '../src/model/view-filter.js';
 import { SnapshotCache } from '../snapshot/snapshots.js';
 import { Store, type Batch } from '../snapshot/store.js';
+import { TransferCache } from '../snapshot/transfers.js';
+import { BatchFrames } from '../server/batch-frames.js';
 import { silentLogger } from '../src/logging.js';
 import { Metrics } from '../src/metrics.js';
 import { SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
 import { encodeValue } from '../src/protocol/canonical.js';
-import { entryHash } from '../src/protocol/checksum.js';
+import { entryHash, keyBits } from '../src/protocol/checksum.js';
+import { emptyDigest, xorInto } from '../src/protocol/digest.js';
 import { unpackr } from '../src/protocol/codec.js';
-import { decodeServerFrame, itemsFrame, type RawItem } from '../src/protocol/frames.js';
+import { chunkFrames, decodeServerFrame, itemsFrame, type RawItem } from '../src/protocol/frames.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
 import { node, resource, sleep, wep } from './support/harness.js';
 import { metricNamed } from './support/metrics.js';
@@ -389,7 +392,7 @@ describe('history eviction', () => {
       if (store.valueOf(x.key) === null) {
         assert.ok(store.floor < xSeq, 'X not evicted yet → floor below its deletion');
         const items = decodeItems(store, xSeq - 1, store.catchUp(xSeq - 1, felix)!);
-        assert.deepEqual(items[0], { key: x.key, value: null, hash: 0n, revision: items[0]!.revision });
+        assert.deepEqual([items[0]!.key, items[0]!.value, items[0]!.hash], [x.key, null, 0n]);
       }
     }
     assert.ok(store.floor >= xSeq, `X's tombstone evicted → floor ${store.floor} >= ${xSeq}`);
@@ -712,5 +715,172 @@ describe('snapshot cache', () => {
     const d = decodeServerFrame(empty.frames[0]!);
     assert.deepEqual({ t: d.msg.t, i: d.msg.i, last: d.msg.last, seq: d.msg.seq }, { t: 'snapshot', i: 0, last: true, seq: store.head });
     assert.deepEqual(d.items, []);
+  });
+});
+
+// ---- node-scoped views: one pass per batch, indexes, shared transfers -----------------------
+
+describe('node-scoped views: grouped batches, indexed digests and repairs, shared transfers', () => {
+  const NODES = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
+  const FILTERS = [
+    new ViewFilter('felix', ''), new ViewFilter('bgp', ''),
+    ...NODES.flatMap((n) => [new ViewFilter('tunnel-ip-allocation', n), new ViewFilter('node-status', n)]),
+  ];
+
+  /** What a client of `f` holds, from the test's own record of every key (kind, node, value). */
+  type Model = Map<string, { kind: string; node: string | undefined; hex: string }>;
+  const viewOf = (model: Model, f: ViewFilter) => {
+    const m = new Map<string, string>();
+    for (const [k, e] of model) if (f.matches(e.kind, e.node)) m.set(k, e.hex);
+    return m;
+  };
+  const digestOf = (state: Map<string, string>, buckets: number) => {
+    const d = emptyDigest(buckets);
+    for (const [k, hex] of state) xorInto(d, keyBits(k) & (buckets - 1), entryHash(k, Buffer.from(hex, 'hex')));
+    return d;
+  };
+
+  /**
+   * Random batches over six nodes in which CalicoNodeStatus values move between nodes (and are
+   * deleted and revived elsewhere); `check` sees each batch with the model before and after.
+   */
+  function churn(seed: number, batches: number, check: (store: Store, batch: Batch, states: Map<string, string>[][]) => void) {
+    const rnd = mulberry32(seed);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+    const { store } = mkStore(1 << 16);
+    const model: Model = new Map();
+    let last: Batch | undefined;
+    store.subscribe({ onBatch: (b) => { last = b; }, onStatus: () => {} });
+    const makers: (() => { key: string; value: unknown })[] = [
+      ...NODES.map((n) => () => node(n, { v: Math.floor(rnd() * 4) })),
+      ...Array.from({ length: 8 }, (_, i) => () => STATUS(`s${i}`, pick(NODES), { v: Math.floor(rnd() * 2) })),
+      ...Array.from({ length: 12 }, (_, i) => () => resource('WorkloadEndpoint', { name: `w${i}`, namespace: 'default' }, { node: pick(NODES), ipNetworks: ['10.0.0.1/32'], v: Math.floor(rnd() * 3) })),
+      ...Array.from({ length: 2 }, (_, i) => () => POOL(`pool${i}`, { v: Math.floor(rnd() * 3) })),
+      ...NODES.slice(0, 3).map((n) => () => ({ key: AFFINITY_KEY(n), value: AFFINITY({ v: Math.floor(rnd() * 3) }) })),
+    ];
+    const states: Map<string, string>[][] = [FILTERS.map((f) => viewOf(model, f))]; // by position
+    for (let b = 0; b < batches; b++) {
+      const byKey = new Map<string, Change>();
+      const size = 1 + Math.floor(rnd() * 8);
+      for (let i = 0; i < size; i++) {
+        const r = pick(makers)();
+        byKey.set(r.key, change(r.key, rnd() < 0.25 ? null : r.value));
+      }
+      const changes = [...byKey.values()];
+      store.apply(changes);
+      for (const c of changes) {
+        if (c.value) model.set(c.key, { kind: c.kind, node: c.node, hex: c.value.toString('hex') });
+        else model.delete(c.key);
+      }
+      for (let i = 0; i < changes.length; i++) states.push(i === changes.length - 1 ? FILTERS.map((f) => viewOf(model, f)) : []);
+      check(store, last!, states);
+    }
+    return { store, states, rnd };
+  }
+
+  test('each client of a batch gets exactly its own node\'s changes and the shared ones, in order; each distinct frame is built once', () => {
+    let named = 0;
+    churn(17, 300, (_store, batch) => {
+      const frames = new BatchFrames(batch);
+      const distinct = new Set<string>();
+      for (const f of FILTERS) {
+        // What the client must receive: the batch filtered by its view, in the batch's order.
+        const want = batch.changes.filter((c) => f.matches(c.kind, c.node)).map((c) => c.item);
+        const got = frames.frameFor(f);
+        if (want.length === 0) { assert.equal(got, null, `${f.key}: nothing for it in the batch`); continue; }
+        assert.ok(got, `${f.key}: a frame`);
+        assert.deepEqual(got, itemsFrame({ t: 'delta', from: batch.from, to: batch.to }, want), `${f.key}: its items, in order`);
+        assert.equal(frames.frameFor(f), got, `${f.key}: the same frame when asked again`);
+        distinct.add(`${f.syncer} ${got.toString('hex')}`); // views may build equal bytes
+      }
+      assert.equal(frames.built, distinct.size, 'one frame built per distinct frame of a view handed out');
+      if (batch.changes.some((c) => c.kind === 'CalicoNodeStatus' || c.kind === 'Node')) named++;
+    });
+    assert.ok(named > 100, `batches with node-scoped changes: ${named}`);
+  });
+
+  test('catch-up from every position, digests and repairs of node-scoped views stay right as keys move between nodes', () => {
+    let moves = 0;
+    const { store, states, rnd } = churn(23, 120, (s, batch) => {
+      // A move publishes the deletion for the node left behind next to the value for the new one.
+      const keys = batch.changes.map((c) => decodeItems(s, batch.from, [c.item])[0]!.key);
+      if (new Set(keys).size < keys.length) moves++;
+    });
+    assert.ok(moves > 5, `batches that moved a status between nodes: ${moves}`);
+    const heads = states[store.head]!;
+    for (const [fi, f] of FILTERS.entries()) {
+      for (let p = 0; p <= store.head; p++) {
+        if (!states[p]!.length) continue; // mid-batch: no client stands there
+        const items = store.catchUp(p, f);
+        assert.ok(items, `p=${p}`);
+        assert.deepEqual(applyItems(states[p]![fi]!, decodeItems(store, p, items)), heads[fi], `${f.key} from p=${p}`);
+      }
+      for (const buckets of [1, 2, 16, 16384]) {
+        assert.deepEqual(store.digest(f, buckets), digestOf(heads[fi]!, buckets), `${f.key}: digest in ${buckets} buckets`);
+        // A client holding the view as of some earlier batch: the repair brings it to the head.
+        const positions = states.flatMap((st, p) => (st.length ? [p] : []));
+        const p = positions[Math.floor(rnd() * positions.length)]!;
+        const theirs = states[p]![fi]!;
+        const r = store.repair(f, digestOf(theirs, buckets));
+        const differ = new Set(r.buckets);
+        const repaired = new Map([...theirs].filter(([k]) => !differ.has(keyBits(k) & (buckets - 1))));
+        assert.deepEqual(applyItems(repaired, decodeItems(store, p, r.items)), heads[fi], `${f.key}: repair in ${buckets} buckets from p=${p}`);
+        // Bucket by bucket, ascending.
+        const order = decodeItems(store, p, r.items).map((x) => keyBits(x.key) & (buckets - 1));
+        assert.deepEqual(order, [...order].sort((a, b) => a - b), `${f.key}: repair items bucket by bucket`);
+      }
+      // Snapshots list the node's entries only (the index per node).
+      assert.deepEqual(stateOf(store, f), heads[fi], `${f.key}: entries`);
+    }
+  });
+
+  test('clients of a view at the same position share one catch-up; clients with the same differing buckets one repair', async () => {
+    const { store, metrics } = mkStore();
+    const nodes = Array.from({ length: 20 }, (_, i) => `m${i}`);
+    store.apply([...nodes.flatMap((n) => [node(n), STATUS(`${n}-status`, n)]), POOL('p'), ...nodes.map((n) => wep(n, 'pod'))].map((r) => change(r.key, r.value)));
+    const from = store.head;
+    // A burst: five nodes' statuses, one node, the pool, an endpoint, and a status moving m5 → m6.
+    store.apply([
+      ...nodes.slice(0, 5).map((n) => STATUS(`${n}-status`, n, { v: 2 })), node('m0', { v: 2 }), POOL('p', { v: 2 }),
+      wep('m9', 'pod2'), STATUS('m5-status', 'm6'),
+    ].map((r) => change(r.key, r.value)));
+    const chunk = 200; // several frames for felix
+    const transfers = new TransferCache(store, new SnapshotCache(store, chunk, 60_000, metrics), chunk, 60_000, metrics);
+    const clients = [...Array(5).fill(new ViewFilter('felix', '')), ...nodes.flatMap((n) => [new ViewFilter('tunnel-ip-allocation', n), new ViewFilter('node-status', n)])] as ViewFilter[];
+    const distinct = new Map<string, number>(); // sequences of frames by view → their length
+    for (const f of clients) {
+      const t = transfers.catchUp(f, from)!;
+      assert.equal(t.end, store.head);
+      const got = [...t.frames];
+      // What the client would have had built for it alone.
+      const want = [...chunkFrames(store.catchUp(from, f)!, chunk, (_i, last) => ({ t: 'delta', from, to: last ? store.head : from }))];
+      assert.deepEqual(got, store.catchUp(from, f)!.length ? want : [], `${f.key}`);
+      distinct.set(`${f.syncer} ${got.map((b) => b.toString('hex')).join(' ')}`, got.length);
+    }
+    const built = await metricNamed(metrics, 'calico_fanout_transfer_frames_built_total', { transfer: 'catch-up' });
+    assert.ok(distinct.size > 5, `several distinct catch-ups (${distinct.size})`);
+    assert.equal(built, [...distinct.values()].reduce((a, b) => a + b), 'each distinct catch-up of a view built once for all its clients');
+
+    // Thirty felix clients failing over with the same (stale) cache: one repair, compressed once.
+    const felix = new ViewFilter('felix', '');
+    const theirs = store.digest(felix, 16);
+    theirs[0]! ^= 1;
+    theirs[2 * 7 + 1]! ^= 1;
+    const first = [...transfers.repair(felix, theirs, 'deflate').frames];
+    for (let i = 0; i < 29; i++) {
+      const r = transfers.repair(felix, theirs, 'deflate');
+      assert.equal(r.differing, 2);
+      assert.deepEqual([...r.frames], first);
+    }
+    assert.equal(await metricNamed(metrics, 'calico_fanout_transfer_frames_built_total', { transfer: 'repair' }), first.length, 'built once');
+    const repairedKeys = first.flatMap((fr) => decodeServerFrame(fr).items!.map((x) => x.key)).sort();
+    const r = store.repair(felix, theirs);
+    assert.deepEqual(repairedKeys, decodeItems(store, 0, r.items).map((x) => x.key).sort());
+
+    // The head moves on: the next client gets a catch-up that includes the newer change.
+    const late = wep('m1', 'late');
+    put(store, late.key, late.value);
+    const keys = [...transfers.catchUp(felix, from)!.frames].flatMap((fr) => decodeServerFrame(fr).items!.map((x) => x.key));
+    assert.ok(keys.includes(late.key), 'built again at the new head');
   });
 });

@@ -3,8 +3,12 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Update } from '../client/index.js';
 import { ViewFilter } from '../src/model/view-filter.js';
+import type { SyncerType } from '../src/model/views.js';
 import { assertClientMatches, expectedView } from './support/expected.js';
-import { Clients, node, resource, startTestServer, waitFor, wep, type TestServer } from './support/harness.js';
+import { Clients, node, rawConnect, resource, startTestServer, waitFor, wep, type RawConn, type TestServer } from './support/harness.js';
+import { metricValue } from './support/metrics.js';
+import { encode } from '../src/protocol/codec.js';
+import { bucketsToWire, DIGEST_SCHEME, digestToWire } from '../src/protocol/digest.js';
 
 const nodes = ['n1', 'n2', 'n3'];
 const seed = [
@@ -88,4 +92,64 @@ test('a status that moves to another node leaves the old node\'s client and reac
   ts.ds.put(moved.key, moved.value);
   await waitFor(() => !n1.get(s.key) && !!n2.get(s.key), 'the status to move from n1 to n2');
   for (const [c, n] of [[n1, 'n1'], [n2, 'n2']] as const) assertClientMatches(c, expectedView(ts.ds, 'node-status', n), n);
+});
+
+/** A bare client of (syncer, node) that has said hello; in sync once it has a checksum. */
+async function rawClient(syncer: SyncerType, n: string, extra: Record<string, unknown> = {}): Promise<RawConn> {
+  const raw = rawConnect(ts.url);
+  raws.push(raw);
+  await raw.opened;
+  raw.ws.send(encode({ t: 'hello', v: 1, syncer, node: n, clientName: 'raw', clientVersion: '0', ...extra }));
+  await waitFor(() => raw.frames.some((f) => f.msg.t === 'checksum'), `${syncer}/${n} in sync`);
+  return raw;
+}
+const raws: RawConn[] = [];
+after(() => { for (const r of raws) r.ws.terminate(); });
+const deltaKeys = (raw: RawConn, from: number) => raw.frames.filter((f) => f.msg.t === 'delta' && (f.msg.from as number) >= from).map((f) => f.items!.map((x) => x.key));
+
+test('one batch: nodes it does not name share the view\'s frame, a node it names gets its own changes and the shared ones in order', async () => {
+  const tunnel = await Promise.all(['n1', 'n4', 'n5', 'n6', 'n7'].map((n) => rawClient('tunnel-ip-allocation', n)));
+  const m = ts.app.metrics;
+  const built0 = await metricValue(m.sharedFrames);
+  const from = ts.app.store.head;
+  // One datastore write of two changes, one batch: a shared IPPool and node n1's own Node.
+  const pool = resource('IPPool', { name: 'pool-a' }, { cidr: '10.244.0.0/16', blockSize: 26, natOutgoing: true });
+  const n1 = node('n1', { asNumber: 65111 });
+  ts.ds.write([pool, n1]);
+  await waitFor(() => tunnel.every((r) => deltaKeys(r, from).length > 0), 'every tunnel-ip client got the batch');
+  assert.equal(ts.app.store.head, from + 2, 'one batch of two changes');
+  assert.deepEqual(deltaKeys(tunnel[0]!, from), [[pool.key, n1.key]], 'n1: the shared change and its own, in order');
+  for (const r of tunnel.slice(1)) assert.deepEqual(deltaKeys(r, from), [[pool.key]], 'the other nodes: the shared change only');
+  // felix and bgp one frame each; tunnel-ip-allocation one shared and one for n1 (node-status: nothing).
+  assert.equal(await metricValue(m.sharedFrames) - built0, 4, 'frames built for the batch');
+});
+
+test('clients at the same position share one catch-up, clients with the same stale digest one repair', async () => {
+  const { store, metrics } = ts.app;
+  const built = (transfer: 'catch-up' | 'repair') => metricValue(metrics.transferFrames, { transfer });
+  const from = store.head;
+  const gnp = resource('GlobalNetworkPolicy', { name: 'default.shared-catch-up' }, { tier: 'default', selector: 'all()' });
+  const n2 = node('n2', { asNumber: 65222 });
+  ts.ds.write([gnp, n2]);
+  await waitFor(() => store.head === from + 2, 'the write stored');
+  const catchUp0 = await built('catch-up');
+  const resume = { epoch: store.epoch, seq: from };
+  const felix = await Promise.all(Array.from({ length: 6 }, () => rawClient('felix', 'n1', { resume })));
+  const tunnel = await Promise.all(['n1', 'n2', 'n3', 'n4'].map((n) => rawClient('tunnel-ip-allocation', n, { resume })));
+  assert.deepEqual(felix.map((r) => deltaKeys(r, from)), felix.map(() => [[gnp.key, n2.key]]));
+  assert.deepEqual(tunnel.map((r) => deltaKeys(r, from)), [[], [[n2.key]], [], []], 'only n2 had anything to catch up on');
+  assert.equal(await built('catch-up') - catchUp0, 2, 'one catch-up frame for felix, one for n2\'s tunnel-ip client');
+
+  // Clients whose caches are wrong in the same bucket: the repair is built once for all of them.
+  const buckets = 8;
+  const digest = store.digest(new ViewFilter('felix', ''), buckets);
+  digest[2 * 3]! ^= 1;
+  const hello = { digest: { scheme: DIGEST_SCHEME, buckets, hashes: digestToWire(digest) } };
+  const repair0 = await built('repair');
+  const repaired = await Promise.all(Array.from({ length: 6 }, () => rawClient('felix', 'n1', hello)));
+  const frames = repaired.map((r) => r.frames.filter((f) => f.msg.t === 'repair'));
+  assert.ok(frames[0]!.length > 0);
+  for (const f of frames) assert.deepEqual(f, frames[0], 'the same repair for each');
+  assert.deepEqual(Buffer.from(frames[0]![0]!.msg.differ as Uint8Array), bucketsToWire([3]));
+  assert.equal(await built('repair') - repair0, frames[0]!.length, 'built once');
 });

@@ -35,6 +35,20 @@ export function hashLoaded(start: number, end: number): bigint {
   return BigInt.asUintN(64, wasm.xxh64(start, end - start, 0n));
 }
 
+/** Writes the entry hash of loaded bytes `[start, end)` at byte `at` of `out`, big-endian. */
+export function writeHashLoaded(start: number, end: number, out: DataView, at: number): void {
+  // Signed or not, a 64-bit integer's big-endian bytes are the same: no conversion needed.
+  out.setBigInt64(at, wasm.xxh64(start, end - start, 0n));
+}
+
+const scratch = new DataView(new ArrayBuffer(8));
+/** The entry hash of loaded bytes `[start, end)` as signed 32-bit halves: out[0] high, out[1] low. */
+export function hashLoadedHalves(start: number, end: number, out: Int32Array): void {
+  scratch.setBigInt64(0, wasm.xxh64(start, end - start, 0n));
+  out[0] = scratch.getInt32(0);
+  out[1] = scratch.getInt32(4);
+}
+
 /** The entry hash of a key and its canonical value bytes. */
 export function entryHash(key: string, value: Uint8Array): bigint {
   const keyLen = Buffer.byteLength(key);
@@ -57,4 +71,17 @@ export function keyBits(key: string): number {
 /** The wire form of a checksum: 16 lowercase hex digits. */
 export function checksumHex(x: bigint): string {
   return x.toString(16).padStart(16, '0');
+}
+
+/**
+ * A hash kept as two signed 32-bit halves (the client's form: XOR-ing numbers allocates nothing)
+ * as one unsigned number.
+ */
+export function halvesToBigInt(hi: number, lo: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+}
+
+/** The wire form of a checksum kept as halves: 16 lowercase hex digits. */
+export function halvesHex(hi: number, lo: number): string {
+  return (hi >>> 0).toString(16).padStart(8, '0') + (lo >>> 0).toString(16).padStart(8, '0');
 }

@@ -5,7 +5,7 @@
 // needs it.
 import { arrayHeader, binSize, MsgReader, MsgpackFormatError, NOT_SCALAR, strSize, writeBinHeader, writeStr } from './msgpack-raw.js';
 import { CloseCode } from './messages.js';
-import { hashLoaded, loadForHashing } from './checksum.js';
+import { halvesHex, halvesToBigInt, hashLoadedHalves, loadForHashing, writeHashLoaded } from './checksum.js';
 import { ProtocolError, packr, unpackr } from './codec.js';
 
 /** The item [key, bin(value) | nil, revision], written in one allocation. */
@@ -34,14 +34,57 @@ export interface SnapshotHead { t: 'snapshot'; seq: number; i: number; last: boo
 export interface RepairHead { t: 'repair'; seq: number; i: number; last: boolean; buckets?: number; differ?: Buffer }
 type ItemsHead = DeltaHead | SnapshotHead | RepairHead;
 
-/** A map frame whose last field `u` is the array of the given items. */
+/**
+ * A map frame whose last field `u` is the array of the given items. A delta frame also carries
+ * `h` just before it: the items' entry hashes (8 bytes each, big-endian; zeros for a deletion),
+ * taken here from the item bytes as they lie in the frame, once for every client that gets it,
+ * instead of by each of them. Snapshot and repair chunks, which travel compressed, carry none:
+ * 8 incompressible bytes an item grew a compressed snapshot by 13-22%, more than hashing the
+ * items costs a client.
+ */
 export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0, end = items.length): Buffer {
-  const h = packr.pack({ ...head, u: [] });
-  // The head ends with `u` and an empty fixarray (0x90): swap that byte for the real header.
-  const parts: Buffer[] = [h.subarray(0, h.length - 1), arrayHeader(end - start)];
-  for (let i = start; i < end; i++) parts.push(items[i]!);
-  return Buffer.concat(parts);
+  const n = end - start;
+  const hashed = head.t === 'delta';
+  const h = packr.pack(hashed ? { ...head, h: EMPTY_BIN, u: [] } : { ...head, u: [] });
+  // The head ends with `u` and an empty fixarray (0x90), after `h` and an empty bin (c4 00).
+  const headLen = h.length - (hashed ? 5 : 3);
+  const hashesAt = headLen + (hashed ? binSize(8 * n) - 8 * n : 0);
+  const uAt = hashesAt + (hashed ? 8 * n : 0);
+  const uHeader = arrayHeader(n);
+  let itemBytes = 0;
+  for (let i = start; i < end; i++) itemBytes += items[i]!.length;
+  const frame = Buffer.allocUnsafe(uAt + U_FIELD.length + uHeader.length + itemBytes);
+  frame.set(h.subarray(0, headLen), 0);
+  if (hashed) writeBinHeader(frame, headLen, 8 * n);
+  frame.set(U_FIELD, uAt);
+  frame.set(uHeader, uAt + U_FIELD.length);
+  const itemsAt = uAt + U_FIELD.length + uHeader.length;
+  for (let i = start, o = itemsAt; i < end; i++) {
+    const item = items[i]!;
+    frame.set(item, o);
+    o += item.length;
+  }
+  if (!hashed) return frame;
+  // Each item's hashed bytes, str(key) ‖ bin(value), are found by stepping over them in place.
+  loadForHashing(frame);
+  const out = new DataView(frame.buffer, frame.byteOffset, frame.length);
+  const r = new MsgReader(frame, itemsAt);
+  for (let i = 0; i < n; i++) {
+    r.arrayLength();
+    const keyAt = r.pos;
+    r.skip();
+    if (r.nil()) frame.fill(0, hashesAt + 8 * i, hashesAt + 8 * i + 8);
+    else {
+      r.bin();
+      writeHashLoaded(keyAt, r.pos, out, hashesAt + 8 * i);
+    }
+    r.skip();
+  }
+  return frame;
 }
+
+const U_FIELD = Buffer.from([0xa1, 0x75]);
+const EMPTY_BIN = Buffer.alloc(0);
 
 /** Splits items into frames of about `maxBytes` each (an item larger than that gets its own). */
 export function* chunkFrames(
@@ -60,28 +103,57 @@ export function* chunkFrames(
 
 const MAX_ITEMS_PER_FRAME = 1 << 20;
 
-export interface RawItem {
-  key: string;
+/**
+ * One item of a received frame, read in place: the value stays bytes in the frame (a view is made
+ * only when asked for) and the entry hash is kept as two signed 32-bit halves, so taking an item
+ * allocates neither a Buffer nor a BigInt.
+ */
+export class RawItem {
+  /** The entry hash's high and low 32 bits (PROTOCOL.md); 0 for a deletion. */
+  hi = 0;
+  lo = 0;
+  constructor(
+    readonly key: string,
+    readonly revision: string,
+    /** The frame the item lies in. */
+    readonly frame: Buffer,
+    /** Where the item's key begins in the frame: the entry hash covers [keyAt, end). */
+    readonly keyAt: number,
+    /** The canonical value bytes are frame[start, end); start is -1 for a deletion. */
+    readonly start: number,
+    readonly end: number,
+  ) {}
+
   /** Canonical value bytes, a view into the frame; null for a deletion. */
-  value: Buffer | null;
-  /** The entry hash (PROTOCOL.md), taken from the frame in place; 0n for a deletion. */
-  hash: bigint;
-  revision: string;
+  get value(): Buffer | null { return this.start < 0 ? null : this.frame.subarray(this.start, this.end); }
+
+  /** The entry hash as one number; 0n for a deletion. */
+  get hash(): bigint { return halvesToBigInt(this.hi, this.lo); }
 }
 export interface DecodedFrame { msg: Record<string, unknown> & { t: string }; items?: RawItem[] }
 
 /**
- * Decodes any server frame. Items keep their value as raw bytes so the client can hash exactly
- * what the server hashed; the caller decodes values it wants as objects.
+ * What to make of a frame's `h`: `trust` takes the server's hashes as they are; `verify` also
+ * hashes every item and refuses the frame when one differs. Items of a frame without `h` (an
+ * older server) are hashed either way.
  */
-export function decodeServerFrame(buf: Buffer): DecodedFrame {
+export type ItemHashes = 'trust' | 'verify';
+
+/**
+ * Decodes any server frame. Items keep their value as raw bytes so the client can hash or decode
+ * exactly what the server sent; the caller decodes values it wants as objects. `hashes` is the
+ * client's setting (verifyItemHashes); checking by default suits tests and tools.
+ */
+export function decodeServerFrame(buf: Buffer, hashes: ItemHashes = 'verify'): DecodedFrame {
   try {
     const r = new MsgReader(buf);
     const n = r.mapLength();
     const msg: Record<string, unknown> = {};
     let items: RawItem[] | undefined;
+    let hashesAt = -1;
+    let hashesEnd = -1;
     for (let i = 0; i < n; i++) {
-      const field = r.str();
+      const field = r.shortStr();
       if (field === 'u') {
         if (items) throw new MsgpackFormatError('field u twice');
         const count = r.arrayLength();
@@ -89,15 +161,19 @@ export function decodeServerFrame(buf: Buffer): DecodedFrame {
         // would otherwise exhaust the heap. A server's frames hold a chunk's worth (thousands).
         if (count > MAX_ITEMS_PER_FRAME) throw new MsgpackFormatError(`${count} items in one frame (at most ${MAX_ITEMS_PER_FRAME})`);
         items = [];
-        loadForHashing(buf);
         for (let j = 0; j < count; j++) {
           if (r.arrayLength() !== 3) throw new MsgpackFormatError('an item must be [key, bin(value) | nil, revision]');
           const keyAt = r.pos;
           const key = r.str();
-          if (r.nil()) { items.push({ key, value: null, hash: 0n, revision: r.str() }); continue; }
-          const value = buf.subarray(r.bin(), r.pos);
-          items.push({ key, value, hash: hashLoaded(keyAt, r.pos), revision: r.str() });
+          if (r.nil()) { items.push(new RawItem(key, r.str(), buf, keyAt, -1, -1)); continue; }
+          const start = r.bin();
+          const end = r.pos;
+          items.push(new RawItem(key, r.str(), buf, keyAt, start, end));
         }
+      } else if (field === 'h' && isBin(buf, r.pos)) {
+        if (hashesAt >= 0) throw new MsgpackFormatError('field h twice');
+        hashesAt = r.bin();
+        hashesEnd = r.pos;
       } else {
         // Head fields are nearly always scalars: read in place, as unpackr costs a call each.
         const v = r.scalar();
@@ -109,9 +185,40 @@ export function decodeServerFrame(buf: Buffer): DecodedFrame {
     }
     if (!r.done) throw new MsgpackFormatError('trailing bytes after the message');
     if (typeof msg.t !== 'string') throw new MsgpackFormatError('message has no string field "t"');
+    if (items) takeHashes(buf, items, hashesAt, hashesEnd, hashes);
+    // Item hashes mean nothing without items: any other message keeps its `h` as a field.
+    else if (hashesAt >= 0) msg.h = buf.subarray(hashesAt, hashesEnd);
     return { msg: msg as DecodedFrame['msg'], items };
   } catch (err) {
     if (err instanceof ProtocolError) throw err;
     throw new ProtocolError(CloseCode.malformed, `bad frame from server: ${(err as Error).message}`);
+  }
+}
+
+const isBin = (buf: Buffer, at: number): boolean => at < buf.length && buf[at]! >= 0xc4 && buf[at]! <= 0xc6;
+
+const halves = new Int32Array(2);
+
+/** Gives each item its entry hash: from `h` where the frame has one, else hashed in place. */
+function takeHashes(buf: Buffer, items: RawItem[], at: number, end: number, mode: ItemHashes): void {
+  const sent = at >= 0;
+  if (sent && end - at !== 8 * items.length) throw new MsgpackFormatError(`h holds ${end - at} bytes for ${items.length} items (8 each)`);
+  const hashHere = !sent || mode === 'verify';
+  if (hashHere) loadForHashing(buf);
+  for (let j = 0; j < items.length; j++) {
+    const it = items[j]!;
+    if (it.start < 0) continue;
+    if (sent) {
+      const p = at + 8 * j;
+      it.hi = (buf[p]! << 24) | (buf[p + 1]! << 16) | (buf[p + 2]! << 8) | buf[p + 3]!;
+      it.lo = (buf[p + 4]! << 24) | (buf[p + 5]! << 16) | (buf[p + 6]! << 8) | buf[p + 7]!;
+    }
+    if (!hashHere) continue;
+    hashLoadedHalves(it.keyAt, it.end, halves);
+    const hi = halves[0]!;
+    const lo = halves[1]!;
+    if (sent && (hi !== it.hi || lo !== it.lo)) throw new MsgpackFormatError(`item ${j} (${it.key}): h says ${halvesHex(it.hi, it.lo)}, its bytes hash to ${halvesHex(hi, lo)}`);
+    it.hi = hi;
+    it.lo = lo;
   }
 }

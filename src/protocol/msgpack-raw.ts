@@ -8,6 +8,10 @@ interface Utf8Slicer { utf8Slice(start: number, end: number): string }
 
 export const NOT_SCALAR: unique symbol = Symbol('not a scalar');
 
+/** Short strings read lately (MsgReader.shortStr): a fixed table, whatever a peer sends. */
+const SHORT_SLOTS = 256;
+const shortStrings: ({ len: number; lo: number; hi: number; s: string } | undefined)[] = new Array(SHORT_SLOTS).fill(undefined);
+
 /** The header of an array of `n` elements. */
 export function arrayHeader(n: number): Buffer {
   if (n < 16) return Buffer.from([0x90 | n]);
@@ -81,6 +85,36 @@ export class MsgReader {
     return s;
   }
 
+  /**
+   * Reads a string like `str`, but one of at most 8 bytes (a protocol field name, a message type)
+   * comes from a small table of those seen before: a frame's head would otherwise decode the same
+   * few names on every frame, which cost as much as its items at a few items per frame.
+   */
+  shortStr(): string {
+    this.need(1);
+    const buf = this.buf;
+    const h = buf[this.pos]!;
+    const len = h & 0x1f;
+    const at = this.pos + 1;
+    if ((h & 0xe0) !== 0xa0 || len > 8 || at + len > buf.length) return this.str();
+    // Length and bytes (four in each half) identify the string exactly; the slot is any mix of them.
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < len; i++) {
+      if (i < 4) lo = (lo << 8) | buf[at + i]!;
+      else hi = (hi << 8) | buf[at + i]!;
+    }
+    const slot = (lo ^ (lo >>> 13) ^ hi ^ (hi >>> 9) ^ (len << 5)) & (SHORT_SLOTS - 1);
+    const e = shortStrings[slot];
+    if (e !== undefined && e.len === len && e.lo === lo && e.hi === hi) {
+      this.pos = at + len;
+      return e.s;
+    }
+    const s = this.str();
+    shortStrings[slot] = { len, lo, hi, s };
+    return s;
+  }
+
   /** Reads a bin; returns the offset of its first byte (its end is the new `pos`). */
   bin(): number {
     const b = this.byte();
@@ -147,7 +181,8 @@ export class MsgReader {
     const b = this.buf[this.pos]!;
     if (b < 0x80) { this.pos++; return b; }
     if (b >= 0xe0) { this.pos++; return b - 0x100; }
-    if ((b & 0xe0) === 0xa0 || b === 0xd9 || b === 0xda || b === 0xdb) return this.str();
+    if ((b & 0xe0) === 0xa0) return this.shortStr();
+    if (b === 0xd9 || b === 0xda || b === 0xdb) return this.str();
     switch (b) {
       case 0xc0: this.pos++; return null;
       case 0xc2: this.pos++; return false;

@@ -43,7 +43,10 @@ export async function kubeHttp(kc: KubeConfig): Promise<KubeHttp> {
   // The CA, skipTLSVerify and client certificate files, once; the token per request (credentials.ts).
   const tls = new KubeConfig();
   const user = userForTls(kc);
-  tls.loadFromClusterAndUser(cluster, user ?? { name: 'anonymous' });
+  // A plain-http server (a local apiserver, kubectl proxy) has no certificate to verify, and
+  // kubectl takes it as it is; client-node builds its agent (a proxy's too) only when told to skip.
+  const plain = new URL(server).protocol === 'http:';
+  tls.loadFromClusterAndUser(plain ? { ...cluster, skipTLSVerify: true } : cluster, user ?? { name: 'anonymous' });
   await tls.applyToHTTPSOptions(base);
   const creds = credentialsFor(kc);
   const once = (path: string, signal: AbortSignal, auth: Authorization): Promise<IncomingMessage> => new Promise((resolve, reject) => {
