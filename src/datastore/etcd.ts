@@ -19,9 +19,6 @@ import { backoffMs } from '../backoff.js';
 import type { Logger } from '../logging.js';
 import { BLOCK_AFFINITY, parseKey } from '../model/kinds.js';
 import type { Datastore, DatastoreEvent, DatastoreSink } from './datastore.js';
-import { speedUpLongToString } from './etcd-long.js';
-
-speedUpLongToString();
 
 export interface EtcdOptions {
   endpoints: string[];
