@@ -28,6 +28,7 @@ import type { Logger } from '../src/logging.js';
 import type { Metrics } from '../src/metrics.js';
 import type { ServerOptions } from './context.js';
 import type { RevisionProbe } from './revision-probe.js';
+import type { SharedFrame } from './shared-frame.js';
 
 export type ConnectionState = 'handshake' | 'streaming' | 'closed';
 
@@ -222,11 +223,11 @@ export class Connection {
   // ---- outbound --------------------------------------------------------------------------
 
   /** A batch was published: the fast path writes the view's shared frame. */
-  onBatch(batch: Batch, frameFor: (f: ViewFilter) => Buffer | null): void {
+  onBatch(batch: Batch, frameFor: (f: ViewFilter) => SharedFrame | null): void {
     if (this.state !== 'streaming') return;
     if (!this.frames && this.syncDue === undefined && !this.waitingDrain && !this.waitingAck && this.pos === batch.from && !this.full) {
       const frame = frameFor(this.filter!);
-      if (frame) this.write(frame);
+      if (frame) this.sendShared(frame);
       this.pos = batch.to;
       return;
     }
@@ -442,9 +443,13 @@ export class Connection {
     this.write(encode(msg));
   }
 
-  /** Writes a frame encoded once for many connections (pings). */
-  sendShared(frame: Buffer): void {
-    if (this.state === 'streaming') this.write(frame);
+  /** Writes a frame encoded and framed once for many connections (deltas, pings) as it is. */
+  sendShared(frame: SharedFrame): void {
+    // As ws.send: nothing goes out once a close frame has (ws's own state, not this connection's).
+    if (this.state !== 'streaming' || this.ws.readyState !== this.ws.OPEN) return;
+    this.bytesOut += frame.payload.length;
+    this.socket.write(frame.wire);
+    this.ctx.metrics.sent(frame.payload.length);
   }
 
   // ---- closing ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import { Connection, type ServerContext } from './connection.js';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './context.js';
 import { PublishTimes } from './publish-times.js';
 import { RevisionProbe } from './revision-probe.js';
+import { sharedFrame, type SharedFrame } from './shared-frame.js';
 import { peerIdentities } from './tls.js';
 
 export class FanoutServer implements ServerContext {
@@ -123,7 +124,7 @@ export class FanoutServer implements ServerContext {
   private onBatch(batch: Batch): void {
     this.publishTimes.record(batch.to, batch.at);
     const frames = new BatchFrames(batch);
-    const frameFor = (f: ViewFilter): Buffer | null => frames.frameFor(f);
+    const frameFor = (f: ViewFilter): SharedFrame | null => frames.frameFor(f);
     for (const c of this.connections) c.onBatch(batch, frameFor);
     if (frames.built) this.metrics.sharedFrames.inc(frames.built);
   }
@@ -131,7 +132,7 @@ export class FanoutServer implements ServerContext {
   private pingAll(): void {
     const now = Date.now();
     this.lastTickAt = now;
-    const ping = encode({ t: 'ping', ts: now });
+    const ping = sharedFrame(encode({ t: 'ping', ts: now }));
     for (const c of this.connections) {
       if (!c.streaming) continue;
       if (now - c.lastPongAt > this.opts.pongTimeoutMs) c.goAway('pong-timeout', CloseCode.pongTimeout, 'no pong within the pong timeout');
