@@ -2,7 +2,7 @@
 // kind). For node-scoped kinds the sum is kept per node, so the checksum a client of
 // (view, node) sees is the view's shared part XOR its node's part. The shared part is also kept
 // per fine digest bucket, so a digest for any bucket count is a fold away (O(buckets), not O(keys)).
-import { SYNCER_TYPES, VIEWS, viewsOfKind, type SyncerType } from '../src/model/views.js';
+import { VIEW_NAMES, VIEWS, viewsOfKind, type ViewName } from '../src/model/views.js';
 import { emptyDigest, fold, xorInto } from '../src/protocol/digest.js';
 import type { ViewFilter } from '../src/model/view-filter.js';
 import { FINE_BUCKETS } from './buckets.js';
@@ -28,7 +28,7 @@ class ViewSum {
 export interface Checksum { value: bigint; count: number }
 
 export class ViewChecksums {
-  private readonly views = new Map<SyncerType, ViewSum>(SYNCER_TYPES.map((v) => [v, new ViewSum()]));
+  private readonly views = new Map<ViewName, ViewSum>(VIEW_NAMES.map((v) => [v, new ViewSum()]));
 
   /**
    * Removes the old contribution of a key (if it had one) and adds the new one (if live). `bits`
@@ -67,13 +67,13 @@ export class ViewChecksums {
   }
 
   /** The digest of a view's shared part (node-scoped kinds excluded) in `buckets` buckets. */
-  sharedDigest(view: SyncerType, buckets: number): Uint32Array {
+  sharedDigest(view: ViewName, buckets: number): Uint32Array {
     const fine = this.views.get(view)!.fine;
     return fine ? fold(fine, buckets) : emptyDigest(buckets);
   }
 
   /** Live keys in a view across all nodes (typha_cache_size). */
-  size(view: SyncerType): number {
+  size(view: ViewName): number {
     return this.views.get(view)!.total;
   }
 }

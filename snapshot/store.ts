@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Change } from '../src/model/change.js';
 import type { ViewFilter } from '../src/model/view-filter.js';
-import { SYNCER_TYPES, viewsOfKind } from '../src/model/views.js';
+import { VIEW_NAMES, viewsOfKind } from '../src/model/views.js';
 import { hashLoaded, keyBits, loadForHashing } from '../src/protocol/checksum.js';
 import { differing, xorInto } from '../src/protocol/digest.js';
 import { encodeItem } from '../src/protocol/frames.js';
@@ -137,7 +137,7 @@ export class Store {
     this.metrics.headSeq.set(this._head);
     this.metrics.historyBytes.set(this.log.bytes);
     this.metrics.historyFloor.set(this.log.floor);
-    for (const v of SYNCER_TYPES) this.metrics.cacheSize.labels(v).set(this.checksums.size(v));
+    for (const v of VIEW_NAMES) this.metrics.cacheSize.labels(v).set(this.checksums.size(v));
     const batch: Batch = { from, to: this._head, changes: published, at: Date.now() };
     for (const l of this.listeners) l.onBatch(batch);
   }

@@ -1,6 +1,6 @@
 // Which changes a client of (syncer type, node) receives. Clients whose filters have the same key
 // share one pre-encoded frame per delta and one snapshot.
-import { needsNode, VIEWS, type SyncerType, type ViewDef } from './views.js';
+import { needsNode, VIEWS, type ViewDef, type ViewName } from './views.js';
 
 export class ViewFilter {
   /** Identity of what this filter lets through: the syncer type, plus the node where it matters. */
@@ -9,7 +9,7 @@ export class ViewFilter {
 
   readonly node: string;
 
-  constructor(readonly syncer: SyncerType, node: string) {
+  constructor(readonly syncer: ViewName, node: string) {
     this.def = VIEWS[syncer];
     // Only node-scoped views depend on the node: all Felix clients share one key.
     this.node = needsNode(syncer) ? node : '';
