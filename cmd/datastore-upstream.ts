@@ -53,6 +53,9 @@ export class UpstreamDatastore implements Datastore, Upstream {
   async start(sink: DatastoreSink): Promise<void> {
     this.sink = sink;
     sink.onStatus('resync-in-progress');
+    // Only the upstream's progress says how far the root's revisions have reached this store: a
+    // snapshot's newest revision does not (the upstream may have published it ahead of older ones).
+    sink.onProgress?.('0');
     const { opts } = this;
     this.client = new SyncClient({
       urls: opts.urls, discover: opts.discover, tls: opts.tls,

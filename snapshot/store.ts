@@ -72,7 +72,8 @@ export class Store {
   /** The datastore's own watermark (DatastoreSink.onProgress), when it reports one. */
   private _progress: number | undefined;
   setProgress(revision: number): void {
-    if (revision > (this._progress ?? 0)) this._progress = revision;
+    // A first report of 0 says the datastore reports watermarks: none is known until the next one.
+    if (this._progress === undefined || revision > this._progress) this._progress = revision;
     // Clients held for a newer store may go now.
     for (const l of this.listeners) l.onProgress?.();
   }
