@@ -116,13 +116,16 @@ export function nextAction(rnd: Rnd, m: Model, pool: Pool): Action {
     cs === 'stopped' && [8, () => ({ t: 'client', op: 'start', c })],
     cs === 'running' && [2, () => ({ t: 'client', op: 'stall', c })],
     cs === 'stalled' && [5, () => ({ t: 'client', op: 'unstall', c })],
-    cs === 'running' && m.servers.length > 1 && [3, () => ({ t: 'client', op: 'switch', c })],
+    // In the tiers world a switch is often a move between tiers: more of them.
+    cs === 'running' && m.servers.length > 1 && [tiers ? 5 : 3, () => ({ t: 'client', op: 'switch', c })],
     [2, () => ({ t: 'corrupt', c, how: pick(rnd, ['tamper', 'drop', 'ghost'] as const), pick: rnd() })],
 
     m.servers[s] === 'up' && [1.5, () => ({ t: 'server', op: 'restart', s })],
     m.servers[s] === 'up' && [1, () => ({ t: 'server', op: 'drain', s })],
-    tiers && s < m.tier1 && m.servers[s] === 'up' && [1, () => ({ t: 'tier1', op: 'kill', s })],
-    tiers && s < m.tier1 && m.stalled[s]! < 0 && [1.5, () => ({ t: 'tier1', op: 'stall', s })],
+    tiers && s < m.tier1 && m.servers[s] === 'up' && [2, () => ({ t: 'tier1', op: 'kill', s })],
+    tiers && s < m.tier1 && m.stalled[s]! < 0 && [2, () => ({ t: 'tier1', op: 'stall', s })],
+    // A tier-2 replica restarted (tier-1 ones are, by the restart above, as often).
+    tiers && s >= m.tier1 && m.servers[s] === 'up' && [2, () => ({ t: 'server', op: 'restart', s })],
     tiers && s < m.tier1 && m.stalled[s]! >= 0 && [3, () => ({ t: 'tier1', op: 'unstall', s })],
 
     etcd && dsUp && [1, () => ({ t: 'etcd', op: 'kill' })],
