@@ -13,7 +13,10 @@ import { ConfigError, loadConfig, type Config } from '../src/config.js';
 import { silentLogger } from '../src/logging.js';
 import { ViewFilter } from '../src/model/view-filter.js';
 import { MIRROR, VIEW_NAMES, type SyncerType } from '../src/model/views.js';
-import { encode } from '../src/protocol/codec.js';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { encodeValue } from '../src/protocol/canonical.js';
+import { decodeMessage, encode } from '../src/protocol/codec.js';
+import { encodeItem, itemsFrame } from '../src/protocol/frames.js';
 import { CloseCode } from '../src/protocol/messages.js';
 import { makePki } from './support/certs.js';
 import { etcdContent, putMany, startEtcd, type EtcdServer } from './support/etcd.js';
@@ -284,6 +287,47 @@ describe('a tree on one etcd', () => {
     const me = mirrorHello(root.url, root.app.server.serverId);
     assert.equal((await me.closed).code, CloseCode.loop);
     assert.equal(await metricValue(root.app.metrics.connectionsDenied, { reason: 'loop' }), 2);
+  });
+});
+
+describe('the watermark below the root', () => {
+  test('is the upstream\'s progress, not the newest revision stored: a client newer than the rest is held until then', async (t) => {
+    // An upstream that publishes a newer change ahead of an older one (as a batch split in two
+    // may): its snapshot holds pool-a at 12 and pool-b still at 5, though pool-b is at 11 already.
+    const [a, b] = [resource('IPPool', { name: 'pool-a' }, { cidr: '10.1.0.0/16' }), resource('IPPool', { name: 'pool-b' }, { cidr: '10.2.0.0/16' })];
+    const bNew = resource('IPPool', { name: 'pool-b' }, { cidr: '10.3.0.0/16' });
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    t.after(() => new Promise<void>((r) => { for (const c of wss.clients) c.terminate(); wss.close(() => r()); }));
+    await new Promise((r) => wss.once('listening', r));
+    let upstream: WebSocket | undefined;
+    wss.on('connection', (ws) => {
+      upstream = ws;
+      ws.on('message', (d: Buffer) => {
+        if (decodeMessage(d).t !== 'hello') return;
+        ws.send(encode({ t: 'welcome', v: 1, serverId: 'fake-upstream', serverVersion: '0', epoch: 'e1', syncer: MIRROR, node: '', mode: 'snapshot', compression: 'none', chain: ['fake-upstream'] } as never));
+        ws.send(itemsFrame({ t: 'snapshot', seq: 2, i: 0, last: true }, [encodeItem(a.key, encodeValue(a.value), '12'), encodeItem(b.key, encodeValue(b.value), '5')]));
+        ws.send(encode({ t: 'status', status: 'in-sync' }));
+      });
+    });
+    const t2 = await tier2([`ws://127.0.0.1:${(wss.address() as { port: number }).port}`]);
+    await waitFor(() => t2.app.store.status === 'in-sync' && t2.app.store.valueOf(a.key) != null, 'tier 2 to take the snapshot');
+
+    // An agent whose cache holds pool-b at 11 (heard from another server of the tree).
+    const agent = rawConnect(t2.url);
+    await agent.opened;
+    agent.ws.send(encode({ t: 'hello', v: 1, syncer: 'felix', node: '', clientName: 'agent', clientVersion: '0', revision: '11' } as never));
+    await waitFor(() => agent.frames.some((f) => f.msg.t === 'status' && f.msg.held !== undefined), 'the agent to be held');
+    const conn = [...t2.app.server.connections].find((c) => c.hello?.clientName === 'agent')!;
+    assert.ok(conn.awaitingSync, 'held, though tier 2 stores revision 12: its upstream has not said it has everything up to 11');
+    assert.ok(!agent.frames.some((f) => f.msg.t === 'snapshot'), 'no snapshot of the half-updated state');
+
+    // The rest of the batch, then the upstream's progress: the agent is served, pool-b at 11.
+    upstream!.send(itemsFrame({ t: 'delta', from: 2, to: 3 }, [encodeItem(bNew.key, encodeValue(bNew.value), '11')]));
+    upstream!.send(encode({ t: 'progress', revision: '12', at: Date.now() }));
+    await waitFor(() => agent.frames.some((f) => f.msg.t === 'snapshot' && f.msg.last === true), 'the agent served');
+    const items = agent.frames.filter((f) => f.msg.t === 'snapshot').flatMap((f) => f.items ?? []);
+    assert.equal(items.find((i) => i.key === b.key)?.revision, '11');
+    agent.ws.close();
   });
 });
 
