@@ -154,12 +154,16 @@ export class Connection {
       if (err instanceof ProtocolError) return this.fail(err.code, err.message);
       return this.fail(CloseCode.malformed, `undecodable message: ${(err as Error).message}`);
     }
+    // What a message makes the server write leaves in one write (a welcome with the sync's frames).
+    this.socket.cork();
     try {
       this.dispatch(msg);
     } catch (err) {
       // Nothing a client sends may throw out of the socket's handler: that would end the process.
       this.ctx.logger.error({ conn: this.id, err: (err as Error).message }, 'internal error handling a client message');
       this.fail(CloseCode.internal, 'internal error');
+    } finally {
+      this.socket.uncork();
     }
   }
 
@@ -277,7 +281,17 @@ export class Connection {
     this.sentStatus = undefined;
   }
 
+  /** Writes what is owed; one pass goes out as one write (a snapshot's chunks, status, checksum), not one per frame. */
   private pump(): void {
+    this.socket.cork();
+    try {
+      this.pumpCorked();
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  private pumpCorked(): void {
     const { store, opts } = this.ctx;
     while (this.state === 'streaming' && !this.waitingDrain && !this.waitingAck) {
       if (this.ws.bufferedAmount >= opts.highWaterMark) return this.waitForDrain();
@@ -458,8 +472,7 @@ export class Connection {
   private write(frame: Buffer): void {
     this.bytesOut += frame.length;
     this.ws.send(frame);
-    this.ctx.metrics.framesSent.inc();
-    this.ctx.metrics.bytesSent.inc(frame.length);
+    this.ctx.metrics.sent(frame.length);
   }
 
   send(msg: ControlMessage): void {

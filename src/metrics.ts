@@ -55,8 +55,11 @@ export class Metrics {
   readonly rewoundClients = new Counter({ name: 'calico_fanout_rewound_clients_total', help: 'Clients whose cache was newer than the datastore itself (restored to an older revision), served the datastore as it is.', registers: this.r });
   readonly repairBuckets = new Histogram({ name: 'calico_fanout_digest_resync_differing_ratio', help: 'Share of a digest resync\'s buckets that differed and were resent (0: the client was right, 1: all).', buckets: [0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1], registers: this.r });
 
-  readonly framesSent = new Counter({ name: 'calico_fanout_frames_sent_total', help: 'Frames written to client sockets.', registers: this.r });
-  readonly bytesSent = new Counter({ name: 'calico_fanout_bytes_sent_total', help: 'Bytes written to client sockets.', registers: this.r });
+  // Every write to every client counts here: tallied as plain numbers and added when scraped,
+  // as a counter's inc() allocates and costs more than the write's own bookkeeping.
+  private readonly unscraped = { frames: 0, bytes: 0 };
+  readonly framesSent = new Counter({ name: 'calico_fanout_frames_sent_total', help: 'Frames written to client sockets.', registers: this.r, collect: () => this.addSent() });
+  readonly bytesSent = new Counter({ name: 'calico_fanout_bytes_sent_total', help: 'Bytes written to client sockets.', registers: this.r, collect: () => this.addSent() });
   readonly sharedFrames = new Counter({ name: 'calico_fanout_delta_frames_built_total', help: 'Delta frames encoded for broadcast (each written to every caught-up client of its view).', registers: this.r });
   readonly backpressured = new Gauge({ name: 'calico_fanout_backpressured_clients', help: 'Clients whose socket buffer is above the high-water mark.', registers: this.r });
   readonly clientLag = new Histogram({
@@ -67,6 +70,21 @@ export class Metrics {
     name: 'calico_fanout_ping_rtt_seconds', help: 'Round trip of application pings.',
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: this.r,
   });
+
+  /** One frame of `bytes` written to a client socket. */
+  sent(bytes: number): void {
+    this.unscraped.frames++;
+    this.unscraped.bytes += bytes;
+  }
+
+  private addSent(): void {
+    const u = this.unscraped;
+    if (u.frames === 0) return;
+    this.framesSent.inc(u.frames);
+    this.bytesSent.inc(u.bytes);
+    u.frames = 0;
+    u.bytes = 0;
+  }
 
   setDatastoreStatus(status: SyncStatus): void {
     for (const s of ['wait-for-datastore', 'resync-in-progress', 'in-sync'] as const satisfies readonly SyncStatus[]) this.datastoreStatus.labels(s).set(s === status ? 1 : 0);
@@ -79,6 +97,7 @@ export class Metrics {
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });
+    for (const m of this.registry.getMetricsAsArray()) reuseChildren(m as unknown as Labelled);
     for (const s of VIEW_NAMES) {
       for (const m of [this.updatesTotal, this.updatesSkipped, this.updatesPublished, this.snapshotsGenerated, this.snapshotsReused]) m.labels(s).inc(0);
       this.connectionsStreaming.labels(s).set(0);
@@ -87,4 +106,23 @@ export class Metrics {
     for (const outcome of ['caught-up', 'sent-away', 'rewound', 'closed']) this.holds.labels(outcome).inc(0);
     this.setDatastoreStatus('wait-for-datastore');
   }
+}
+
+interface Labelled { labels(...values: string[]): unknown }
+
+/**
+ * prom-client's labels() binds a fresh set of functions on every call (hundreds of bytes, on
+ * paths taken per connection and per batch): each label set's child is made once and kept.
+ * Label values are few by design (never per client), so the cache stays small.
+ */
+function reuseChildren(metric: Labelled): void {
+  const make = metric.labels.bind(metric);
+  const children = new Map<string, unknown>();
+  metric.labels = (...values: string[]) => {
+    if (values.some((v) => typeof v !== 'string')) return make(...values); // the object form
+    const key = values.join('\0');
+    let child = children.get(key);
+    if (child === undefined) children.set(key, (child = make(...values)));
+    return child;
+  };
 }

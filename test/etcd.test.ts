@@ -1,6 +1,7 @@
 // The etcd v3 datastore against a real etcd (Debian etcd-server 3.4): paged initial load, churn,
 // compaction while disconnected, etcd killed and restarted, and the two ways the etcd3 library
-// loses watch events (research/node-libs.md §1) as regression tests.
+// loses watch events (a stream cut during a long catch-up, a catch-up past gRPC's 4 MiB message
+// limit) as regression tests.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { SyncClient, SyncerType, Update } from '../client/index.js';

@@ -265,3 +265,13 @@ describe('the Kubernetes datastore across a rotation', () => {
     }
   });
 });
+
+test('basic auth and a user without credentials need no TLS: both work against a plain-http server', async () => {
+  const kc = (user: object) => {
+    const k = new KubeConfig();
+    k.loadFromOptions({ clusters: [{ name: 'c', server: 'http://127.0.0.1:1' }], users: [{ name: 'u', ...user }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+    return k;
+  };
+  assert.deepEqual(await credentialsFor(kc({ username: 'admin', password: 's3cret' })).current(), { header: `Basic ${Buffer.from('admin:s3cret').toString('base64')}` });
+  assert.deepEqual(await credentialsFor(kc({})).current(), {});
+});

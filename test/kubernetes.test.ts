@@ -4,6 +4,9 @@
 // server, bookmarks, half-open watches, failing requests, malformed objects, and `serve` itself.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { SyncClient, Update } from '../client/index.js';
 import { prepare } from '../dedupe/prepare.js';
@@ -228,6 +231,16 @@ describe('kubernetes datastore', () => {
       assert.equal(await metricNamed(ts.app.metrics, 'calico_fanout_invalid_values_total', { kind: 'WorkloadEndpoint' }), 1, 'the bad pod, counted');
       assert.equal(ts.app.store.status, 'in-sync');
     });
+  });
+
+  test('a plain-http server in a kubeconfig without insecure-skip-tls-verify (as kubectl takes it) is served', SLOW, async () => {
+    const plain = join(mkdtempSync(join(tmpdir(), 'kubeconfig-')), 'config');
+    const config = JSON.parse(readFileSync(api.kubeconfigPath, 'utf8'));
+    for (const c of config.clusters) delete c.cluster['insecure-skip-tls-verify'];
+    writeFileSync(plain, JSON.stringify(config));
+    const ts = await kubeServer(api, { kubeconfig: plain });
+    await watching(ts, api);
+    assertStoreMatches(ts, expected(api));
   });
 
   test('`calico-fanout serve --datastore kubernetes --kubeconfig <file>` serves the API server', SLOW, async () => {

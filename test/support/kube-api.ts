@@ -1,9 +1,8 @@
 // A Kubernetes API contract server for tests: node:http on loopback that answers list and watch
-// the way kube-apiserver documents them, so the Kubernetes datastore can be tested without a
-// cluster. It is our reading of the API (https://kubernetes.io/docs/reference/using-api/api-concepts/),
-// not a proof: watch-cache RV quirks, APF 429s and auth plugins are not modelled
-// (research/node-libs.md §2 "Testing without a kube-apiserver"). Where the real apiserver was
-// read (k8s.io/apiserver pkg/storage/cacher, libcalico-go lib/backend/k8s), it follows it:
+// the way kube-apiserver does, so the Kubernetes datastore can be tested without a cluster
+// (Debian's kubectl reads it too: test/kubectl.test.ts). It is our reading of the API, not a
+// proof: watch-cache resourceVersion quirks and auth plugins are not modelled. Where the real
+// apiserver was read (its watch cache, Calico's Kubernetes backend), it follows it:
 // collections that are not installed answer a 404 Status, a watch from a resourceVersion the
 // server does not have yet gets an in-stream ERROR 504 "Too large resource version" after a
 // wait, bookmarks come about once a minute and 2 s before a watch's timeout, and discovery
@@ -379,7 +378,7 @@ class ContractServer implements KubeApiServer {
   }
 
   writeKubeconfig(): void {
-    // client-node refuses an http:// server unless insecure-skip-tls-verify is set (node-libs.md §2).
+    // As most kubeconfigs for a local http server say it (kubectl needs neither; see kubernetes.test.ts).
     const config = {
       apiVersion: 'v1', kind: 'Config', preferences: {},
       clusters: [{ name: 'contract', cluster: { server: this.url, 'insecure-skip-tls-verify': true } }],

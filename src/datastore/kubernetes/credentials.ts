@@ -105,13 +105,18 @@ function build(kc: KubeConfig, now: () => number): Credentials {
   if (file) return new FileToken(file, user.token, now);
   if (user.token) { const auth = { header: `Bearer ${user.token}` }; return { current: async () => auth, rejected: () => {} }; }
   if (user.exec) return new ExecPlugin(user.exec, tokenFiles.get(kc)?.dir ?? process.cwd(), now);
-  // Other auth providers (oidc, ...) and basic auth: client-node's, per request.
+  if (user.username !== undefined) {
+    const auth = { header: `Basic ${Buffer.from(`${user.username}:${user.password ?? ''}`).toString('base64')}` };
+    return { current: async () => auth, rejected: () => {} };
+  }
+  // No credentials (a client certificate, or none: an http server of a test cluster or proxy).
+  if (!user.authProvider) return { current: async () => ({}), rejected: () => {} };
+  // Other auth providers (oidc, ...): client-node's, per request.
   return {
     async current() {
       const o: { headers: Record<string, string>; auth?: string } = { headers: {} };
       await kc.applyToHTTPSOptions(o);
-      const header = o.headers.Authorization ?? (o.auth ? `Basic ${Buffer.from(o.auth).toString('base64')}` : undefined);
-      return header ? { header } : {};
+      return o.headers.Authorization ? { header: o.headers.Authorization } : {};
     },
     rejected() {},
   };

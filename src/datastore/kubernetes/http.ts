@@ -44,7 +44,9 @@ export async function kubeHttp(kc: KubeConfig): Promise<KubeHttp> {
   const tls = new KubeConfig();
   const user = userForTls(kc);
   tls.loadFromClusterAndUser(cluster, user ?? { name: 'anonymous' });
-  await tls.applyToHTTPSOptions(base);
+  // A plain-http server (a local apiserver, kubectl proxy) has no TLS to set up; the client
+  // library refuses such a cluster unless told to skip a verification that cannot happen.
+  if (new URL(server).protocol === 'https:') await tls.applyToHTTPSOptions(base);
   const creds = credentialsFor(kc);
   const once = (path: string, signal: AbortSignal, auth: Authorization): Promise<IncomingMessage> => new Promise((resolve, reject) => {
     const url = new URL(server + path);
