@@ -15,6 +15,7 @@ import { ViewFilter } from '../src/model/view-filter.js';
 import { MIRROR, VIEW_NAMES, type SyncerType } from '../src/model/views.js';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { encodeValue } from '../src/protocol/canonical.js';
+import { checksumHex } from '../src/protocol/checksum.js';
 import { decodeMessage, encode } from '../src/protocol/codec.js';
 import { encodeItem, itemsFrame } from '../src/protocol/frames.js';
 import { CloseCode } from '../src/protocol/messages.js';
@@ -25,6 +26,8 @@ import { cleanupAfterFile, node, rawConnect, resource, startServerOn, startTestS
 import { histogram, httpGet, metricValue, stablePort } from './support/metrics.js';
 import { expectedChecksum, sameChecksum } from './support/model/invariants.js';
 import { startTier } from './support/tiers.js';
+import { startKubeApi } from './support/kube-api.js';
+import { upstreamDatastore } from '../cmd/datastore-upstream.js';
 
 const { clients, track } = cleanupAfterFile();
 const SLOW = { timeout: 90_000 };
@@ -287,6 +290,36 @@ describe('a tree on one etcd', () => {
     const me = mirrorHello(root.url, root.app.server.serverId);
     assert.equal((await me.closed).code, CloseCode.loop);
     assert.equal(await metricValue(root.app.metrics.connectionsDenied, { reason: 'loop' }), 2);
+  });
+});
+
+describe('finding the upstream', () => {
+  test('a tier below finds the upstream replicas from their Service\'s EndpointSlices, and follows them when they change', async (t) => {
+    const kube = await startKubeApi();
+    t.after(() => kube.close());
+    const rootA = track(await startTestServer({ allowUnauthenticatedMirror: true }, CLUSTER.slice(0, 5)));
+    const rootB = track(await startTestServer({ allowUnauthenticatedMirror: true }, CLUSTER.slice(0, 5)));
+    const slice = (port: number) => ({
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+      metadata: { name: 'calico-fanout-abcde', namespace: 'calico-system', labels: { 'kubernetes.io/service-name': 'calico-fanout' } },
+      // A replica that is not ready is left out, as agents leave it out.
+      endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }, { addresses: ['127.0.0.2'], conditions: { ready: false } }],
+      ports: [{ name: 'calico-typha', port, protocol: 'TCP' }],
+    });
+    const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
+    kube.apply(SLICES, slice(rootA.app.ports.server));
+    const config = loadConfig({ env: { TYPHA_DATASTORETYPE: 'upstream', TYPHA_UPSTREAMK8SSERVICENAME: 'calico-fanout', TYPHA_KUBECONFIG: kube.kubeconfigPath } });
+    const below = track(await startServerOn(upstreamDatastore(config, silentLogger), {}));
+    const agent = clients.make({ url: below.url, syncerType: 'felix' });
+    await agent.inSync();
+    assert.equal(below.app.datastore.upstream!.status().serverId, rootA.app.server.serverId);
+    const rootSum = rootA.app.store.checksum(new ViewFilter('felix', ''));
+    assert.deepEqual(agent.checksum(), { value: checksumHex(rootSum.value), count: rootSum.count }, 'the root\'s felix view');
+    // The Service's replicas change: the tier below follows the new one once the old one goes.
+    kube.apply(SLICES, slice(rootB.app.ports.server));
+    await rootA.close();
+    await waitFor(() => below.app.datastore.upstream!.status().serverId === rootB.app.server.serverId && below.app.store.status === 'in-sync', 'the tier below on root B', 20_000);
+    await waitFor(() => agent.isInSync, 'the agent in sync again');
   });
 });
 
