@@ -8,7 +8,7 @@ import { SyncClient, type ClientEvent, type Update } from '../client/index.js';
 import type { Config } from '../src/config.js';
 import type { Datastore, DatastoreEvent, DatastoreSink, Upstream, UpstreamStatus } from '../src/datastore/datastore.js';
 import { kubernetesEndpoints } from '../src/discovery.js';
-import type { Logger } from '../src/logging.js';
+import { RateLimitedLog, type Logger } from '../src/logging.js';
 import { MIRROR } from '../src/model/views.js';
 import type { ClientTlsOptions } from '../client/tls.js';
 
@@ -43,7 +43,11 @@ export class UpstreamDatastore implements Datastore, Upstream {
   /** The last progress the upstream sent: the root's revision, and when the root server reached it. */
   private progress: { revision: number; at: number; heardAt: number } | undefined;
 
-  constructor(private readonly opts: UpstreamOptions) {}
+  private readonly warn: RateLimitedLog;
+
+  constructor(private readonly opts: UpstreamOptions) {
+    this.warn = new RateLimitedLog(opts.logger);
+  }
 
   bind(serverId: string, onChain: (chain: readonly string[]) => void): void {
     this.serverId = serverId;
@@ -117,7 +121,10 @@ export class UpstreamDatastore implements Datastore, Upstream {
         if (m.t !== 'progress') return;
         if (isChain(m.chain)) this.setChain(m.chain);
         const revision = Number(m.revision);
-        if (typeof m.revision !== 'string' || !Number.isSafeInteger(revision) || revision < 0) return;
+        if (typeof m.revision !== 'string' || !/^[0-9]{1,20}$/.test(m.revision) || !Number.isSafeInteger(revision)) {
+          this.warn.warn('bad-progress', { url: this.url, revision: String(m.revision).slice(0, 40) }, 'upstream progress without a decimal revision; ignored');
+          return;
+        }
         this.progress = { revision, at: typeof m.at === 'number' && Number.isFinite(m.at) ? m.at : Date.now(), heardAt: Date.now() };
         // Everything before it has been applied (frames are handled in order): a consistent point.
         sink.onProgress?.(m.revision);

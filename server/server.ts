@@ -169,6 +169,8 @@ export class FanoutServer implements ServerContext {
    * mirror client now on it would be following itself: it is sent away; the others hear the new chain.
    */
   setUpstreamChain(upstream: readonly string[]): void {
+    // A reconnect to the same upstream says the same chain: nothing to tell anyone.
+    if (upstream.length === this.chain.length - 1 && upstream.every((id, i) => id === this.chain[i + 1])) return;
     this.chain = [this.serverId, ...upstream];
     for (const c of [...this.connections]) {
       if (!c.isMirror) continue;
