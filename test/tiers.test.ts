@@ -27,6 +27,7 @@ import { histogram, httpGet, metricValue, stablePort } from './support/metrics.j
 import { expectedChecksum, sameChecksum } from './support/model/invariants.js';
 import { startTier } from './support/tiers.js';
 import { startKubeApi } from './support/kube-api.js';
+import { startProxy } from './support/tcp-proxy.js';
 import { upstreamDatastore } from '../cmd/datastore-upstream.js';
 
 const { clients, track } = cleanupAfterFile();
@@ -245,6 +246,25 @@ describe('a tree on one etcd', () => {
     assert.deepEqual(page.upstream.chain, [t1c.app.server.serverId]);
     assert.equal(page.upstream.connected, true);
     assert.equal((await readyz(t2)).status, 200);
+  });
+
+  test('a tier-2 server whose link to its upstream drops resumes there, catching up what changed meanwhile', SLOW, async (t) => {
+    const t1 = await tier1();
+    const link = await startProxy(t1.app.ports.server);
+    t.after(() => link.close());
+    const t2 = await tier2([`ws://127.0.0.1:${link.port}`]);
+    const agents = agentsOn(t2);
+    let want = await wanted();
+    await waitFor(() => current(agents, want), 'agents on tier 2 in sync');
+    const resumes = await metricValue(t1.app.metrics.resyncs, { mode: 'resume' });
+    link.block();
+    await waitFor(() => t2.app.store.status === 'wait-for-datastore', 'tier 2 to notice');
+    await putMany(etcd.client, [wep('node-1', 'pod-while-cut', 'ns-2')]);
+    link.unblock();
+    want = await wanted();
+    await waitFor(() => t2.app.store.status === 'in-sync' && current(agents, want), 'tier 2 and its agents to catch up', 30_000);
+    assert.equal(await metricValue(t1.app.metrics.resyncs, { mode: 'resume' }) - resumes, 1, 'tier 2 resumed from its position');
+    assert.ok(agents.every((c) => c.stats.connects === 1), 'its agents stayed');
   });
 
   test('loops are refused: a server as its own upstream, and a server following one below it', SLOW, async () => {
