@@ -47,6 +47,9 @@ export async function kubeHttp(kc: KubeConfig): Promise<KubeHttp> {
   // A plain-http server (a local apiserver, kubectl proxy) has no TLS to set up; the client
   // library refuses such a cluster unless told to skip a verification that cannot happen.
   if (new URL(server).protocol === 'https:') await tls.applyToHTTPSOptions(base);
+  // Not Node's global keep-alive agent: a pooled socket keeps the abort signal of the request that
+  // opened it, and a watch aborted later destroyed it with an error nobody was listening for.
+  else base.agent = false;
   const creds = credentialsFor(kc);
   const once = (path: string, signal: AbortSignal, auth: Authorization): Promise<IncomingMessage> => new Promise((resolve, reject) => {
     const url = new URL(server + path);
