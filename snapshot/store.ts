@@ -187,7 +187,7 @@ export class Store {
     });
   }
 
-  /** Live entries of the kinds a view carries, for building snapshots. */
+  /** Live entries of the kinds a view carries, for building snapshots (and its tombstones, filter.tombstones). */
   *entries(filter: ViewFilter): Generator<Entry> {
     for (const kind of filter.def.kinds) {
       const m = this.live.get(kind);
@@ -195,6 +195,7 @@ export class Store {
       const scoped = filter.def.nodeScoped.has(kind);
       for (const e of m.values()) if (!scoped || e.node === filter.node) yield e;
     }
+    if (filter.tombstones) for (const e of this.byKey.values()) if (!e.value && filter.matches(e.kind, e.node)) yield e;
   }
 
   /** The view's digest in `buckets` buckets (PROTOCOL.md "Digest resync"). */
@@ -216,7 +217,7 @@ export class Store {
     const buckets = differing(this.digest(filter, count), theirs);
     const items: Buffer[] = [];
     for (const b of buckets) {
-      for (const e of this.buckets.inBucket(b, count)) if (e.value && filter.matches(e.kind, e.node)) items.push(e.item);
+      for (const e of this.buckets.inBucket(b, count)) if ((e.value || filter.tombstones) && filter.matches(e.kind, e.node)) items.push(e.item);
     }
     return { seq: this._head, buckets, items };
   }
