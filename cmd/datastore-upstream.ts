@@ -40,6 +40,8 @@ export class UpstreamDatastore implements Datastore, Upstream {
   private chain: string[] = [];
   private connected = false;
   private inSync = false;
+  /** Between a snapshot or digest welcome and in-sync: the deletions heard may be sweeps. */
+  private resyncing = false;
   /** The last progress the upstream sent: the root's revision, and when the root server reached it. */
   private progress: { revision: number; at: number; heardAt: number } | undefined;
 
@@ -67,7 +69,7 @@ export class UpstreamDatastore implements Datastore, Upstream {
       // The store below keeps the values; the library keeps only what digests and checksums need.
       keepValues: false,
       initialBackoffMs: opts.initialBackoffMs, maxBackoffMs: opts.maxBackoffMs, serverTimeoutMs: opts.serverTimeoutMs,
-      onUpdates: (us) => sink.onUpdates(us.map(event)),
+      onUpdates: (us) => sink.onUpdates(us.map((u) => this.event(u))),
       // In sync again is an event of its own (the status may not change across a reconnect).
       onStatus: (s) => { if (s !== 'in-sync') sink.onStatus(s); },
       onEvent: (e) => this.onEvent(e),
@@ -99,6 +101,7 @@ export class UpstreamDatastore implements Datastore, Upstream {
     if (!sink) return;
     switch (e.t) {
       case 'welcome':
+        this.resyncing = e.mode !== 'resume';
         this.url = e.url;
         this.upstreamId = e.serverId;
         this.connected = true;
@@ -107,6 +110,7 @@ export class UpstreamDatastore implements Datastore, Upstream {
         return;
       case 'in-sync':
         this.inSync = true;
+        this.resyncing = false;
         sink.onStatus('in-sync');
         return;
       case 'disconnected':
@@ -136,11 +140,17 @@ export class UpstreamDatastore implements Datastore, Upstream {
     this.chain = chain;
     this.onChain(chain);
   }
-}
 
-/** An update of the mirror view as a datastore event: the canonical bytes and revision as served. */
-function event(u: Update): DatastoreEvent {
-  return u.bytes ? { key: u.key, value: u.value, revision: u.revision, canonical: u.bytes } : { key: u.key, value: null, revision: u.revision };
+  /** An update of the mirror view as a datastore event: the canonical bytes and revision as served. */
+  private event(u: Update): DatastoreEvent {
+    if (u.bytes) return { key: u.key, value: u.value, revision: u.revision, canonical: u.bytes };
+    // A key swept at the end of a resync went at an unknown revision after the one it had (the
+    // upstream no longer remembered the deletion). It is published at no less than this server's
+    // watermark: its clients hold nothing newer, or it would have held them.
+    const watermark = this.progress?.revision ?? 0;
+    const revision = this.resyncing && Number(u.revision) < watermark ? String(watermark) : u.revision;
+    return { key: u.key, value: null, revision };
+  }
 }
 
 /** The upstream datastore as the settings configure it. */

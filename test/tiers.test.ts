@@ -267,29 +267,43 @@ describe('a tree on one etcd', () => {
     assert.ok(agents.every((c) => c.stats.connects === 1), 'its agents stayed');
   });
 
-  test('a key deleted while a tier-2 server was away is deleted there at its real revision, not the older one a sweep knows', SLOW, async (t) => {
-    const [t1a, t1b] = [await tier1(), await tier1()];
-    const [linkA, linkB] = [await startProxy(t1a.app.ports.server), await startProxy(t1b.app.ports.server)];
-    t.after(() => Promise.all([linkA.close(), linkB.close()]));
-    const doomed = wep('node-1', 'pod-doomed', 'ns-0');
-    await putMany(etcd.client, [doomed]);
-    const t2 = await tier2([`ws://127.0.0.1:${linkA.port}`, `ws://127.0.0.1:${linkB.port}`]);
-    const heard: Update[] = [];
-    const agent = clients.make({ url: t2.url, syncerType: 'felix', onUpdates: (u) => heard.push(...u.filter((x) => x.key === doomed.key)) });
-    await waitFor(() => agent.get(doomed.key) !== undefined, 'the agent to hold the key');
-    const setAt = Number(agent.get(doomed.key)!.revision);
-    // No upstream while the key goes; then another replica, which still remembers the deletion.
-    linkA.block();
-    linkB.block();
-    await waitFor(() => t2.app.store.status === 'wait-for-datastore', 'tier 2 to lose its upstream');
-    const deletedAt = Number((await etcd.client.delete().key(doomed.key).exec()).header.revision);
-    await waitFor(() => t1b.app.store.valueOf(doomed.key) === null, 't1b to hold the deletion');
-    linkB.unblock();
-    await waitFor(() => agent.get(doomed.key) === undefined, 'the deletion to reach the agent', 20_000);
-    assert.ok(deletedAt > setAt);
-    assert.deepEqual(heard.map((u) => [u.value === null ? 'deleted' : 'set', Number(u.revision)]), [['set', setAt], ['deleted', deletedAt]]);
-    assert.ok(await metricValue(t1b.app.metrics.resyncs, { mode: 'digest' }) >= 1, 'tier 2 resynced with t1b by digest');
-  });
+  // A key deleted while a tier-2 server was away: at its real revision when the upstream still
+  // remembers the deletion; else (swept) at no less than the tier-2 server's watermark, which
+  // every revision its agents hold is below.
+  for (const remembered of [true, false]) {
+    test(remembered
+      ? 'a key deleted while a tier-2 server was away is deleted there at its real revision, not the older one a sweep knows'
+      : 'a key deleted while a tier-2 server was away, which the upstream no longer remembers, is deleted there at no less than its watermark', SLOW, async (t) => {
+      const [t1a, t1b] = [await tier1(), await tier1(remembered ? {} : { historyMaxBytes: 0 })];
+      const [linkA, linkB] = [await startProxy(t1a.app.ports.server), await startProxy(t1b.app.ports.server)];
+      t.after(() => Promise.all([linkA.close(), linkB.close()]));
+      const doomed = wep('node-1', `pod-doomed-${remembered}`, 'ns-0');
+      await putMany(etcd.client, [doomed]);
+      const t2 = await tier2([`ws://127.0.0.1:${linkA.port}`, `ws://127.0.0.1:${linkB.port}`]);
+      const heard: Update[] = [];
+      const agent = clients.make({ url: t2.url, syncerType: 'felix', onUpdates: (u) => heard.push(...u.filter((x) => x.key === doomed.key)) });
+      await waitFor(() => agent.get(doomed.key) !== undefined, 'the agent to hold the key');
+      const setAt = Number(agent.get(doomed.key)!.revision);
+      // Another change: the tier-2 watermark moves past the key's revision.
+      const later = Number((await etcd.client.put(resource('IPPool', { name: `pool-${remembered}` }, { cidr: '10.7.0.0/16' }).key).value(JSON.stringify(resource('IPPool', { name: `pool-${remembered}` }, { cidr: '10.7.0.0/16' }).value)).exec()).header.revision);
+      await waitFor(() => t2.app.store.maxRevision >= later, 'the tier-2 watermark past the key');
+      // No upstream while the key goes; then another replica.
+      linkA.block();
+      linkB.block();
+      await waitFor(() => t2.app.store.status === 'wait-for-datastore', 'tier 2 to lose its upstream');
+      const deletedAt = Number((await etcd.client.delete().key(doomed.key).exec()).header.revision);
+      await waitFor(() => t1b.app.store.valueOf(doomed.key) === (remembered ? null : undefined), 't1b to have taken the deletion');
+      linkB.unblock();
+      await waitFor(() => agent.get(doomed.key) === undefined, 'the deletion to reach the agent', 20_000);
+      assert.ok(deletedAt > later && later > setAt);
+      const [set, gone] = heard.map((u) => [u.value === null ? 'deleted' : 'set', Number(u.revision)] as const);
+      assert.deepEqual(set, ['set', setAt]);
+      if (remembered) assert.deepEqual(gone, ['deleted', deletedAt]);
+      else assert.ok(gone![0] === 'deleted' && gone![1] >= later, `deleted at ${gone![1]}, not below the watermark ${later}`);
+      assert.equal(heard.length, 2);
+      assert.ok(await metricValue(t1b.app.metrics.resyncs, { mode: 'digest' }) >= 1, 'tier 2 resynced with t1b by digest');
+    });
+  }
 
   test('loops are refused: a server as its own upstream, and a server following one below it', SLOW, async () => {
     // Itself.
