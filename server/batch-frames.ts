@@ -3,7 +3,7 @@
 // frame, and each node named in it gets one frame (the shared items and its own, in order). So a
 // batch costs O(batch + clients), not a scan of the batch per node.
 import type { ViewFilter } from '../src/model/view-filter.js';
-import type { SyncerType } from '../src/model/views.js';
+import type { ViewName } from '../src/model/views.js';
 import { itemsFrame } from '../src/protocol/frames.js';
 import { NodeGroups } from '../snapshot/node-groups.js';
 import type { Batch } from '../snapshot/store.js';
@@ -17,7 +17,7 @@ interface ViewFrames {
 }
 
 export class BatchFrames {
-  private readonly views = new Map<SyncerType, ViewFrames>();
+  private readonly views = new Map<ViewName, ViewFrames>();
   /** Frames built so far. */
   built = 0;
 

@@ -469,7 +469,7 @@ describe('checksums', () => {
           fromEntries ^= entryHash(e.key, e.value);
           entryKeys.push(e.key);
         }
-        const exp = expectedOf(model, f.syncer, f.node);
+        const exp = expectedOf(model, f.syncer as SyncerType, f.node);
         assert.equal(got.value, fromEntries, `${when} ${f.key}: incremental == recomputed from entries`);
         assert.equal(got.value, exp.xor, `${when} ${f.key}: incremental == recomputed from model`);
         assert.equal(got.count, exp.keys.length, `${when} ${f.key}: count`);
