@@ -7,7 +7,7 @@
 import WebSocket from 'ws';
 import { backoffMs } from '../src/backoff.js';
 import { VERSION } from '../src/version.js';
-import { isSyncerType, needsNode, type SyncerType } from '../src/model/views.js';
+import { isViewName, needsNode, type ViewName } from '../src/model/views.js';
 import { encode, ProtocolError } from '../src/protocol/codec.js';
 import { COMPRESSIONS, decompressFrame, negotiate, type Compression } from '../src/protocol/compression.js';
 import { bucketsFromWire } from '../src/protocol/digest.js';
@@ -17,6 +17,17 @@ import { ClientCache, type CachedValue, type Update } from './cache.js';
 import { loadTlsOptions, validateTlsOptions, type ClientTlsOptions } from './tls.js';
 
 export type { Update, CachedValue, ClientTlsOptions };
+
+/**
+ * What happens to the connection, for a caller that follows the server itself (a calico-fanout of
+ * a tier below reading the mirror view): each welcome, each time the view is in sync again, each
+ * close, and server messages the library has no use for (the mirror view's `progress`).
+ */
+export type ClientEvent =
+  | { t: 'welcome'; url: string; serverId: string; mode: string; chain?: unknown }
+  | { t: 'in-sync' }
+  | { t: 'disconnected'; url: string; code: number; reason: string }
+  | { t: 'message'; msg: Record<string, unknown> };
 
 export interface ClientLogger {
   debug(obj: object, msg?: string): void;
@@ -42,7 +53,8 @@ export interface SyncClientOptions {
    * both are set; one of them is required). URLs must then be wss://.
    */
   tls?: ClientTlsOptions;
-  syncerType: SyncerType;
+  /** The view: an agent's, or `mirror` for a calico-fanout of a tier below (authorised servers only). */
+  syncerType: ViewName;
   /** This agent's node name; required by node-scoped syncer types. */
   node?: string;
   clientName?: string;
@@ -50,6 +62,9 @@ export interface SyncClientOptions {
   /** Changed keys, in the order applied; deletions carry value null. */
   onUpdates?: (updates: Update[]) => void;
   onStatus?: (status: SyncStatus) => void;
+  onEvent?: (event: ClientEvent) => void;
+  /** A calico-fanout following another (mirror view): its server identity, so that the upstream refuses a loop. */
+  serverId?: string;
   logger?: ClientLogger;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
@@ -116,6 +131,8 @@ export class SyncClient {
   private discovery: AbortController | undefined;
   private readonly log: ClientLogger;
   private ws: WebSocket | undefined;
+  /** The URL of the current (or last) connection. */
+  private url = '';
   private urlIndex = 0;
   /** A replica a goaway pointed to: tried on the next connect. */
   private preferred: string | undefined;
@@ -152,7 +169,7 @@ export class SyncClient {
       const plain = this.urlList.find((u) => !/^wss:/i.test(u));
       if (plain) throw new Error(`tls is set but ${plain} is not a wss:// URL`);
     }
-    if (!isSyncerType(opts.syncerType)) throw new Error(`unknown syncerType ${String(opts.syncerType)}`);
+    if (!isViewName(opts.syncerType)) throw new Error(`unknown syncerType ${String(opts.syncerType)}`);
     if (needsNode(opts.syncerType) && !opts.node) throw new Error(`syncerType ${opts.syncerType} needs node`);
     this.cache = new ClientCache(opts.keepValues ?? true);
     this.itemHashes = opts.verifyItemHashes ? 'verify' : 'trust';
@@ -258,6 +275,7 @@ export class SyncClient {
       return this.scheduleReconnect();
     }
     this.ws = ws;
+    this.url = url;
     let opened = false;
     ws.on('open', () => {
       opened = true;
@@ -274,6 +292,7 @@ export class SyncClient {
         revision: this.cache.revision > 0 ? String(this.cache.revision) : undefined,
         compression: this.opts.compression ?? [...COMPRESSIONS],
         flow: true,
+        ...(this.opts.serverId !== undefined ? { serverId: this.opts.serverId } : {}),
       }));
     });
     ws.on('message', (data: Buffer) => {
@@ -307,6 +326,7 @@ export class SyncClient {
       // A connection that never opened (refused, TLS verification, handshake) is worth a warning.
       if (opened) this.log.info({ url, code, reason: reason.toString() || undefined, err: lastError }, 'disconnected');
       else this.log.warn({ url, err: lastError }, 'cannot connect');
+      this.opts.onEvent?.({ t: 'disconnected', url, code, reason: reason.toString() || lastError || '' });
       this.scheduleReconnect();
     });
   }
@@ -407,6 +427,7 @@ export class SyncClient {
         this.compression = negotiate([String(msg.compression)]);
         this.ackEvery = typeof msg.window === 'number' && msg.window > 0 ? Math.max(1, Math.floor(msg.window / 4)) : undefined;
         this.log.info({ server: msg.serverId, mode: msg.mode, epoch: msg.epoch }, 'syncing');
+        this.opts.onEvent?.({ t: 'welcome', url: this.url, serverId: String(msg.serverId), mode: String(msg.mode), chain: msg.chain });
         return;
       case 'snapshot':
       case 'repair': {
@@ -470,8 +491,9 @@ export class SyncClient {
         this.log.warn({ code: msg.code, message: msg.message }, 'server reported a protocol error');
         return;
       default:
-        // Unknown server messages are skipped: a newer server may add some.
-        this.log.debug({ t: msg.t }, 'unknown message type ignored');
+        // Unknown server messages are skipped (a newer server may add some), or left to the caller.
+        if (this.opts.onEvent) this.opts.onEvent({ t: 'message', msg });
+        else this.log.debug({ t: msg.t }, 'unknown message type ignored');
     }
   }
 
@@ -492,9 +514,11 @@ export class SyncClient {
     if (status !== 'in-sync') {
       this.synced = false;
     } else if (this.pos !== undefined) {
+      const was = this.synced;
       this.synced = true;
       this.sendAck();
       for (const w of this.waiters.splice(0)) w();
+      if (!was) this.opts.onEvent?.({ t: 'in-sync' });
     }
   }
 

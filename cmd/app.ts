@@ -43,8 +43,10 @@ export async function openDatastore(config: Config, logger: Logger): Promise<Dat
       return (await import('./datastore-etcd.js')).etcdDatastore(config, logger);
     case 'kubernetes':
       return (await import('./datastore-kubernetes.js')).kubernetesDatastore(config, logger);
+    case 'upstream':
+      return (await import('./datastore-upstream.js')).upstreamDatastore(config, logger);
     default:
-      throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${String(config.datastoreType)} is not available; use memory, etcdv3 or kubernetes`);
+      throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${String(config.datastoreType)} is not available; use memory, etcdv3, kubernetes or upstream`);
   }
 }
 
@@ -67,6 +69,8 @@ function rebalancerFor(config: Config, server: FanoutServer, logger: Logger): Re
 
 export async function startApp(config: Config, logger: Logger, given?: Datastore): Promise<App> {
   const datastore = given ?? await openDatastore(config, logger);
+  // Tiers: a server whose datastore is another calico-fanout.
+  const upstream = datastore.upstream;
   const metrics = new Metrics();
   metrics.missingCollectionsOf(() => datastore.missing ?? []);
   const reloaded = (ok: boolean) => metrics.tlsReloads.labels(ok ? 'ok' : 'failed').inc();
@@ -98,7 +102,10 @@ export async function startApp(config: Config, logger: Logger, given?: Datastore
     holdTimeoutMs: config.serverHoldTimeoutSecs * 1000,
     // The datastore says where it stands; an adapter that cannot tell leaves held clients to the timeout.
     revisionSource: datastore.currentRevision ? (datastore as RevisionSource) : undefined,
+    openMirror: config.allowUnauthenticatedMirror,
+    rootTime: upstream && ((revision) => upstream.rootTime(revision)),
   }, metrics, logger.child({ stage: 'server' }));
+  upstream?.bind(server.serverId, (chain) => server.setUpstreamChain(chain));
   const rebalancer = rebalancerFor(config, server, logger.child({ stage: 'rebalance' }));
 
   const http: HttpServer[] = [];
@@ -124,6 +131,8 @@ export async function startApp(config: Config, logger: Logger, given?: Datastore
       ...(datastore.missing?.length ? { missingCollections: datastore.missing } : {}),
       // What the other replicas' rebalancers read: the load, and how clients reach this one.
       connections: server.connections.size, serverId: server.serverId, clientUrl: `${tls ? 'wss' : 'ws'}://{host}:${ports.server}`,
+      // A tier below: the upstream it follows, and how far behind the root it is.
+      ...(upstream ? { upstream: upstream.status() } : {}),
     }),
     view: (syncer: SyncerType) => ({ keys: store.checksum(new ViewFilter(syncer, '')).count }),
   };

@@ -8,6 +8,7 @@ import { loadResources } from '../src/datastore/seed.js';
 import type { Logger } from '../src/logging.js';
 import { etcdDatastore } from './datastore-etcd.js';
 import { kubernetesDatastore } from './datastore-kubernetes.js';
+import { upstreamDatastore } from './datastore-upstream.js';
 
 export { etcdConnection } from './datastore-etcd.js';
 
@@ -16,6 +17,7 @@ export function createDatastore(config: Config, logger: Logger): Datastore {
     case 'memory': return new MemoryDatastore(loadResources(config.memorySeedPaths));
     case 'etcdv3': return etcdDatastore(config, logger);
     case 'kubernetes': return kubernetesDatastore(config, logger);
-    default: throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${String(config.datastoreType)} is not available; use memory, etcdv3 or kubernetes`);
+    case 'upstream': return upstreamDatastore(config, logger);
+    default: throw new ConfigError(`datastoreType (TYPHA_DATASTORETYPE): ${String(config.datastoreType)} is not available; use memory, etcdv3, kubernetes or upstream`);
   }
 }

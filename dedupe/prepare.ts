@@ -33,6 +33,8 @@ export function prepare(ev: DatastoreEvent, opts: PrepareOptions = {}): Prepared
   if (ev.value === null || ev.value === undefined) {
     return { ok: true, change: { key: ev.key, kind: parsed.kind, node: undefined, value: null, revision } };
   }
+  // Served already by a calico-fanout of a tier above: checked, renamed and encoded there.
+  if (ev.canonical) return { ok: true, change: { key: ev.key, kind: parsed.kind, node: nodeOf(parsed, ev.value), value: ev.canonical, revision } };
   let v = ev.value as any;
   if (typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return rejected(parsed.kind, 'value is not an object');
   if (ev.key.startsWith(RESOURCE_PREFIX)) {

@@ -28,6 +28,9 @@ import type { Logger } from '../src/logging.js';
 import type { Metrics } from '../src/metrics.js';
 import type { ServerOptions } from './context.js';
 import type { RevisionProbe } from './revision-probe.js';
+import { loopRefusal, MirrorTold, type Watermark } from './mirror.js';
+import { MIRROR } from '../src/model/views.js';
+import type { SharedFrame } from './shared-frame.js';
 
 export type ConnectionState = 'handshake' | 'streaming' | 'closed';
 
@@ -58,6 +61,10 @@ export interface ServerContext {
   readonly peers: readonly string[];
   /** Asks the datastore where it stands (absent: a datastore that cannot tell). */
   readonly probe: RevisionProbe | undefined;
+  /** This server's chain to the root, itself first (tiers); replaced, never changed in place. */
+  readonly chain: readonly string[];
+  /** How far the store has got in the root datastore's revisions (for mirror clients). */
+  readonly watermark: Watermark;
   observeAck(seq: number): void;
   onClosed(conn: Connection): void;
 }
@@ -95,6 +102,8 @@ export class Connection {
   private hold: Hold | undefined;
   /** Reads of the datastore's revision begun after this are fresh enough for this client. */
   private probeMark = 0;
+  /** A mirror client (a server of a tier below): what it has been told of progress and chain. */
+  private mirror: MirrorTold | undefined;
 
   constructor(
     readonly id: number,
@@ -192,8 +201,10 @@ export class Connection {
     if (required.length && !this.identities.some((id) => required.some((p) => p.test(id)))) {
       return this.deny('identity', `certificate identity ${this.identities.join(', ') || '(none)'} is not one this server accepts`);
     }
-    const denied = denial(opts.authorization, this.identities, hello.syncer, hello.node);
-    if (denied) return this.deny('authorization', denied);
+    const denied = denial(opts.authorization, this.identities, hello.syncer, hello.node, opts.openMirror);
+    if (denied) return this.deny(hello.syncer === MIRROR ? 'mirror' : 'authorization', denied);
+    const loop = hello.syncer === MIRROR ? loopRefusal(hello.serverId, this.ctx.chain) : undefined;
+    if (loop) return this.refuse('loop', loop, CloseCode.loop);
     this.hello = hello;
     this.probeMark = this.ctx.probe?.mark ?? 0;
     this.filter = new ViewFilter(hello.syncer, hello.node);
@@ -207,7 +218,9 @@ export class Connection {
       t: 'welcome', v: PROTOCOL_VERSION, serverId: this.ctx.serverId, serverVersion: this.ctx.serverVersion,
       epoch: store.epoch, syncer: hello.syncer, node: this.filter.node, mode, compression: this.compression,
       ...(hello.flow ? { window: this.ctx.opts.highWaterMark } : {}),
+      ...(hello.syncer === MIRROR ? { chain: [...this.ctx.chain] } : {}),
     });
+    if (hello.syncer === MIRROR) this.mirror = new MirrorTold(this.ctx.chain);
     this.mode = mode;
     metrics.resyncs.labels(mode).inc();
     metrics.connectionsStreaming.labels(hello.syncer).inc();
@@ -222,12 +235,13 @@ export class Connection {
   // ---- outbound --------------------------------------------------------------------------
 
   /** A batch was published: the fast path writes the view's shared frame. */
-  onBatch(batch: Batch, frameFor: (f: ViewFilter) => Buffer | null): void {
+  onBatch(batch: Batch, frameFor: (f: ViewFilter) => SharedFrame | null): void {
     if (this.state !== 'streaming') return;
     if (!this.frames && this.syncDue === undefined && !this.waitingDrain && !this.waitingAck && this.pos === batch.from && !this.full) {
       const frame = frameFor(this.filter!);
-      if (frame) this.write(frame);
+      if (frame) this.sendShared(frame);
       this.pos = batch.to;
+      this.sendProgress();
       return;
     }
     this.pump();
@@ -300,6 +314,7 @@ export class Connection {
         const c = store.checksum(this.filter!);
         this.send({ t: 'checksum', seq: this.pos, value: checksumHex(c.value), count: c.count });
       }
+      this.sendProgress();
       return;
     }
   }
@@ -372,6 +387,15 @@ export class Connection {
     this.ctx.metrics.holds.labels(outcome).inc();
   }
 
+  /** A caught-up mirror client hears how far the root's revisions have reached it, and the chain. */
+  private sendProgress(): void {
+    const due = this.mirror?.due(this.ctx.watermark, this.ctx.chain);
+    if (due) this.send(due);
+  }
+
+  /** A client of the mirror view (a server of a tier below). */
+  get isMirror(): boolean { return this.mirror !== undefined; }
+
   private sendStatus(): void {
     const { status } = this.ctx.store;
     if (this.sentStatus === status) return;
@@ -442,16 +466,25 @@ export class Connection {
     this.write(encode(msg));
   }
 
-  /** Writes a frame encoded once for many connections (pings). */
-  sendShared(frame: Buffer): void {
-    if (this.state === 'streaming') this.write(frame);
+  /** Writes a frame encoded and framed once for many connections (deltas, pings) as it is. */
+  sendShared(frame: SharedFrame): void {
+    // As ws.send: nothing goes out once a close frame has (ws's own state, not this connection's).
+    if (this.state !== 'streaming' || this.ws.readyState !== this.ws.OPEN) return;
+    this.bytesOut += frame.payload.length;
+    this.socket.write(frame.wire);
+    this.ctx.metrics.sent(frame.payload.length);
   }
 
   // ---- closing ---------------------------------------------------------------------------
 
-  private deny(reason: 'identity' | 'authorization', message: string): void {
+  private deny(reason: 'identity' | 'authorization' | 'mirror', message: string): void {
+    this.refuse(reason, `forbidden: ${message}`, CloseCode.forbidden);
+  }
+
+  /** Refused for who it is (identity, view, a loop of servers): counted as a denial, then the error and close. */
+  refuse(reason: 'identity' | 'authorization' | 'mirror' | 'loop', message: string, code: number): void {
     this.ctx.metrics.connectionsDenied.labels(reason).inc();
-    this.fail(CloseCode.forbidden, `forbidden: ${message}`);
+    this.fail(code, message);
   }
 
   /** Protocol violation: an error frame naming it, then close. */

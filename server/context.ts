@@ -32,6 +32,10 @@ export interface ServerOptions {
   holdTimeoutMs: number;
   /** Where the datastore stands, for telling a lagging replica from a restored datastore. */
   revisionSource: RevisionSource | undefined;
+  /** Without authorization rules, serve the mirror view to any client (TYPHA_ALLOWUNAUTHENTICATEDMIRROR). */
+  openMirror: boolean;
+  /** A server of a tier below: when the root server reached a revision, as the upstream said. */
+  rootTime: ((revision: number) => number | undefined) | undefined;
 }
 
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
@@ -54,4 +58,6 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   overloadRetryMs: 2_000,
   holdTimeoutMs: 10_000,
   revisionSource: undefined,
+  openMirror: false,
+  rootTime: undefined,
 };

@@ -21,6 +21,8 @@ import { Connection, type ServerContext } from './connection.js';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './context.js';
 import { PublishTimes } from './publish-times.js';
 import { RevisionProbe } from './revision-probe.js';
+import { Watermark } from './mirror.js';
+import { sharedFrame, type SharedFrame } from './shared-frame.js';
 import { peerIdentities } from './tls.js';
 
 export class FanoutServer implements ServerContext {
@@ -47,10 +49,14 @@ export class FanoutServer implements ServerContext {
   readonly probe: RevisionProbe | undefined;
   /** When the ping round last ran: the server's own timers are turning (liveness). */
   lastTickAt = Date.now();
+  /** This server's chain to the root, itself first (tiers: see setUpstreamChain). */
+  chain: readonly string[] = [this.serverId];
+  readonly watermark: Watermark;
 
   constructor(readonly store: Store, opts: Partial<ServerOptions>, readonly metrics: Metrics, readonly logger: Logger) {
     this.opts = { ...DEFAULT_SERVER_OPTIONS, ...opts };
     this.probe = this.opts.revisionSource && new RevisionProbe(this.opts.revisionSource);
+    this.watermark = new Watermark(this.opts.rootTime);
     this.snapshots = new SnapshotCache(store, this.opts.chunkBytes, this.opts.snapshotReuseMs, metrics);
     this.transfers = new TransferCache(store, this.snapshots, this.opts.chunkBytes, this.opts.snapshotReuseMs, metrics);
     // Never permessage-deflate: it is per socket, so it would undo encode-once.
@@ -99,8 +105,11 @@ export class FanoutServer implements ServerContext {
     this.unsubscribe = store.subscribe({
       onBatch: (b) => this.onBatch(b),
       onStatus: () => { for (const c of this.connections) c.poke(); },
-      // Only clients held for a newer store are waiting on it.
-      onProgress: () => { for (const c of this.connections) if (c.awaitingSync) c.poke(); },
+      // Only clients held for a newer store are waiting on it, and mirror clients hear of it.
+      onProgress: () => {
+        this.watermark.observe(store.maxRevision);
+        for (const c of this.connections) if (c.awaitingSync || c.isMirror) c.poke();
+      },
     });
   }
 
@@ -122,8 +131,9 @@ export class FanoutServer implements ServerContext {
 
   private onBatch(batch: Batch): void {
     this.publishTimes.record(batch.to, batch.at);
+    this.watermark.observe(this.store.maxRevision);
     const frames = new BatchFrames(batch);
-    const frameFor = (f: ViewFilter): Buffer | null => frames.frameFor(f);
+    const frameFor = (f: ViewFilter): SharedFrame | null => frames.frameFor(f);
     for (const c of this.connections) c.onBatch(batch, frameFor);
     if (frames.built) this.metrics.sharedFrames.inc(frames.built);
   }
@@ -131,7 +141,7 @@ export class FanoutServer implements ServerContext {
   private pingAll(): void {
     const now = Date.now();
     this.lastTickAt = now;
-    const ping = encode({ t: 'ping', ts: now });
+    const ping = sharedFrame(encode({ t: 'ping', ts: now }));
     for (const c of this.connections) {
       if (!c.streaming) continue;
       if (now - c.lastPongAt > this.opts.pongTimeoutMs) c.goAway('pong-timeout', CloseCode.pongTimeout, 'no pong within the pong timeout');
@@ -148,6 +158,22 @@ export class FanoutServer implements ServerContext {
   sendAway(conn: Connection, reason: 'overload' | 'rebalance'): void {
     this.metrics.connectionsShed.labels(reason).inc();
     conn.goAway(reason, CloseCode.tryAgainLater, `${reason}: try another replica`, this.retryAfterMs(), this.peers);
+  }
+
+  /**
+   * A server of a tier below: the chain its upstream gave (the upstream first, the root last). A
+   * mirror client now on it would be following itself: it is sent away; the others hear the new chain.
+   */
+  setUpstreamChain(upstream: readonly string[]): void {
+    // A reconnect to the same upstream says the same chain: nothing to tell anyone.
+    if (upstream.length === this.chain.length - 1 && upstream.every((id, i) => id === this.chain[i + 1])) return;
+    this.chain = [this.serverId, ...upstream];
+    for (const c of [...this.connections]) {
+      if (!c.isMirror) continue;
+      const id = c.hello?.serverId;
+      if (id !== undefined && this.chain.includes(id)) c.refuse('loop', `loop: server ${id} is now upstream of this server (chain to the root: ${this.chain.join(' → ')})`, CloseCode.loop);
+      else c.poke();
+    }
   }
 
   setMaxConnections(n: number): void {

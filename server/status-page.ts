@@ -5,7 +5,7 @@
 // certificate), so everything shown is escaped.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Store } from '../snapshot/store.js';
-import type { Datastore } from '../src/datastore/datastore.js';
+import type { Datastore, UpstreamStatus } from '../src/datastore/datastore.js';
 import type { Metrics } from '../src/metrics.js';
 import { ViewFilter } from '../src/model/view-filter.js';
 import { needsNode, SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
@@ -17,7 +17,7 @@ import type { FanoutServer } from './server.js';
 export interface StatusSource {
   readonly store: Pick<Store, 'status' | 'complete' | 'head' | 'floor' | 'epoch' | 'size' | 'historyBytes' | 'checksum'>;
   readonly server: Pick<FanoutServer, 'serverId' | 'serverVersion' | 'isDraining' | 'connections' | 'publishedAt'>;
-  readonly datastore: Pick<Datastore, 'name' | 'lastError'>;
+  readonly datastore: Pick<Datastore, 'name' | 'lastError' | 'upstream'>;
   readonly metrics: Pick<Metrics, 'cacheSize' | 'connectionsClosed'>;
 }
 
@@ -64,6 +64,8 @@ export interface StatusData {
     type: string; status: string; complete: boolean; head: number; floor: number; epoch: string;
     keys: number; historyBytes: number; lastError: string | null;
   };
+  /** A server of a tier below: the upstream it follows and how far behind the root it is. */
+  upstream: UpstreamStatus | null;
   views: ViewStatus[];
   clients: ClientStatus[];
   disconnects: { reason: string; count: number }[];
@@ -115,6 +117,7 @@ export async function buildStatus(app: StatusSource, now = Date.now()): Promise<
       type: datastore.name, status: store.status, complete: store.complete, head: store.head, floor: store.floor,
       epoch: store.epoch, keys: store.size, historyBytes: store.historyBytes, lastError: datastore.lastError ?? null,
     },
+    upstream: datastore.upstream?.status() ?? null,
     views, clients, disconnects,
   };
 }
@@ -243,6 +246,7 @@ ${data.disconnects.map((d) => `<tr data-reason="${escapeHtml(d.reason)}">${td('r
 <dt>last error</dt><dd id="ds-error">${ds.lastError ? `<span class="err">${escapeHtml(ds.lastError)}</span>` : NONE}</dd>
 </dl>
 
+${data.upstream ? upstreamSection(data.upstream) : ''}
 <h2>Views</h2>
 <table id="views"><thead><tr><th>view</th><th class="num">keys</th><th class="num">keys (all nodes)</th><th>checksum</th><th class="num">clients</th><th>readiness</th></tr></thead><tbody>
 ${views}
@@ -255,6 +259,20 @@ ${clients}
 ${disconnects}
 </body>
 </html>
+`;
+}
+
+/** Tiers: whom this server follows, along which chain, and how far behind the root it is. */
+function upstreamSection(u: UpstreamStatus): string {
+  const state = u.connected ? (u.inSync ? badge(true, 'in sync') : badge(false, 'syncing')) : badge(false, 'not connected: serving the last state');
+  return `<h2>Upstream</h2>
+<dl id="upstream">
+<dt>following</dt><dd id="up-url" class="mono">${u.url ? escapeHtml(u.url) : NONE} ${state}</dd>
+<dt>upstream server</dt><dd id="up-server" class="mono">${u.serverId ? escapeHtml(u.serverId) : NONE}</dd>
+<dt>chain to the root</dt><dd id="up-chain" class="mono">${u.chain.length ? u.chain.map(escapeHtml).join(' → ') : NONE}</dd>
+<dt>root revision reached</dt><dd id="up-revision" class="mono">${escapeHtml(u.revision)}</dd>
+<dt>behind the root</dt><dd id="up-lag">${u.lagMs === null ? NONE : escapeHtml(duration(u.lagMs))}${u.lastProgressAt ? ` <span class="none">(as of ${escapeHtml(u.lastProgressAt)})</span>` : ''}</dd>
+</dl>
 `;
 }
 

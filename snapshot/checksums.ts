@@ -3,7 +3,7 @@
 // (view, node) sees is the view's shared part XOR its node's part. The shared part is also kept
 // per fine digest bucket, so a digest for any bucket count is a fold away (O(buckets), not O(keys)),
 // and each fold is kept until the shared part changes: clients resyncing together share it.
-import { SYNCER_TYPES, VIEWS, viewsOfKind, type SyncerType } from '../src/model/views.js';
+import { VIEW_NAMES, VIEWS, viewsOfKind, type ViewName } from '../src/model/views.js';
 import { emptyDigest, fold, xorInto } from '../src/protocol/digest.js';
 import type { ViewFilter } from '../src/model/view-filter.js';
 import { FINE_BUCKETS } from './buckets.js';
@@ -31,7 +31,7 @@ class ViewSum {
 export interface Checksum { value: bigint; count: number }
 
 export class ViewChecksums {
-  private readonly views = new Map<SyncerType, ViewSum>(SYNCER_TYPES.map((v) => [v, new ViewSum()]));
+  private readonly views = new Map<ViewName, ViewSum>(VIEW_NAMES.map((v) => [v, new ViewSum()]));
 
   /**
    * Removes the old contribution of a key (if it had one) and adds the new one (if live). `bits`
@@ -71,7 +71,7 @@ export class ViewChecksums {
   }
 
   /** The digest of a view's shared part (node-scoped kinds excluded) in `buckets` buckets: a copy. */
-  sharedDigest(view: SyncerType, buckets: number): Uint32Array {
+  sharedDigest(view: ViewName, buckets: number): Uint32Array {
     const vs = this.views.get(view)!;
     let d = vs.folds.get(buckets);
     if (!d) vs.folds.set(buckets, (d = vs.fine ? fold(vs.fine, buckets) : emptyDigest(buckets)));
@@ -79,7 +79,7 @@ export class ViewChecksums {
   }
 
   /** Live keys in a view across all nodes (typha_cache_size). */
-  size(view: SyncerType): number {
+  size(view: ViewName): number {
     return this.views.get(view)!.total;
   }
 }

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Change } from '../src/model/change.js';
 import type { ViewFilter } from '../src/model/view-filter.js';
-import { SYNCER_TYPES, viewsOfKind, type SyncerType, type ViewDef } from '../src/model/views.js';
+import { VIEW_NAMES, viewsOfKind, type ViewDef, type ViewName } from '../src/model/views.js';
 import { hashLoaded, keyBits, loadForHashing } from '../src/protocol/checksum.js';
 import { differing, xorInto } from '../src/protocol/digest.js';
 import { encodeItem } from '../src/protocol/frames.js';
@@ -56,12 +56,12 @@ export class Store {
   private _revised = 0;
 
   /** Per-view series, looked up once: labels() costs more than the increment. */
-  private readonly published: Record<SyncerType, { inc(n: number): void }>;
-  private readonly cacheSize: Record<SyncerType, { set(n: number): void }>;
+  private readonly published: Record<ViewName, { inc(n: number): void }>;
+  private readonly cacheSize: Record<ViewName, { set(n: number): void }>;
 
   constructor(historyMaxBytes: number, private readonly metrics: Metrics) {
     this.log = new ChangeLog(historyMaxBytes);
-    const bySyncer = <T>(f: (v: SyncerType) => T) => Object.fromEntries(SYNCER_TYPES.map((v) => [v, f(v)])) as Record<SyncerType, T>;
+    const bySyncer = <T>(f: (v: ViewName) => T) => Object.fromEntries(VIEW_NAMES.map((v) => [v, f(v)])) as Record<ViewName, T>;
     this.published = bySyncer((v) => metrics.updatesPublished.labels(v));
     this.cacheSize = bySyncer((v) => metrics.cacheSize.labels(v));
   }
@@ -81,7 +81,8 @@ export class Store {
   /** The datastore's own watermark (DatastoreSink.onProgress), when it reports one. */
   private _progress: number | undefined;
   setProgress(revision: number): void {
-    if (revision > (this._progress ?? 0)) this._progress = revision;
+    // A first report of 0 says the datastore reports watermarks: none is known until the next one.
+    if (this._progress === undefined || revision > this._progress) this._progress = revision;
     // Clients held for a newer store may go now.
     for (const l of this.listeners) l.onProgress?.();
   }
@@ -148,7 +149,7 @@ export class Store {
     this.metrics.headSeq.set(this._head);
     this.metrics.historyBytes.set(this.log.bytes);
     this.metrics.historyFloor.set(this.log.floor);
-    for (const v of SYNCER_TYPES) this.cacheSize[v].set(this.checksums.size(v));
+    for (const v of VIEW_NAMES) this.cacheSize[v].set(this.checksums.size(v));
     const batch: Batch = { from, to: this._head, changes: published, at: Date.now() };
     for (const l of this.listeners) l.onBatch(batch);
   }
@@ -200,12 +201,13 @@ export class Store {
     return changed && NodeGroups.ofEntries(changed, def, seq);
   }
 
-  /** Live entries of the kinds a view carries, for building snapshots. */
+  /** Live entries of the kinds a view carries, for building snapshots (and its tombstones, filter.tombstones). */
   *entries(filter: ViewFilter): Generator<Entry> {
     for (const kind of filter.def.kinds) {
       if (filter.def.nodeScoped.has(kind)) yield* this.live.ofNode(kind, filter.node);
       else yield* this.live.ofKind(kind);
     }
+    if (filter.tombstones) for (const e of this.byKey.values()) if (!e.value && filter.matches(e.kind, e.node)) yield e;
   }
 
   /** The view's digest in `buckets` buckets (PROTOCOL.md "Digest resync"). */
@@ -241,7 +243,7 @@ export class Store {
     if (viaIndex < this.checksums.get(filter).count) {
       const items: Buffer[] = [];
       for (const b of buckets) {
-        for (const e of this.buckets.inBucket(b, count)) if (e.value && filter.matches(e.kind, e.node)) items.push(e.item);
+        for (const e of this.buckets.inBucket(b, count)) if ((e.value || filter.tombstones) && filter.matches(e.kind, e.node)) items.push(e.item);
       }
       return items;
     }

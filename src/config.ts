@@ -29,7 +29,7 @@ const DEMO_CLUSTER = fileURLToPath([new URL('../examples/demo-cluster', import.m
   .find((u) => existsSync(u)) ?? new URL('../examples/demo-cluster', import.meta.url));
 
 const TABLE = [
-  { name: 'datastoreType', typha: 'DatastoreType', flag: 'datastore', kind: 'oneof', choices: ['memory', 'etcdv3', 'kubernetes'], default: 'memory', help: 'where the data comes from; memory serves the seed files' },
+  { name: 'datastoreType', typha: 'DatastoreType', flag: 'datastore', kind: 'oneof', choices: ['memory', 'etcdv3', 'kubernetes', 'upstream'], default: 'memory', help: 'where the data comes from; memory serves the seed files, upstream another calico-fanout (a tier below it: README "Tiers")' },
   { name: 'memorySeedPaths', typha: 'MemorySeedPaths', flag: 'seed', kind: 'list', default: [DEMO_CLUSTER], help: 'YAML/JSON files or directories of Calico resources for the memory datastore' },
   { name: 'simulateChurn', typha: 'SimulateChurn', flag: 'simulate-churn', kind: 'number', min: 0, default: 0, help: 'memory datastore: rewrite workload endpoints at this many updates/s' },
   { name: 'etcdEndpoints', typha: 'EtcdEndpoints', flag: 'etcd-endpoints', kind: 'list', default: ['http://127.0.0.1:2379'], help: 'etcd client URLs, comma-separated' },
@@ -52,6 +52,15 @@ const TABLE = [
   // Calico's own name for it, without the TYPHA_ prefix.
   { name: 'usePodCIDR', typha: 'UsePodCIDR', env: 'USE_POD_CIDR', flag: 'use-pod-cidr', kind: 'bool', default: false, help: 'host-local IPAM (Kubernetes pod CIDRs): the felix and bgp views carry no IPAM blocks or block affinities, as Typha\'s syncers; kubernetes datastore: a Node\'s IPIP tunnel address is the first address of its spec.podCIDR' },
   { name: 'interfacePrefix', typha: 'InterfacePrefix', env: 'FELIX_INTERFACEPREFIX', flag: 'interface-prefix', kind: 'list', default: ['cali'], help: 'kubernetes datastore: workload interface name prefixes, comma-separated (e.g. eni on EKS, gke, azv); pod interfaces are named with the first, as the CNI plugin names them' },
+  // Tiers: the upstream datastore is another calico-fanout's mirror view, read with the client library.
+  { name: 'upstreamUrls', typha: 'UpstreamURLs', flag: 'upstream-urls', kind: 'list', default: [], help: 'upstream datastore: the upstream calico-fanout replicas\' client URLs (ws:// or wss://), comma-separated' },
+  { name: 'upstreamK8sServiceName', typha: 'UpstreamK8sServiceName', flag: 'upstream-service', kind: 'string', default: '', help: 'upstream datastore: find the upstream replicas from this Service\'s EndpointSlices (its port named TYPHA_K8SPORTNAME), as agents find servers' },
+  { name: 'upstreamK8sNamespace', typha: 'UpstreamK8sNamespace', kind: 'string', default: 'calico-system', help: 'upstream datastore: the namespace of TYPHA_UPSTREAMK8SSERVICENAME' },
+  { name: 'upstreamCAFile', typha: 'UpstreamCAFile', kind: 'file', default: '', help: 'upstream datastore: CA bundle the upstream servers\' certificates must chain to (wss://)' },
+  { name: 'upstreamCertFile', typha: 'UpstreamCertFile', kind: 'file', default: '', help: 'upstream datastore: this server\'s client certificate for the upstream (its peer identity)' },
+  { name: 'upstreamKeyFile', typha: 'UpstreamKeyFile', kind: 'file', default: '', help: 'upstream datastore: the key of TYPHA_UPSTREAMCERTFILE' },
+  { name: 'upstreamServerCN', typha: 'UpstreamServerCN', kind: 'string', default: '', help: 'upstream datastore: the CN the upstream servers\' certificates must have' },
+  { name: 'upstreamServerURISAN', typha: 'UpstreamServerURISAN', kind: 'string', default: '', help: 'upstream datastore: the URI SAN the upstream servers\' certificates must have (either this or the CN)' },
   { name: 'serverHost', typha: 'ServerHost', flag: 'server-host', kind: 'string', default: '', help: 'client port bind address ("" = all interfaces)' },
   { name: 'serverPort', typha: 'ServerPort', flag: 'server-port', kind: 'port', default: 5473, help: 'client port (0 = 5473, -1 = ephemeral)' },
   { name: 'healthEnabled', typha: 'HealthEnabled', kind: 'bool', default: true, help: 'serve /livez and /readyz' },
@@ -82,6 +91,7 @@ const TABLE = [
   { name: 'clientCN', typha: 'ClientCN', kind: 'string', default: '', help: 'required client certificate CN (exact, or a pattern with *)' },
   { name: 'clientURISAN', typha: 'ClientURISAN', kind: 'string', default: '', help: 'required client certificate URI SAN (exact, or a pattern: * within a path segment, ** across them, e.g. spiffe://cluster.local/ns/calico-system/sa/*)' },
   { name: 'clientAuthorization', typha: 'ClientAuthorization', kind: 'list', default: [], help: 'per-view authorization: identity-pattern=view|view,… (first match wins; {node} in a pattern must equal the hello\'s node; none: any verified client, any view)' },
+  { name: 'allowUnauthenticatedMirror', typha: 'AllowUnauthenticatedMirror', kind: 'bool', default: false, help: 'without authorization rules, serve the mirror view (every node\'s data, for servers of a tier below) to any client: a tree on a trusted network; otherwise only a rule naming mirror grants it' },
   { name: 'prometheusMetricsCertFile', typha: 'PrometheusMetricsCertFile', kind: 'file', default: '', help: 'TLS certificate for the metrics and health listeners' },
   { name: 'prometheusMetricsKeyFile', typha: 'PrometheusMetricsKeyFile', kind: 'file', default: '', help: 'TLS key for the metrics and health listeners' },
   { name: 'prometheusMetricsCAFile', typha: 'PrometheusMetricsCAFile', kind: 'file', default: '', help: 'CA bundle metrics scrapers\' certificates must chain to (mutual TLS on the metrics listener)' },
@@ -239,6 +249,10 @@ function validate(c: Config): void {
     if (err instanceof AuthorizationError) throw new ConfigError(`clientAuthorization (TYPHA_CLIENTAUTHORIZATION): ${err.message}`);
     throw err;
   }
+  validateUpstream(c);
+  if (c.allowUnauthenticatedMirror && c.clientAuthorization.length) {
+    throw new ConfigError('allowUnauthenticatedMirror (TYPHA_ALLOWUNAUTHENTICATEDMIRROR) has no effect with clientAuthorization (TYPHA_CLIENTAUTHORIZATION): grant the mirror view in a rule (<peer identity>=mirror)');
+  }
   if (c.statusPageEnabled && !c.healthEnabled) throw new ConfigError('statusPageEnabled (TYPHA_STATUSPAGEENABLED) serves the page on the health port, which healthEnabled (TYPHA_HEALTHENABLED) turns off');
   // A shared listener would put the page in front of every metrics scraper.
   if (c.statusPageEnabled && c.prometheusMetricsEnabled && c.healthPort !== -1 && effectivePort(c.healthPort, 9098) === effectivePort(c.prometheusMetricsPort, 9093)) {
@@ -252,6 +266,25 @@ function validate(c: Config): void {
     let url: URL | undefined;
     try { url = new URL(p); } catch { /* reported below */ }
     if (!url || !['http:', 'https:'].includes(url.protocol)) throw new ConfigError(`peers (TYPHA_PEERS): ${JSON.stringify(p)} is not an http(s):// URL`);
+  }
+}
+
+/** The upstream datastore's settings (tiers). */
+function validateUpstream(c: Config): void {
+  const tls = c.upstreamCAFile || c.upstreamCertFile || c.upstreamKeyFile || c.upstreamServerCN || c.upstreamServerURISAN;
+  for (const u of c.upstreamUrls) {
+    let url: URL | undefined;
+    try { url = new URL(u); } catch { /* reported below */ }
+    if (!url || !['ws:', 'wss:'].includes(url.protocol) || !url.hostname) throw new ConfigError(`upstreamUrls (TYPHA_UPSTREAMURLS): ${JSON.stringify(u)} is not a ws(s)://host:port URL`);
+    if (tls && url.protocol !== 'wss:') throw new ConfigError(`upstreamUrls (TYPHA_UPSTREAMURLS): ${JSON.stringify(u)} is not wss:// but the upstream TLS settings are set`);
+  }
+  if (c.datastoreType === 'upstream' && c.upstreamUrls.length === 0 && !c.upstreamK8sServiceName) {
+    throw new ConfigError('datastoreType upstream needs upstreamUrls (TYPHA_UPSTREAMURLS) or upstreamK8sServiceName (TYPHA_UPSTREAMK8SSERVICENAME)');
+  }
+  if (Boolean(c.upstreamCertFile) !== Boolean(c.upstreamKeyFile)) throw new ConfigError('upstreamCertFile (TYPHA_UPSTREAMCERTFILE) and upstreamKeyFile (TYPHA_UPSTREAMKEYFILE) go together: set both or neither');
+  // As agents' TLS: the upstream is dialled by address, so its certificate must name it otherwise.
+  if (tls && !c.upstreamServerCN && !c.upstreamServerURISAN) {
+    throw new ConfigError('upstream TLS needs upstreamServerCN (TYPHA_UPSTREAMSERVERCN) or upstreamServerURISAN (TYPHA_UPSTREAMSERVERURISAN): the upstream is identified by its certificate, not its address');
   }
 }
 

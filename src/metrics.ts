@@ -2,7 +2,7 @@
 // servers in one process). Typha's names are kept where the meaning matches;
 // everything Typha has no word for is calico_fanout_*. Per-client labels are never used.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { SYNCER_TYPES } from './model/views.js';
+import { VIEW_NAMES } from './model/views.js';
 import type { SyncMode, SyncStatus } from './protocol/messages.js';
 
 const syncer = ['syncer'] as const;
@@ -99,7 +99,7 @@ export class Metrics {
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });
     for (const m of this.registry.getMetricsAsArray()) reuseChildren(m as unknown as Labelled);
-    for (const s of SYNCER_TYPES) {
+    for (const s of VIEW_NAMES) {
       for (const m of [this.updatesTotal, this.updatesSkipped, this.updatesPublished, this.snapshotsGenerated, this.snapshotsReused]) m.labels(s).inc(0);
       this.connectionsStreaming.labels(s).set(0);
     }

@@ -174,7 +174,7 @@ test('ingest pushes every update through the pipeline', SLOW, () => {
 test('client cost: every way of reading the frames reads every update', SLOW, () => {
   const r = runClientCost({ perFrame: 5, frames: 40, keys: 30, repeat: 2 });
   assert.equal(r.updates, 200);
-  assert.deepEqual(Object.keys(r.nsPerUpdate).sort(), ['fanoutFull', 'fanoutLight', 'rawFull', 'rawLight']);
+  assert.deepEqual(Object.keys(r.nsPerUpdate).sort(), ['fanoutBare', 'fanoutFull', 'fanoutLight', 'rawBare', 'rawFrameOnlyFull', 'rawFrameOnlyLight', 'rawFull', 'rawLight']);
   for (const [way, ns] of Object.entries(r.nsPerUpdate)) assert.ok(Number.isFinite(ns) && ns > 0, `${way}: ${ns} ns`);
 });
 

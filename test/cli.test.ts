@@ -93,10 +93,10 @@ interface Serve {
   url: string;
 }
 
-async function startServe(extraArgs: string[]): Promise<Serve> {
+async function startServe(extraArgs: string[], env: Record<string, string> = {}): Promise<Serve> {
   const [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
   const child = launch(['serve', '--server-host', '127.0.0.1', '--server-port', String(port), '--health-host', '127.0.0.1', '--health-port', String(health),
-    '--metrics-host', '127.0.0.1', '--metrics-port', String(metrics), ...extraArgs]);
+    '--metrics-host', '127.0.0.1', '--metrics-port', String(metrics), ...extraArgs], env);
   const done = collect(child, 60_000);
   let exited: Result | undefined;
   void done.then((r) => { exited = r; });
@@ -310,6 +310,30 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
     test('serve with the default seed (examples/demo-cluster)', { skip: 'examples/demo-cluster does not exist' }, () => {});
   }
 
+  // Tiers (README "Tiers"): a tree of processes, as a script starts one.
+  test('serve --datastore upstream --upstream-urls <root> serves every view as the root does', { skip: existsSync(DEMO) ? false : 'no demo cluster' }, async () => {
+    const root = await startServe([], { TYPHA_ALLOWUNAUTHENTICATEDMIRROR: 'true' });
+    let below: Serve | undefined;
+    try {
+      below = await startServe(['--datastore', 'upstream', '--upstream-urls', root.url]);
+      for (const [syncer, n] of [['felix'], ['bgp'], ['tunnel-ip-allocation', 'worker-1'], ['node-status', 'worker-1']] as [string, string?][]) {
+        const args = ['dump', '--syncer', syncer, ...(n ? ['--node', n] : []), '--timeout', '20'];
+        const a: Result = await run([...args, '--url', root.url]);
+        const b: Result = await run([...args, '--url', below.url]);
+        assert.equal(a.code, 0, describeResult(a));
+        assert.equal(b.code, 0, describeResult(b));
+        assert.ok(nonEmptyLines(a.stdout).length > 0 || syncer === 'node-status', `${syncer}: the root serves something`);
+        assert.equal(b.stdout, a.stdout, `${syncer}: keys, revisions and values as the root's`);
+      }
+      const ready = JSON.parse((await httpGet(`http://127.0.0.1:${below.health}/readyz`)).body) as { datastore: string; upstream: { url: string; inSync: boolean } };
+      assert.equal(ready.datastore, 'upstream');
+      assert.deepEqual([ready.upstream.url, ready.upstream.inSync], [root.url, true]);
+    } finally {
+      await stopServe(below);
+      await stopServe(root);
+    }
+  });
+
   describe('bad configuration and arguments', { concurrency: 4 }, () => {
     test('serve --server-port abc exits 2 naming the setting', async () => {
       const r = await run(['serve', '--server-port', 'abc']);
@@ -344,6 +368,11 @@ describe('calico-fanout CLI', { concurrency: true }, () => {
       assert.match(r.stderr, /serverPortt/);
     });
 
+    test('serve --datastore upstream without --upstream-urls exits 2 naming the settings', async () => {
+      const r = await run(['serve', '--datastore', 'upstream']);
+      assert.equal(r.code, 2, describeResult(r));
+      assert.match(r.stderr, /upstreamUrls \(TYPHA_UPSTREAMURLS\) or upstreamK8sServiceName/);
+    });
     test('serve --seed /nonexistent exits 2', async () => {
       const r = await run(['serve', '--seed', '/nonexistent', '--server-port', '-1', '--health-port', '-1', '--metrics-port', '-1']);
       assert.equal(r.code, 2, describeResult(r));

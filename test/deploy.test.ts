@@ -1,5 +1,5 @@
-// The in-cluster deployment (deploy/base, its overlays deploy/overlays/kubernetes and
-// deploy/overlays/etcd as `kubectl kustomize` renders them, Dockerfile, .dockerignore) checked
+// The in-cluster deployment (deploy/base, its overlays deploy/overlays/kubernetes,
+// deploy/overlays/etcd and deploy/overlays/downstream (a tier below) as `kubectl kustomize` renders them, Dockerfile, .dockerignore) checked
 // against the code it deploys: ports and settings against src/config.ts, probe paths against the health handler of
 // server/http-endpoints.ts, RBAC against the collections the Kubernetes adapter watches
 // (WATCHED_RESOURCES) and against the server itself (started with the Deployment's settings, behind
@@ -10,7 +10,7 @@
 // also run against deliberately broken copies, which it must reject.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isBuiltin } from 'node:module';
@@ -32,13 +32,15 @@ import { asV3Crds, cluster, load } from './support/kube-cluster.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEPLOY = join(ROOT, 'deploy');
 const BASE = join(DEPLOY, 'base');
-/** Each overlay and the datastore it runs on. */
-const OVERLAYS = { kubernetes: 'kubernetes', etcd: 'etcdv3' } as const;
+/** Each overlay and the datastore it runs on (downstream: a tier below the root, README "Tiers"). */
+const OVERLAYS = { kubernetes: 'kubernetes', etcd: 'etcdv3', downstream: 'upstream' } as const;
 type OverlayName = keyof typeof OVERLAYS;
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
 
 const NAMESPACE = 'calico-system';
 const APP = 'calico-fanout';
+/** The app (and the name of everything) of a bundle: the tier below has its own. */
+const appOf = (b: { overlay?: { name: string } }): string => (b.overlay?.name === 'downstream' ? `${APP}-downstream` : APP);
 /** What each manifest file holds: one concern per file. */
 const FILE_KINDS: Record<string, string[]> = {
   'serviceaccount.yaml': ['ServiceAccount'],
@@ -134,13 +136,32 @@ function kustomize(dir: string): Obj[] {
   return parseAllDocuments(out.stdout).map((d) => d.toJS() as Obj);
 }
 
+/**
+ * The base's opt-in files as an overlay would render them once added to the base (in a copy of
+ * deploy/): the tier below renames and relabels them.
+ */
+function optInRendered(name: OverlayName): Obj[] {
+  const tmp = mkdtempSync(join(tmpdir(), 'calico-fanout-deploy-'));
+  try {
+    cpSync(DEPLOY, join(tmp, 'deploy'), { recursive: true });
+    const k = join(tmp, 'deploy', 'base', 'kustomization.yaml');
+    writeFileSync(k, readFileSync(k, 'utf8').replace(/^resources:\n/m, `resources:\n${[...OPTIONAL].map((f) => `  - ${f}\n`).join('')}`));
+    const kinds = new Set([...OPTIONAL].flatMap((f) => FILE_KINDS[f]!));
+    return kustomize(join(tmp, 'deploy', 'overlays', name)).filter((d) => kinds.has(d.kind));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 /** An overlay as kustomize renders it, with the base's opt-in files beside it. */
 function renderBundle(base: Bundle, name: OverlayName): Bundle {
   const dir = join(DEPLOY, 'overlays', name);
   const [kustomization, ...more] = parseYamlFile(join(dir, 'kustomization.yaml'));
   assert.equal(more.length, 0, `overlays/${name}/kustomization.yaml: one document`);
   const manifests = new Map<string, Obj[]>([['rendered', kustomize(dir)]]);
-  for (const f of OPTIONAL) manifests.set(f, structuredClone(base.manifests.get(f) ?? []));
+  const optIn = optInRendered(name);
+  for (const f of OPTIONAL) manifests.set(f, optIn.filter((d) => FILE_KINDS[f]!.includes(d.kind)));
+  assert.ok(base.manifests.has('networkpolicy.yaml'));
   return {
     manifests, texts: new Map(), kustomization: kustomization!, kustomizationText: readFileSync(join(dir, 'kustomization.yaml'), 'utf8'),
     dockerfile: base.dockerfile, dockerignore: base.dockerignore, overlay: { name, datastore: OVERLAYS[name] },
@@ -431,7 +452,7 @@ function checkWellFormed(b: Bundle): void {
       assert.match(d.metadata.name, dns1123, `${what}: metadata.name is a DNS-1123 name`);
       if (CLUSTER_SCOPED.has(d.kind)) assert.equal(d.metadata.namespace, undefined, `${what}: cluster-scoped, no namespace`);
       else assert.equal(d.metadata.namespace, NAMESPACE, `${what}: namespace`);
-      assert.equal(d.metadata.labels?.app, APP, `${what}: label app=${APP}`);
+      assert.equal(d.metadata.labels?.app, appOf(b), `${what}: label app=${appOf(b)}`);
       for (const meta of [d.metadata, d.spec?.template?.metadata ?? {}]) {
         for (const field of ['labels', 'annotations']) {
           for (const [k, v] of Object.entries(meta[field] ?? {})) assert.equal(typeof v, 'string', `${what}: ${field} ${k} must be a string`);
@@ -597,6 +618,12 @@ function checkEnv(b: Bundle): void {
     assert.ok((config.etcdEndpoints as string[]).every((e) => e.startsWith('https://')), 'etcd over TLS: https endpoints');
     for (const f of ['etcdCaFile', 'etcdCertFile', 'etcdKeyFile']) assert.ok(config[f], `etcd over mutual TLS: ${f} set`);
   }
+  // A tier below follows the root's Service (never its own), in its namespace, on the client port's name.
+  if (config.datastoreType === 'upstream') {
+    assert.equal(config.upstreamK8sServiceName, APP, 'the tier below follows the root\'s Service');
+    assert.notEqual(config.upstreamK8sServiceName, the(b, 'Service').metadata.name, 'the tier below does not follow its own Service');
+    assert.equal(config.upstreamK8sNamespace, NAMESPACE, 'the root\'s Service is in the namespace');
+  }
   // The page lists clients' addresses, identities and nodes to whoever reaches the health port.
   assert.equal(config.statusPageEnabled, false, 'the status page is off (TYPHA_STATUSPAGEENABLED=false)');
   assert.equal(config.healthEnabled, true, 'health endpoints enabled');
@@ -700,7 +727,9 @@ async function checkDeployment(b: Bundle): Promise<void> {
 
 function checkServiceAndPdb(b: Bundle): void {
   const svc = the(b, 'Service');
-  assert.equal(svc.metadata.name, APP, 'Service name');
+  assert.equal(svc.metadata.name, appOf(b), 'Service name');
+  // Tiers: the root's Service (app=calico-fanout) does not select the tier below, nor it the root.
+  if (appOf(b) !== APP) assert.notEqual(podLabels(b).app, APP, 'the root\'s Service must not select the pods of the tier below');
   assert.ok(svc.spec.type === undefined || svc.spec.type === 'ClusterIP', 'a ClusterIP Service');
   selects(svc.spec.selector, podLabels(b), 'Service selector');
   const port = svc.spec.ports.find((p: Obj) => p.name === 'calico-typha');
@@ -1160,6 +1189,11 @@ describe('the checks reject broken deployments', () => {
     ['etcd overlay with another datastore', 'etcd', (b) => { envOf(b, 'TYPHA_DATASTORETYPE').value = 'kubernetes'; }, /etcdv3/],
     ['etcd overlay in the host network', 'etcd', (b) => { podSpec(b).hostNetwork = true; }, /host network/],
     ['etcd overlay as root', 'etcd', (b) => { podSpec(b).securityContext.runAsUser = 0; ctr(b).securityContext.runAsUser = 0; }, /runAsUser/],
+    ['a tier below following itself', 'downstream', (b) => { envOf(b, 'TYPHA_UPSTREAMK8SSERVICENAME').value = 'calico-fanout-downstream'; }, /follows the root's Service/],
+    ['a tier below with no upstream', 'downstream', (b) => { ctr(b).env = ctr(b).env.filter((e: Obj) => e.name !== 'TYPHA_UPSTREAMK8SSERVICENAME'); }, /do not load/],
+    ['a tier below whose pods the root selects', 'downstream', (b) => { podLabels(b).app = APP; dep(b).spec.selector.matchLabels.app = APP; the(b, 'Service').spec.selector.app = APP; the(b, 'PodDisruptionBudget').spec.selector.matchLabels.app = APP; for (const t of podSpec(b).affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution) t.podAffinityTerm.labelSelector.matchLabels.app = APP; }, /must not select the pods of the tier below/],
+    ['a tier below rebalancing over the root', 'downstream', (b) => { envOf(b, 'TYPHA_K8SSERVICENAME').value = 'calico-fanout'; }, /rebalancing reads the EndpointSlices of our Service/],
+    ['a tier below as root', 'downstream', (b) => { podSpec(b).securityContext.runAsUser = 0; ctr(b).securityContext.runAsUser = 0; }, /runAsUser/],
   ];
   const baseMutations: [string, (b: Bundle) => void, RegExp][] = [
     ['a datastore in the base', (b) => { ctr(b).env.push({ name: 'TYPHA_DATASTORETYPE', value: 'kubernetes' }); }, /leaves TYPHA_DATASTORETYPE/],

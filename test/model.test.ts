@@ -8,8 +8,13 @@
 // (test/support/model/invariants.ts says exactly what is checked, and why the revision rule
 // holds per replica only).
 //
-// Short mode (npm test): 6 etcd seeds and 3 Kubernetes seeds of 40 actions (about 20-30 s).
-// MODEL_LONG=1: 30 + 15 seeds of 150 actions (about 6 min). Replay a failure with the TEST_SEED
+// The tiers world (issue 18) adds a tier: two tier-1 replicas on etcd and one or two tier-2
+// replicas following them, agents on both tiers moving between them, and faults at each tier
+// (a tier-1 replica killed, restarted, drained or hung towards the tier below; a tier-2 replica
+// restarted or drained).
+//
+// Short mode (npm test): 6 etcd, 3 Kubernetes and 3 tiers seeds of 40 actions (about 30-40 s).
+// MODEL_LONG=1: 30 + 15 + 15 seeds of 150 actions (about 8 min). Replay a failure with the TEST_SEED
 // it prints (MODEL_SEEDS=1 runs that seed alone, MODEL_WORLD=etcd|kube one world only);
 // MODEL_STEPS overrides the number of actions, MODEL_TRACE=1 prints the whole action trace of
 // passing runs too, MODEL_TRACE_LINES=n shows n trace lines on failure (default 50), and
@@ -25,10 +30,11 @@ const LONG = process.env.MODEL_LONG === '1';
 // (each seed is in its test's name).
 const base = process.env.TEST_SEED ? testSeed('model') : LONG ? randomSeed() : 4200;
 const env = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
-const worlds = (process.env.MODEL_WORLD ?? 'etcd,kube').split(',');
+const worlds = (process.env.MODEL_WORLD ?? 'etcd,kube,tiers').split(',');
 const plan = [
   { flavour: 'etcd' as const, seeds: env('MODEL_SEEDS', LONG ? 30 : 6), steps: env('MODEL_STEPS', LONG ? 150 : 40) },
   { flavour: 'kube' as const, seeds: env('MODEL_SEEDS', LONG ? 15 : 3), steps: env('MODEL_STEPS', LONG ? 150 : 40) },
+  { flavour: 'tiers' as const, seeds: env('MODEL_SEEDS', LONG ? 15 : 3), steps: env('MODEL_STEPS', LONG ? 150 : 40) },
 ].filter((p) => worlds.includes(p.flavour));
 
 function report(s: RunSummary): string {
@@ -46,8 +52,9 @@ function report(s: RunSummary): string {
 for (const p of plan) {
   for (let i = 0; i < p.seeds; i++) {
     const seed = base + i;
-    const name = `model: ${p.flavour === 'etcd' ? 'etcd, 2 replicas' : 'Kubernetes API, 1-2 replicas'}, ${p.steps} actions under faults converge (TEST_SEED=${seed})`;
-    test(name, { timeout: LONG ? 300_000 : 120_000, skip: p.flavour === 'etcd' && !haveEtcd() ? 'no etcd binary' : false }, async (t) => {
+    const world = { etcd: 'etcd, 2 replicas', kube: 'Kubernetes API, 1-2 replicas', tiers: 'tiers, etcd → 2 tier-1 → 1-2 tier-2 replicas' }[p.flavour];
+    const name = `model: ${world}, ${p.steps} actions under faults converge (TEST_SEED=${seed})`;
+    test(name, { timeout: LONG ? 300_000 : 120_000, skip: p.flavour !== 'kube' && !haveEtcd() ? 'no etcd binary' : false }, async (t) => {
       const summary = await runSeed({
         flavour: p.flavour, seed, steps: p.steps, quiesceTimeoutMs: LONG ? 60_000 : 30_000,
         strictRevisions: process.env.MODEL_STRICT_REVISIONS !== '0',

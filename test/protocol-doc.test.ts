@@ -59,10 +59,10 @@ function plainClient(url: string) {
 
 test('every server message type, decoded by a plain msgpack library, has exactly the fields PROTOCOL.md gives it', { timeout: 30_000 }, async () => {
   const doc = documentedMessages();
-  for (const t of ['hello', 'pong', 'ack', 'welcome', 'snapshot', 'repair', 'delta', 'compressed', 'status', 'checksum', 'ping', 'goaway', 'error']) assert.ok(doc.has(t), `PROTOCOL.md documents ${t}`);
+  for (const t of ['hello', 'pong', 'ack', 'welcome', 'snapshot', 'repair', 'delta', 'compressed', 'status', 'progress', 'checksum', 'ping', 'goaway', 'error']) assert.ok(doc.has(t), `PROTOCOL.md documents ${t}`);
   // Enough keys for a snapshot chunk of 16 KiB or more (compressed) and several digest buckets.
   const seed = Array.from({ length: 300 }, (_, i) => wep(`n${i % 5}`, `pod-${i}`, 'default', { filler: 'x'.repeat(40) }));
-  const ts = track(await startTestServer({ serverPingIntervalSecs: 0.05, checksumIntervalSecs: 0.05, maxConnectionsUpperLimit: 2 }, seed));
+  const ts = track(await startTestServer({ serverPingIntervalSecs: 0.05, checksumIntervalSecs: 0.05, maxConnectionsUpperLimit: 3, allowUnauthenticatedMirror: true }, seed));
   const seen = new Map<string, Record<string, unknown>[]>();
   const record = (msgs: Record<string, unknown>[]) => { for (const m of msgs) seen.set(String(m.t), [...(seen.get(String(m.t)) ?? []), m]); };
 
@@ -95,13 +95,20 @@ test('every server message type, decoded by a plain msgpack library, has exactly
   b.send({ t: 'hello', v: 1, syncer: 'felix', node: '', clientName: 'plain', clientVersion: '1', digest, compression: [] });
   await waitFor(() => b.msgs.some((m) => m.t === 'repair' && m.last === true), 'a repair');
 
-  // A goaway: a third connection is over the limit of 2.
-  await waitFor(() => ts.app.server.connections.size === 2, 'two connections');
+  // The mirror view, as a server of a tier below asks for it: a welcome with the chain, then progress.
+  const e = plainClient(ts.url);
+  await e.opened;
+  e.send({ t: 'hello', v: 1, syncer: 'mirror', node: '', clientName: 'plain', clientVersion: '1', serverId: 'a-server-below' });
+  await waitFor(() => e.msgs.some((m) => m.t === 'progress'), 'a progress');
+
+  // A goaway: a fourth connection is over the limit of 3.
+  await waitFor(() => ts.app.server.connections.size === 3, 'three connections');
   const d = plainClient(ts.url);
   await waitFor(() => d.msgs.some((m) => m.t === 'goaway'), 'a goaway');
-  for (const x of [a, b, c, d]) { record(x.msgs); x.ws.terminate(); }
+  for (const x of [a, b, c, d, e]) { record(x.msgs); x.ws.terminate(); }
+  assert.ok(seen.get('welcome')!.some((m) => Array.isArray(m.chain)), 'a welcome with its chain');
 
-  for (const t of ['welcome', 'snapshot', 'repair', 'delta', 'compressed', 'status', 'checksum', 'ping', 'goaway', 'error']) {
+  for (const t of ['welcome', 'snapshot', 'repair', 'delta', 'compressed', 'status', 'progress', 'checksum', 'ping', 'goaway', 'error']) {
     const msgs = seen.get(t) ?? [];
     assert.ok(msgs.length > 0, `the session produced a ${t}`);
     const { required, optional } = doc.get(t)!;

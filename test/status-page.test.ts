@@ -195,6 +195,8 @@ test('rendering escapes every untrusted string', () => {
       bufferedBytes: 0, connectedAt: new Date(0).toISOString(), connectedForMs: 5,
     }],
     disconnects: [{ reason: '<i>why</i>', count: 2 }],
+    // An upstream's identity and chain come from another server.
+    upstream: { url: 'ws://up:5473', serverId: '<svg onload=alert(4)>', chain: ['<i>a</i>', 'b'], connected: true, inSync: true, revision: '7', lagMs: 3, lastProgressAt: new Date(0).toISOString() },
   };
   const html = renderStatusPage(data);
   assert.ok(!/<script/i.test(html), 'no script tag');
@@ -203,6 +205,7 @@ test('rendering escapes every untrusted string', () => {
   assert.ok(html.includes('&quot;&gt;&lt;svg onload=alert(3)&gt;'));
   assert.ok(html.includes('n&#39;1') && html.includes('v&amp;1'));
   assert.ok(html.includes('data-reason="&lt;i&gt;why&lt;/i&gt;"'));
+  assert.ok(html.includes('&lt;svg onload=alert(4)&gt;') && html.includes('&lt;i&gt;a&lt;/i&gt; → b'), 'the upstream section, escaped');
   assert.ok(html.includes('<meta http-equiv="refresh" content="5">'));
 });
 

@@ -469,7 +469,7 @@ describe('checksums', () => {
           fromEntries ^= entryHash(e.key, e.value);
           entryKeys.push(e.key);
         }
-        const exp = expectedOf(model, f.syncer, f.node);
+        const exp = expectedOf(model, f.syncer as SyncerType, f.node);
         assert.equal(got.value, fromEntries, `${when} ${f.key}: incremental == recomputed from entries`);
         assert.equal(got.value, exp.xor, `${when} ${f.key}: incremental == recomputed from model`);
         assert.equal(got.count, exp.keys.length, `${when} ${f.key}: count`);
@@ -789,9 +789,9 @@ describe('node-scoped views: grouped batches, indexed digests and repairs, share
         const got = frames.frameFor(f);
         if (want.length === 0) { assert.equal(got, null, `${f.key}: nothing for it in the batch`); continue; }
         assert.ok(got, `${f.key}: a frame`);
-        assert.deepEqual(got, itemsFrame({ t: 'delta', from: batch.from, to: batch.to }, want), `${f.key}: its items, in order`);
+        assert.deepEqual(got.payload, itemsFrame({ t: 'delta', from: batch.from, to: batch.to }, want), `${f.key}: its items, in order`);
         assert.equal(frames.frameFor(f), got, `${f.key}: the same frame when asked again`);
-        distinct.add(`${f.syncer} ${got.toString('hex')}`); // views may build equal bytes
+        distinct.add(`${f.syncer} ${got.payload.toString('hex')}`); // views may build equal bytes
       }
       assert.equal(frames.built, distinct.size, 'one frame built per distinct frame of a view handed out');
       if (batch.changes.some((c) => c.kind === 'CalicoNodeStatus' || c.kind === 'Node')) named++;

@@ -15,6 +15,11 @@ export interface DatastoreEvent {
    * logged by ingest and otherwise dropped, so one bad key never stops the stream.
    */
   invalid?: string;
+  /**
+   * The value's canonical bytes as another calico-fanout serves them (a tier above): already
+   * checked and served as Calico reads it, so taken as they are (`value` is their decoding).
+   */
+  canonical?: Buffer;
 }
 
 export interface DatastoreSink {
@@ -31,6 +36,32 @@ export interface DatastoreSink {
    * mid-list: a re-list publishes in key order, so only its end is a consistent point.
    */
   onProgress?(revision: string): void;
+}
+
+/** Where a server of a tier below stands with its upstream (readiness, the status page). */
+export interface UpstreamStatus {
+  /** The upstream server followed now (or last): its client URL and identity. */
+  url: string | null;
+  serverId: string | null;
+  /** The upstream's chain to the root, the upstream first and the root server last. */
+  chain: string[];
+  connected: boolean;
+  inSync: boolean;
+  /** The root datastore's revision everything up to which has reached this server. */
+  revision: string;
+  /** How long after the root server reached that revision this server did (clocks permitting). */
+  lagMs: number | null;
+  /** When the upstream last said how far it had got (ISO time). */
+  lastProgressAt: string | null;
+}
+
+/** A datastore that is another calico-fanout's mirror view: the server's side of following it. */
+export interface Upstream {
+  /** Before start: this server's identity (sent upstream, which refuses a loop) and where the chain goes. */
+  bind(serverId: string, onChain: (upstreamChain: readonly string[]) => void): void;
+  status(): UpstreamStatus;
+  /** When the root server reached `revision`, as the upstream said; undefined when not known. */
+  rootTime(revision: number): number | undefined;
 }
 
 export interface Datastore {
@@ -52,4 +83,6 @@ export interface Datastore {
    * event would show it: a quiet Kubernetes collection re-lists. etcd's one watch needs nothing.
    */
   catchUpTo?(revision: number): void;
+  /** Present when the datastore is another calico-fanout (tiers). */
+  readonly upstream?: Upstream;
 }

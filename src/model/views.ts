@@ -7,17 +7,26 @@ import { BLOCK_AFFINITY, IPAM_BLOCK, type ParsedKey } from './kinds.js';
 export const SYNCER_TYPES = ['felix', 'bgp', 'tunnel-ip-allocation', 'node-status'] as const;
 export type SyncerType = (typeof SYNCER_TYPES)[number];
 
+/**
+ * The mirror view: every kind the agents' views carry, for every node. What a server of a tier
+ * below needs to serve all four views itself; never an agent's (only identities authorised for it).
+ */
+export const MIRROR = 'mirror';
+export type ViewName = SyncerType | typeof MIRROR;
+/** The agents' views and the mirror view. */
+export const VIEW_NAMES: readonly ViewName[] = [...SYNCER_TYPES, MIRROR];
+
 export interface ViewDef {
-  readonly name: SyncerType;
+  readonly name: ViewName;
   readonly kinds: ReadonlySet<string>;
   readonly nodeScoped: ReadonlySet<string>;
 }
 
-const def = (name: SyncerType, kinds: string[], nodeScoped: string[] = []): ViewDef => ({
+const def = (name: ViewName, kinds: string[], nodeScoped: string[] = []): ViewDef => ({
   name, kinds: new Set(kinds), nodeScoped: new Set(nodeScoped),
 });
 
-export const VIEWS: Readonly<Record<SyncerType, ViewDef>> = {
+const AGENT_VIEWS: Readonly<Record<SyncerType, ViewDef>> = {
   felix: def('felix', [
     'ClusterInformation', 'FelixConfiguration', 'GlobalNetworkPolicy', 'StagedGlobalNetworkPolicy',
     'GlobalNetworkSet', 'IPPool', 'Node', 'Profile', 'WorkloadEndpoint', 'NetworkPolicy',
@@ -33,8 +42,19 @@ export const VIEWS: Readonly<Record<SyncerType, ViewDef>> = {
   'node-status': def('node-status', ['CalicoNodeStatus'], ['CalicoNodeStatus']),
 };
 
+export const VIEWS: Readonly<Record<ViewName, ViewDef>> = {
+  ...AGENT_VIEWS,
+  // Nothing node-scoped: a server of a tier below scopes its own clients' views.
+  mirror: def(MIRROR, [...new Set(SYNCER_TYPES.flatMap((v) => [...AGENT_VIEWS[v].kinds]))]),
+};
+
 export function isSyncerType(s: unknown): s is SyncerType {
   return typeof s === 'string' && (SYNCER_TYPES as readonly string[]).includes(s);
+}
+
+/** An agent's view or the mirror view. */
+export function isViewName(s: unknown): s is ViewName {
+  return s === MIRROR || isSyncerType(s);
 }
 
 const STAGED_POLICY_KINDS: ReadonlySet<string> = new Set(['StagedNetworkPolicy', 'StagedGlobalNetworkPolicy', 'StagedKubernetesNetworkPolicy']);
@@ -55,7 +75,7 @@ export function isCarried(kind: string, value: any): boolean {
 }
 
 /** A view needs the client's node name when any of its kinds is node-scoped. */
-export function needsNode(view: SyncerType): boolean {
+export function needsNode(view: ViewName): boolean {
   return VIEWS[view].nodeScoped.size > 0;
 }
 
@@ -80,11 +100,11 @@ export function nodeOf(parsed: ParsedKey, value: any): string | undefined {
   }
 }
 
-const viewsByKind = new Map<string, SyncerType[]>();
-for (const v of SYNCER_TYPES) for (const k of VIEWS[v].kinds) viewsByKind.set(k, [...(viewsByKind.get(k) ?? []), v]);
+const viewsByKind = new Map<string, ViewName[]>();
+for (const v of VIEW_NAMES) for (const k of VIEWS[v].kinds) viewsByKind.set(k, [...(viewsByKind.get(k) ?? []), v]);
 
-/** The views that carry a kind (empty for kinds no agent consumes, such as IPAM handles). */
-export function viewsOfKind(kind: string): readonly SyncerType[] {
+/** The views that carry a kind, the mirror view included (empty for kinds no agent consumes, such as IPAM handles). */
+export function viewsOfKind(kind: string): readonly ViewName[] {
   return viewsByKind.get(kind) ?? [];
 }
 

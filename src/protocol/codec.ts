@@ -1,7 +1,7 @@
 // Encoding and validating control messages. Inbound bytes are untrusted: anything that is not
 // exactly one well-formed message of a known type becomes a ProtocolError naming the problem.
 import { Packr, Unpackr } from 'msgpackr';
-import { isSyncerType, needsNode, SYNCER_TYPES } from '../model/views.js';
+import { isViewName, needsNode, VIEW_NAMES } from '../model/views.js';
 import { DIGEST_SCHEME, isBucketCount } from './digest.js';
 import { CloseCode, PROTOCOL_VERSION, type ClientMessage, type ControlMessage, type Hello } from './messages.js';
 
@@ -67,8 +67,8 @@ function validateHello(m: Record<string, unknown>): Hello {
     throw new ProtocolError(CloseCode.unsupportedVersion,
       `protocol version ${show(m.v)} is not supported; this server speaks ${PROTOCOL_VERSION}`);
   }
-  if (!isSyncerType(m.syncer)) {
-    throw new ProtocolError(CloseCode.badHello, `syncer must be one of ${SYNCER_TYPES.join(', ')}`);
+  if (!isViewName(m.syncer)) {
+    throw new ProtocolError(CloseCode.badHello, `syncer must be one of ${VIEW_NAMES.join(', ')}`);
   }
   const node = m.node ?? '';
   if (typeof node !== 'string' || (node !== '' && !NODE_NAME.test(node))) {
@@ -113,6 +113,7 @@ function validateHello(m: Record<string, unknown>): Hello {
     }
     hello.compression = m.compression as string[];
   }
+  if (m.serverId !== undefined && m.serverId !== null) hello.serverId = text(m.serverId, 'serverId');
   if (m.flow !== undefined) {
     if (typeof m.flow !== 'boolean') throw new ProtocolError(CloseCode.badHello, 'flow must be a boolean');
     hello.flow = m.flow;

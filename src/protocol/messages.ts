@@ -1,5 +1,5 @@
 // Protocol v1 messages. PROTOCOL.md is the reference; these types mirror it.
-import type { SyncerType } from '../model/views.js';
+import type { ViewName } from '../model/views.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -14,7 +14,7 @@ export interface CacheDigest { scheme: number; buckets: number; hashes: Uint8Arr
 export interface Hello {
   t: 'hello';
   v: number;
-  syncer: SyncerType;
+  syncer: ViewName;
   node: string;
   clientName: string;
   clientVersion: string;
@@ -35,6 +35,11 @@ export interface Hello {
   compression?: string[];
   /** The client acknowledges the bytes it has processed (`ack.bytes`): flow control. */
   flow?: boolean;
+  /**
+   * Mirror view: the asking server's identity. A server refuses it when it is that server, or
+   * one above it in the chain to the root (a loop).
+   */
+  serverId?: string;
 }
 export interface Pong { t: 'pong'; ts: number }
 /** `bytes`: every frame's length received on this connection so far, all processed. */
@@ -49,13 +54,15 @@ export interface Welcome {
   serverId: string;
   serverVersion: string;
   epoch: string;
-  syncer: SyncerType;
+  syncer: ViewName;
   node: string;
   mode: SyncMode;
   /** The algorithm of `compressed` frames to this client, from its hello's list. */
   compression: string;
   /** For a flow-controlled client: bytes the server leaves unacknowledged at most. */
   window?: number;
+  /** Mirror view: this server's chain to the root, this server first (PROTOCOL.md "Tiers"). */
+  chain?: string[];
 }
 export interface StatusMsg {
   t: 'status';
@@ -65,12 +72,17 @@ export interface StatusMsg {
   /** The datastore itself is older than the client's cache (restored): what follows may go back. */
   rewound?: { revision: string; datastore: string };
 }
+/**
+ * Mirror view, once caught up: everything up to the datastore `revision` has been sent, which the
+ * root server reached at `at` (ms since the epoch); `chain` when this server's chain changed.
+ */
+export interface ProgressMsg { t: 'progress'; revision: string; at: number; chain?: string[] }
 export interface ChecksumMsg { t: 'checksum'; seq: number; value: string; count: number }
 export interface Ping { t: 'ping'; ts: number }
 /** `peers`: other replicas' client URLs, tried first when known. */
 export interface GoAway { t: 'goaway'; reason: string; retryAfterMs: number; resume: ResumeToken; peers?: readonly string[] }
 export interface ErrorMsg { t: 'error'; code: number; message: string }
-export type ControlMessage = Welcome | StatusMsg | ChecksumMsg | Ping | GoAway | ErrorMsg;
+export type ControlMessage = Welcome | StatusMsg | ProgressMsg | ChecksumMsg | Ping | GoAway | ErrorMsg;
 
 /**
  * WebSocket close codes. 1001/1009 are the RFC's; 4xxx are ours. Every close on a protocol
@@ -89,5 +101,7 @@ export const CloseCode = {
   pongTimeout: 4006,
   stalled: 4007,
   forbidden: 4008,
+  /** Mirror view: the asking server is this one, or above it in the chain to the root. */
+  loop: 4009,
   internal: 4011,
 } as const;

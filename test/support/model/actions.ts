@@ -5,7 +5,8 @@
 import type { SyncerType } from '../../../src/model/views.js';
 import { int, pick, type Pool, type Rnd, type WriteOp } from './resources.js';
 
-export type Flavour = 'etcd' | 'kube';
+/** `tiers`: etcd, two tier-1 replicas on it, and one or two tier-2 replicas following them. */
+export type Flavour = 'etcd' | 'kube' | 'tiers';
 
 export type Action =
   /** Writes, in order (`seq`), all at once (`parallel`), or in one etcd transaction (`txn`: one revision). */
@@ -16,6 +17,8 @@ export type Action =
   /** Damage a client's cache behind its back: `pick` chooses the key among those it holds. */
   | { t: 'corrupt'; c: number; how: 'tamper' | 'drop' | 'ghost'; pick: number }
   | { t: 'server'; op: 'restart' | 'drain' | 'start'; s: number }
+  /** Tiers: a tier-1 replica killed (its tier-2 links reset, no goaway), or hung towards the tier below (stall). */
+  | { t: 'tier1'; op: 'kill' | 'stall' | 'unstall'; s: number }
   | { t: 'etcd'; op: 'kill' | 'restart' | 'pause' | 'cont' | 'compact' }
   | { t: 'kube'; op: 'gone' | 'drop' | 'restart' | 'restart-lose-history' | 'stall' | 'unstall' }
   | { t: 'sleep'; ms: number };
@@ -34,13 +37,21 @@ export interface Model {
   /** Actions since the datastore stopped being up (faults are kept short). */
   dsDownFor: number;
   readonly servers: ('up' | 'down')[];
+  /** Tiers: how many of `servers` (the first ones) are tier-1; the others follow them. */
+  readonly tier1: number;
+  /** Tiers: per tier-1 replica, whether the tier below hears from it, and for how many actions not. */
+  readonly stalled: number[];
   readonly clients: { spec: ClientSpec; state: ClientState }[];
   /** Values written so far (makes each write differ). */
   gen: number;
 }
 
-export function newModel(flavour: Flavour, replicas: number, clients: ClientSpec[]): Model {
-  return { flavour, content: new Map(), ds: 'up', dsDownFor: 0, servers: Array.from({ length: replicas }, () => 'up'), clients: clients.map((spec) => ({ spec, state: 'running' })), gen: 0 };
+/** `replicas`: every server; `tier1`: how many of them read the datastore (all but in the tiers world). */
+export function newModel(flavour: Flavour, replicas: number, clients: ClientSpec[], tier1 = replicas): Model {
+  return {
+    flavour, content: new Map(), ds: 'up', dsDownFor: 0, servers: Array.from({ length: replicas }, () => 'up'), tier1,
+    stalled: Array.from({ length: tier1 }, () => -1), clients: clients.map((spec) => ({ spec, state: 'running' })), gen: 0,
+  };
 }
 
 /** A weighted choice among the actions whose preconditions hold. */
@@ -54,7 +65,8 @@ function choose<T>(rnd: Rnd, options: readonly (readonly [number, () => T] | fal
 
 /** The next action for this model. */
 export function nextAction(rnd: Rnd, m: Model, pool: Pool): Action {
-  const etcd = m.flavour === 'etcd';
+  const tiers = m.flavour === 'tiers';
+  const etcd = m.flavour === 'etcd' || tiers;
   const dsUp = m.ds === 'up';
   // The Kubernetes contract server takes writes whatever its watches do; etcd needs to be up.
   const canWrite = etcd ? dsUp : true;
@@ -63,6 +75,8 @@ export function nextAction(rnd: Rnd, m: Model, pool: Pool): Action {
   const statuses = [...m.content.keys()].filter((id) => id.includes('caliconodestatuses'));
   // A fault is healed within a few actions, so that every run keeps moving.
   if (m.ds !== 'up' && m.dsDownFor >= 4 && rnd() < 0.6) return heal(m);
+  const hung = tiers ? m.stalled.findIndex((n) => n >= 3) : -1;
+  if (hung >= 0 && rnd() < 0.6) return { t: 'tier1', op: 'unstall', s: hung };
   const downServer = m.servers.findIndex((s) => s === 'down');
   if (downServer >= 0 && rnd() < 0.35) return { t: 'server', op: 'start', s: downServer };
   const c = int(rnd, 0, m.clients.length - 1);
@@ -102,11 +116,17 @@ export function nextAction(rnd: Rnd, m: Model, pool: Pool): Action {
     cs === 'stopped' && [8, () => ({ t: 'client', op: 'start', c })],
     cs === 'running' && [2, () => ({ t: 'client', op: 'stall', c })],
     cs === 'stalled' && [5, () => ({ t: 'client', op: 'unstall', c })],
-    cs === 'running' && m.servers.length > 1 && [3, () => ({ t: 'client', op: 'switch', c })],
+    // In the tiers world a switch is often a move between tiers: more of them.
+    cs === 'running' && m.servers.length > 1 && [tiers ? 5 : 3, () => ({ t: 'client', op: 'switch', c })],
     [2, () => ({ t: 'corrupt', c, how: pick(rnd, ['tamper', 'drop', 'ghost'] as const), pick: rnd() })],
 
     m.servers[s] === 'up' && [1.5, () => ({ t: 'server', op: 'restart', s })],
     m.servers[s] === 'up' && [1, () => ({ t: 'server', op: 'drain', s })],
+    tiers && s < m.tier1 && m.servers[s] === 'up' && [2, () => ({ t: 'tier1', op: 'kill', s })],
+    tiers && s < m.tier1 && m.stalled[s]! < 0 && [2, () => ({ t: 'tier1', op: 'stall', s })],
+    // A tier-2 replica restarted (tier-1 ones are, by the restart above, as often).
+    tiers && s >= m.tier1 && m.servers[s] === 'up' && [2, () => ({ t: 'server', op: 'restart', s })],
+    tiers && s < m.tier1 && m.stalled[s]! >= 0 && [3, () => ({ t: 'tier1', op: 'unstall', s })],
 
     etcd && dsUp && [1, () => ({ t: 'etcd', op: 'kill' })],
     etcd && dsUp && [1, () => ({ t: 'etcd', op: 'pause' })],
@@ -140,6 +160,7 @@ function heal(m: Model): Action {
 /** The model after an action (the world has carried it out). */
 export function advance(m: Model, a: Action): void {
   if (m.ds !== 'up') m.dsDownFor++;
+  m.stalled.forEach((n, i) => { if (n >= 0) m.stalled[i] = n + 1; });
   const setDs = (ds: DatastoreState) => { m.ds = ds; m.dsDownFor = 0; };
   switch (a.t) {
     case 'write':
@@ -157,6 +178,10 @@ export function advance(m: Model, a: Action): void {
     }
     case 'server':
       m.servers[a.s] = a.op === 'drain' ? 'down' : 'up';
+      return;
+    case 'tier1':
+      if (a.op === 'kill') m.servers[a.s] = 'down';
+      else m.stalled[a.s] = a.op === 'stall' ? 0 : -1;
       return;
     case 'etcd':
       if (a.op === 'kill') setDs('killed');
@@ -184,6 +209,7 @@ export function describe(a: Action, m: Model): string {
     case 'client': return `client ${a.op} ${client(a.c)}`;
     case 'corrupt': return `corrupt ${client(a.c)} ${a.how} (pick ${a.pick.toFixed(3)})`;
     case 'server': return `server ${a.op} s${a.s}`;
+    case 'tier1': return `tier-1 ${a.op} s${a.s}`;
     case 'etcd': return `etcd ${a.op}`;
     case 'kube': return `kube-api ${a.op}`;
     case 'sleep': return `sleep ${a.ms} ms`;

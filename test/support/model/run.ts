@@ -42,10 +42,11 @@ export async function runSeed(o: RunOptions): Promise<RunSummary> {
   const t0 = Date.now();
   const trace: string[] = [];
   const log = (line: string) => { trace.push(`+${String(Date.now() - t0).padStart(5)}ms ${line}`); };
-  const pool = o.flavour === 'etcd' ? etcdPool : kubePool;
+  const pool = o.flavour === 'kube' ? kubePool : etcdPool;
 
-  // The world's shape and settings, from the seed.
-  const replicas = o.flavour === 'etcd' ? 2 : int(rnd, 1, 2);
+  // The world's shape and settings, from the seed. Tiers: two tier-1 replicas, one or two below.
+  const tier1 = o.flavour === 'kube' ? int(rnd, 1, 2) : 2;
+  const replicas = o.flavour === 'tiers' ? tier1 + int(rnd, 1, 2) : tier1;
   const clientNodes = pool.nodes.slice(0, 2);
   const clients: ClientSpec[] = [];
   for (const syncer of ['felix', 'bgp', 'tunnel-ip-allocation', 'node-status'] as const) {
@@ -65,12 +66,12 @@ export async function runSeed(o: RunOptions): Promise<RunSummary> {
   };
   const kube = { bookmarkIntervalMs: pick(rnd, [0, 0, 300]), goneAs: pick(rnd, ['http', 'event'] as const) };
   const rotation = clients.map((_, i) => (replicas > 1 ? (i + int(rnd, 0, 1)) % replicas : 0));
-  log(`${o.flavour} world: ${replicas} replica(s), ${clients.length} clients, server ${JSON.stringify(server)}${o.flavour === 'kube' ? `, api ${JSON.stringify(kube)}` : ''}`);
+  log(`${o.flavour} world: ${replicas} replica(s)${o.flavour === 'tiers' ? ` (${tier1} on etcd, ${replicas - tier1} below them)` : ''}, ${clients.length} clients, server ${JSON.stringify(server)}${o.flavour === 'kube' ? `, api ${JSON.stringify(kube)}` : ''}`);
 
-  const model = newModel(o.flavour, replicas, clients);
+  const model = newModel(o.flavour, replicas, clients, tier1);
   const actions: Record<string, number> = {};
 
-  const world = await World.create({ flavour: o.flavour, replicas, clients, server, kube, rotation }, log);
+  const world = await World.create({ flavour: o.flavour, replicas, tier1, clients, server, kube, rotation }, log);
   let quiesceMs = 0;
   try {
     // Some content before anyone connects: the first sync is a real snapshot.
@@ -85,7 +86,7 @@ export async function runSeed(o: RunOptions): Promise<RunSummary> {
     for (let step = 0; step < o.steps; step++) {
       const a = nextAction(rnd, model, pool);
       log(`#${step} ${describe(a, model)}`);
-      const name = a.t === 'write' ? `write:${a.what}` : a.t === 'client' || a.t === 'server' || a.t === 'etcd' || a.t === 'kube' ? `${a.t}:${a.op}` : a.t === 'corrupt' ? `corrupt:${a.how}` : a.t;
+      const name = a.t === 'write' ? `write:${a.what}` : a.t === 'client' || a.t === 'server' || a.t === 'etcd' || a.t === 'kube' || a.t === 'tier1' ? `${a.t}:${a.op}` : a.t === 'corrupt' ? `corrupt:${a.how}` : a.t;
       actions[name] = (actions[name] ?? 0) + 1;
       await world.apply(a);
       advance(model, a);

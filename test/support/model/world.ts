@@ -1,6 +1,9 @@
 // The world a model run acts on: a real etcd (two replicas on it) or the Kubernetes contract
-// server (one or two replicas), the calico-fanout servers, and the clients under test. `apply`
-// carries out one action; `heal` ends every fault; `content` reads what the datastore holds.
+// server (one or two replicas), the calico-fanout servers, and the clients under test. In the
+// tiers world, two tier-1 replicas on etcd and one or two tier-2 replicas following them through
+// TCP proxies (so that a tier-1 replica can be killed or hung towards the tier below); agents
+// rotate over every server of both tiers. `apply` carries out one action; `heal` ends every
+// fault; `content` reads what the datastore holds.
 import type { ClientCache } from '../../../client/cache.js';
 import { SyncClient, type Update } from '../../../client/index.js';
 import type { App } from '../../../cmd/app.js';
@@ -12,13 +15,18 @@ import { etcdContent, startEtcd, type EtcdServer } from '../etcd.js';
 import { startServerOn } from '../harness.js';
 import { stablePort } from '../metrics.js';
 import { startKubeApi, type KubeApiOptions, type KubeApiServer } from '../kube-api.js';
+import { startProxy, type TcpProxy } from '../tcp-proxy.js';
+import { startTier } from '../tiers.js';
 import type { Action, ClientSpec, Flavour } from './actions.js';
 import { UpdateChecker } from './invariants.js';
 import { ghostKey, kubeContent, parseKubeId, type WriteOp } from './resources.js';
 
 export interface WorldConfig {
   flavour: Flavour;
+  /** Every server, of both tiers. */
   replicas: number;
+  /** Tiers: how many of the replicas (the first ones) read etcd; the others follow them. */
+  tier1?: number;
   clients: ClientSpec[];
   /** Server settings (the datastore's are derived from them). */
   server: Partial<Config>;
@@ -72,6 +80,8 @@ export class World {
   api: KubeApiServer | undefined;
   readonly servers: (ServerHandle | undefined)[] = [];
   readonly ports: number[] = [];
+  /** Tiers: per tier-1 replica, the proxy the tier below reaches it through. */
+  readonly proxies: TcpProxy[] = [];
   readonly clients: ClientUnderTest[] = [];
   /** Observations that fail nothing but belong in the report (a slow close, …). */
   readonly notes: string[] = [];
@@ -85,18 +95,27 @@ export class World {
 
   static async create(cfg: WorldConfig, log: (line: string) => void): Promise<World> {
     const w = new World(cfg, log);
-    if (cfg.flavour === 'etcd') w.etcd = await startEtcd({ progressNotifyMs: 200 });
+    if (cfg.flavour !== 'kube') w.etcd = await startEtcd({ progressNotifyMs: 200 });
     else w.api = await startKubeApi({ historyLimit: 5000, ...cfg.kube });
     return w;
   }
 
   /** Starts the replicas and the clients (after the initial content is written). */
   async startAll(): Promise<void> {
+    if (this.cfg.flavour === 'tiers') {
+      for (let s = 0; s < this.tier1; s++) {
+        this.ports[s] ??= await stablePort();
+        this.proxies[s] = await startProxy(this.ports[s]!);
+      }
+    }
     for (let s = 0; s < this.cfg.replicas; s++) await this.startServer(s);
     this.cfg.clients.forEach((spec, i) => this.addClient(spec, i));
   }
 
   url(s: number): string { return `ws://127.0.0.1:${this.ports[s]}`; }
+
+  /** How many servers read the datastore (the tier-1 ones in the tiers world; all otherwise). */
+  get tier1(): number { return this.cfg.tier1 ?? this.cfg.replicas; }
 
   /** The replica a client is (or was last) synced with, by its epoch. */
   serverIndexOf(c: SyncClient): number {
@@ -106,7 +125,7 @@ export class World {
 
   private datastoreConfig(): Config {
     const base: Config = { ...loadConfig({ env: {} }), ...this.cfg.server };
-    if (this.cfg.flavour === 'etcd') {
+    if (this.cfg.flavour !== 'kube') {
       return { ...base, datastoreType: 'etcdv3', etcdEndpoints: [this.etcd!.endpoint], etcdPageSize: 5, etcdProgressIntervalSecs: 0.3, etcdWatchTimeoutSecs: 1.5 };
     }
     return { ...base, datastoreType: 'kubernetes', kubeconfig: this.api!.kubeconfigPath, kubernetesPageSize: 4, kubernetesWatchTimeoutSecs: 20, kubernetesWatchInactivitySecs: 1 };
@@ -120,14 +139,17 @@ export class World {
     let h: ServerHandle | undefined;
     for (let attempt = 0; !h; attempt++) {
       try {
-        h = await startServerOn(createDatastore(this.datastoreConfig(), silentLogger), { ...this.cfg.server, serverPort: this.ports[s] });
+        h = s < this.tier1
+          ? await startServerOn(createDatastore(this.datastoreConfig(), silentLogger), { ...this.cfg.server, serverPort: this.ports[s], allowUnauthenticatedMirror: this.cfg.flavour === 'tiers' })
+          // A tier-2 replica: each tries the tier-1 replicas in its own order.
+          : await startTier(this.proxies.map((_, k) => `ws://127.0.0.1:${this.proxies[(k + s) % this.proxies.length]!.port}`), { ...this.cfg.server, serverPort: this.ports[s] });
       } catch (err) {
         if ((err as { code?: string }).code !== 'EADDRINUSE' || attempt >= 20) throw err;
         await sleep(100);
       }
     }
     this.servers[s] = h;
-    this.log(`  · s${s} up on :${this.ports[s]}, epoch ${h.app.store.epoch.slice(0, 6)}`);
+    this.log(`  · s${s}${s < this.tier1 ? '' : ' (tier 2)'} up on :${this.ports[s]}, epoch ${h.app.store.epoch.slice(0, 6)}`);
   }
 
   /** Each replica's store and datastore position, for the trace. */
@@ -135,7 +157,7 @@ export class World {
     return this.servers.map((h, s) => {
       if (!h) return `s${s} down`;
       const ds = h.app.datastore as unknown as { rev?: number; listed?: boolean };
-      return `s${s} ${h.app.store.status} head ${h.app.store.head}${ds.rev !== undefined ? ` etcd rev ${ds.rev}${ds.listed ? '' : ' (listing)'}` : ''}`;
+      return `s${s} ${h.app.store.status} head ${h.app.store.head}${ds.rev !== undefined ? ` etcd rev ${ds.rev}${ds.listed ? '' : ' (listing)'}` : ''}${s < this.tier1 ? '' : ` watermark ${h.app.store.maxRevision}`}`;
     }).join(', ');
   }
 
@@ -224,6 +246,7 @@ export class World {
         await this.closeServer(a.s, a.op === 'drain');
         if (a.op === 'restart') await this.startServer(a.s);
         return;
+      case 'tier1': return this.tier1Action(a.op, a.s);
       case 'etcd': return this.etcdAction(a.op);
       case 'kube': return this.kubeAction(a.op);
       case 'sleep': await sleep(a.ms); return;
@@ -306,6 +329,16 @@ export class World {
     else cache.apply(key, encodeValue({ ...(cur.value ?? {}), tampered: this.ghosts++ }), cur.revision);
   }
 
+  private async tier1Action(op: 'kill' | 'stall' | 'unstall', s: number): Promise<void> {
+    const proxy = this.proxies[s]!;
+    switch (op) {
+      // The tier below sees its connections reset, with no goaway; the agents on it are closed.
+      case 'kill': proxy.cut(); return this.closeServer(s);
+      case 'stall': proxy.pause(); return;
+      case 'unstall': proxy.resume(); return;
+    }
+  }
+
   private async etcdAction(op: 'kill' | 'restart' | 'pause' | 'cont' | 'compact'): Promise<void> {
     const etcd = this.etcd!;
     switch (op) {
@@ -348,6 +381,7 @@ export class World {
       if (this.etcdKilled) { await this.etcd.restart(); this.etcdKilled = false; }
     }
     this.api?.stall(false);
+    for (const p of this.proxies) p.resume();
     for (let s = 0; s < this.cfg.replicas; s++) await this.startServer(s);
     for (const c of this.clients) {
       clearInterval(c.stallTimer);
@@ -372,6 +406,7 @@ export class World {
       this.servers[s] = undefined;
       if (await within(h.close(), 10_000) === 'timeout') this.notes.push(`s${s}: close at the end still not done after 10 s`);
     }));
+    await Promise.all(this.proxies.map((p) => p.close()));
     await this.etcd?.stop();
     await this.api?.close();
   }
