@@ -7,7 +7,12 @@ import { Command } from 'commander';
 import { COMPRESSIONS } from '../src/protocol/compression.js';
 import { VERSION } from '../src/version.js';
 import { runClientCost } from './scenarios/client.js';
-import { runIngest } from './scenarios/ingest.js';
+import { loadPipeline, runIngest, type IngestResult } from './scenarios/ingest.js';
+import { runBurst, type BurstResult } from './scenarios/burst.js';
+import { runColdStart } from './scenarios/coldstart.js';
+import { writeBurstResults } from './lib/report-burst.js';
+import { writeColdStartResults } from './lib/report-coldstart.js';
+import { checkout, THIS_CHECKOUT } from './lib/serve-checkout.js';
 import { runSteady, SYSTEMS, type RunResult, type SystemName } from './scenarios/steady.js';
 import { writeResults } from './lib/report.js';
 import { runStorm, STORM_SYSTEMS, type StormResult, type StormSystem } from './scenarios/storm.js';
@@ -106,10 +111,67 @@ program.command('ingest')
   .option('--keys <k>', 'distinct keys', int, 10_000)
   .option('--batch <b>', 'events per datastore response', int, 100)
   .option('--repeat <n>', 'runs (report the median)', int, 3)
-  .action((o) => {
-    const results = Array.from({ length: o.repeat }, () => runIngest(o));
-    const rates = results.map((r) => r.updatesPerSec).sort((a, b) => a - b);
-    process.stdout.write(JSON.stringify({ machine: machine(), median: rates[Math.floor((rates.length - 1) / 2)], runs: results }, null, 2) + '\n');
+  .option('--against <dir>', 'also run the pipeline of another checkout (its TypeScript sources), alternating with this one\'s')
+  .action(async (o) => {
+    const pipelines = [undefined, ...(o.against ? [await loadPipeline(o.against)] : [])];
+    const runs: IngestResult[] = [];
+    for (let i = 0; i < o.repeat; i++) for (const p of pipelines) runs.push(runIngest(o, p));
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+    const of = (c: string) => runs.filter((r) => r.checkout === c);
+    const summary = Object.fromEntries([...new Set(runs.map((r) => r.checkout))].map((c) => [c, { median: med(of(c).map((r) => r.updatesPerSec)), medianPerCpuSecond: med(of(c).map((r) => r.updatesPerCpuSec)) }]));
+    const ratio = o.against ? { thisOverAgainst: Math.round(summary.this!.median / summary[o.against]!.median * 100) / 100, perCpuSecond: Math.round(summary.this!.medianPerCpuSecond / summary[o.against]!.medianPerCpuSecond * 100) / 100 } : undefined;
+    process.stdout.write(JSON.stringify({ machine: machine(), median: summary.this!.median, ...(ratio ? { summary, ratio } : {}), runs }, null, 2) + '\n');
+  });
+
+program.command('burst')
+  .description('a burst of single-key etcd transactions to N agents: batches published, calico-fanout CPU, latency; this checkout and another (--against) in one run')
+  .option('--txns <n>', 'single-key transactions', int, 2000)
+  .option('--in-flight <n>', 'transactions in flight at once', int, 32)
+  .option('--keys <k>', 'distinct keys (preloaded)', int, 1000)
+  .option('--clients <n>', 'agents (light, felix view)', int, 100)
+  .option('--workers <n>', 'client processes', int, 2)
+  .option('--against <dir>', 'another checkout (built: npm run build) to run the same burst on')
+  .option('--repeat <n>', 'runs per checkout (report medians)', int, 3)
+  .option('--server-cpus <list>', 'cores for etcd, calico-fanout and the writer (taskset); empty: unpinned', '0')
+  .option('--client-cpus <list>', 'cores for the client processes', '1')
+  .option('--drain-timeout <s>', 'give up waiting for deliveries this long after the last write', int, 60)
+  .option('--out <dir>', 'results folder', '')
+  .action(async (o) => {
+    if (o.inFlight >= o.keys) throw new Error('--in-flight must be below --keys (a key is never written twice at once)');
+    const roots = [THIS_CHECKOUT, ...(o.against ? [checkout(o.against)] : [])];
+    const runs: BurstResult[] = [];
+    for (let rep = 0; rep < o.repeat; rep++) {
+      for (const root of roots) {
+        const r = await runBurst(root, {
+          txns: o.txns, inFlight: o.inFlight, keys: o.keys, clients: o.clients, workers: o.workers, serverCpus: o.serverCpus, clientCpus: o.clientCpus,
+          drainTimeoutS: o.drainTimeout, progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
+        });
+        process.stderr.write(`  → ${r.checkout}: ${r.batches} batches, calico-fanout ${r.cpuS['calico-fanout'].toFixed(2)} CPU-s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, complete ${r.complete}/${r.clients}\n`);
+        runs.push(r);
+      }
+    }
+    const dir = o.out || join(RESULTS, `${stamp()}-burst-T${o.txns}-N${o.clients}`);
+    writeBurstResults(dir, `burst T=${o.txns} N=${o.clients}`, commandLine(), runs, machine());
+    process.stdout.write(`results in ${dir}\n`);
+    process.exit(0);
+  });
+
+program.command('coldstart')
+  .description('K keys in etcd: serve start → ready, against one plain range read of the prefix in the same run; this checkout and another (--against)')
+  .option('--keys <k>', 'keys in etcd', int, 100_000)
+  .option('--repeat <n>', 'runs (report medians)', int, 3)
+  .option('--against <dir>', 'another checkout (built: npm run build) to time too')
+  .option('--server-cpus <list>', 'cores for calico-fanout and the range reader (taskset); empty: unpinned', '0')
+  .option('--etcd-cpus <list>', 'cores for etcd; default: the server cores', '')
+  .option('--timeout <s>', 'bound on each start', int, 300)
+  .option('--out <dir>', 'results folder', '')
+  .action(async (o) => {
+    const roots = [THIS_CHECKOUT, ...(o.against ? [checkout(o.against)] : [])];
+    const r = await runColdStart({ keys: o.keys, repeat: o.repeat, roots, serverCpus: o.serverCpus, etcdCpus: o.etcdCpus, timeoutS: o.timeout, progress: (m) => process.stderr.write(`${m}\n`) });
+    const dir = o.out || join(RESULTS, `${stamp()}-coldstart-K${o.keys}`);
+    writeColdStartResults(dir, `coldstart K=${o.keys}`, commandLine(), r, machine());
+    process.stdout.write(`results in ${dir}\n`);
+    process.exit(0);
   });
 
 program.command('storm')

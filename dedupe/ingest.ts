@@ -1,7 +1,9 @@
 // Ingest: the datastore's sink. Validates and encodes each event once, coalesces per key within
 // a batching window (latest wins), drops what would change nothing, and hands the rest to the
 // store in batches of bounded size. The first event after a quiet spell is flushed on the next
-// turn of the event loop; under load, flushes are at most one window apart.
+// turn of the event loop; under load, flushes are at most one window apart, or sooner once a
+// batch's worth is pending. A datastore watermark waits for the changes received before it and
+// is reported with them, so a burst of small datastore writes still makes one batch per window.
 import type { DatastoreEvent, DatastoreSink } from '../src/datastore/datastore.js';
 import type { Logger } from '../src/logging.js';
 import { RateLimitedLog } from '../src/logging.js';
@@ -33,6 +35,10 @@ export class Ingest implements DatastoreSink {
   private pending = new Map<string, Change>();
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private lastFlush = 0;
+  /** Key and value bytes pending (replaced values included): a full batch is not held back. */
+  private pendingBytes = 0;
+  /** The newest watermark received since the pending changes: reported once they are published. */
+  private progress: number | undefined;
   private readonly warn: RateLimitedLog;
 
   constructor(
@@ -45,15 +51,19 @@ export class Ingest implements DatastoreSink {
   }
 
   onUpdates(events: readonly DatastoreEvent[]): void {
+    // Counted per call, not per update: a labelled counter costs as much as the rest of an update.
+    let coalesced = 0;
+    let unserved: Map<string, number> | undefined;
     for (const ev of events) {
-      this.metrics.updatesReceived.inc();
       const p = prepare(ev, this.opts);
       if (p.ok) {
-        if (this.pending.has(ev.key)) this.metrics.updatesCoalesced.inc();
+        const before = this.pending.size;
         this.pending.set(ev.key, p.change);
+        if (this.pending.size === before) coalesced++;
+        this.pendingBytes += ev.key.length + (p.change.value?.length ?? 0);
       } else if (!p.ignored && p.unserved) {
         // Calico's own data that no agent reads: expected, so counted apart and not logged.
-        this.metrics.unservedUpdates.labels(p.kind).inc();
+        tally(unserved ??= new Map(), p.kind, 1);
       } else if (p.ignored) {
         this.metrics.ignoredKeys.inc();
         this.warn.warn('ignored-key', { key: ev.key }, "datastore key outside Calico's layout; ignored");
@@ -62,7 +72,11 @@ export class Ingest implements DatastoreSink {
         this.warn.warn(`invalid-${p.kind}`, { key: ev.key, revision: ev.revision, problem: p.reason }, 'invalid datastore value dropped');
       }
     }
-    this.schedule();
+    if (events.length) this.metrics.updatesReceived.inc(events.length);
+    if (coalesced) this.metrics.updatesCoalesced.inc(coalesced);
+    if (unserved) for (const [kind, n] of unserved) this.metrics.unservedUpdates.labels(kind).inc(n);
+    if (this.pendingBytes >= this.opts.maxBatchBytes) this.flush();
+    else this.schedule();
   }
 
   onInvalid(kind: string, problem: string): void {
@@ -73,9 +87,10 @@ export class Ingest implements DatastoreSink {
   onProgress(revision: string): void {
     const n = Number(revision);
     if (!Number.isSafeInteger(n)) return;
-    // Everything received before it is published before it.
-    this.flush();
-    this.target.setProgress?.(n);
+    // Everything received before it is published before it: with nothing pending, now; else at
+    // the flush that publishes what is pending (flushing here would cut a batch per response).
+    if (this.pending.size === 0) this.target.setProgress?.(n);
+    else if (!(n <= (this.progress ?? -Infinity))) this.progress = n;
   }
 
   onStatus(status: SyncStatus): void {
@@ -84,20 +99,38 @@ export class Ingest implements DatastoreSink {
     this.target.setStatus(status);
   }
 
-  /** Publishes whatever is pending now. */
+  /** Publishes whatever is pending now, then the watermark that came after it. */
   flush(): void {
     this.cancel();
     this.lastFlush = Date.now();
-    if (this.pending.size === 0) return;
+    if (this.pending.size > 0) this.publish();
+    const progress = this.progress;
+    this.progress = undefined;
+    if (progress !== undefined) this.target.setProgress?.(progress);
+  }
+
+  private publish(): void {
     const changes = this.pending;
     this.pending = new Map();
+    this.pendingBytes = 0;
     let batch: Change[] = [];
     const same: Change[] = [];
+    // Updates and no-ops per kind, counted per view once per flush.
+    const total = new Map<string, number>();
+    const skipped = new Map<string, number>();
     let bytes = 0;
+    // Counted per run of one kind (a burst is mostly one kind): a map update per run, not per change.
+    let kind = '';
+    let run = 0;
     for (const c of changes.values()) {
-      for (const v of viewsOfKind(c.kind)) this.metrics.updatesTotal.labels(v).inc();
+      if (c.kind !== kind) {
+        if (run) tally(total, kind, run);
+        kind = c.kind;
+        run = 0;
+      }
+      run++;
       if (this.isNoOp(c)) {
-        for (const v of viewsOfKind(c.kind)) this.metrics.updatesSkipped.labels(v).inc();
+        tally(skipped, c.kind, 1);
         if (c.value) same.push(c);
         continue;
       }
@@ -109,8 +142,11 @@ export class Ingest implements DatastoreSink {
         bytes = 0;
       }
     }
+    if (run) tally(total, kind, run);
     this.target.apply(batch);
     if (same.length) this.target.revise?.(same);
+    perView(total, this.metrics.updatesTotal);
+    perView(skipped, this.metrics.updatesSkipped);
   }
 
   stop(): void {
@@ -135,4 +171,13 @@ export class Ingest implements DatastoreSink {
     clearImmediate(this.timer as NodeJS.Immediate);
     this.timer = undefined;
   }
+}
+
+function tally(counts: Map<string, number>, kind: string, n: number): void {
+  counts.set(kind, (counts.get(kind) ?? 0) + n);
+}
+
+/** Adds each kind's count to every view that carries the kind. */
+function perView(counts: Map<string, number>, counter: Metrics['updatesTotal']): void {
+  for (const [kind, n] of counts) for (const v of viewsOfKind(kind)) counter.labels(v).inc(n);
 }

@@ -29,28 +29,27 @@ export function prepare(ev: DatastoreEvent, opts: PrepareOptions = {}): Prepared
   // Checked before the value: what no view carries is never read, so its value cannot be wrong.
   if (!isServed(parsed.kind, opts.usePodCidr ?? false)) return { ok: false, ignored: false, unserved: true, kind: parsed.kind };
   const revision = String(ev.revision);
-  if (ev.invalid !== undefined) return { ok: false, ignored: false, kind: parsed.kind, reason: ev.invalid };
+  if (ev.invalid !== undefined) return rejected(parsed.kind, ev.invalid);
   if (ev.value === null || ev.value === undefined) {
     return { ok: true, change: { key: ev.key, kind: parsed.kind, node: undefined, value: null, revision } };
   }
   // Served already by a calico-fanout of a tier above: checked, renamed and encoded there.
   if (ev.canonical) return { ok: true, change: { key: ev.key, kind: parsed.kind, node: nodeOf(parsed, ev.value), value: ev.canonical, revision } };
   let v = ev.value as any;
-  const bad = (reason: string): Prepared => ({ ok: false, ignored: false, kind: parsed.kind, reason });
-  if (typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return bad('value is not an object');
+  if (typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) return rejected(parsed.kind, 'value is not an object');
   if (ev.key.startsWith(RESOURCE_PREFIX)) {
     // A v3 resource must be the resource its path names.
-    if (v.kind !== undefined && v.kind !== parsed.kind) return bad(`kind ${JSON.stringify(v.kind)} stored under a ${parsed.kind} path`);
+    if (v.kind !== undefined && v.kind !== parsed.kind) return rejected(parsed.kind, `kind ${JSON.stringify(v.kind)} stored under a ${parsed.kind} path`);
     const meta = v.metadata;
-    if (typeof meta !== 'object' || meta === null) return bad('metadata is missing');
-    if (meta.name !== parsed.name) return bad(`metadata.name ${JSON.stringify(meta.name)} does not match the path`);
+    if (typeof meta !== 'object' || meta === null) return rejected(parsed.kind, 'metadata is missing');
+    if (meta.name !== parsed.name) return rejected(parsed.kind, `metadata.name ${JSON.stringify(meta.name)} does not match the path`);
     if (parsed.namespace !== undefined && meta.namespace !== undefined && meta.namespace !== parsed.namespace) {
-      return bad(`metadata.namespace ${JSON.stringify(meta.namespace)} does not match the path`);
+      return rejected(parsed.kind, `metadata.namespace ${JSON.stringify(meta.namespace)} does not match the path`);
     }
-    if (v.spec !== undefined && (typeof v.spec !== 'object' || v.spec === null || Array.isArray(v.spec))) return bad('spec is not an object');
+    if (v.spec !== undefined && (typeof v.spec !== 'object' || v.spec === null || Array.isArray(v.spec))) return rejected(parsed.kind, 'spec is not an object');
     // Checked as stored; served with the name Calico reads it by.
     const served = servedPolicy(parsed.kind, v);
-    if (!served.ok) return bad(served.reason);
+    if (!served.ok) return rejected(parsed.kind, served.reason);
     v = served.value;
   }
   // Valid but left out of every view (a WEP without addresses, a staged deletion): a deletion.
@@ -59,7 +58,11 @@ export function prepare(ev: DatastoreEvent, opts: PrepareOptions = {}): Prepared
   try {
     value = encodeValue(v);
   } catch (err) {
-    return bad(`value cannot be encoded: ${(err as Error).message}`);
+    return rejected(parsed.kind, `value cannot be encoded: ${(err as Error).message}`);
   }
   return { ok: true, change: { key: ev.key, kind: parsed.kind, node: nodeOf(parsed, v), value, revision } };
+}
+
+function rejected(kind: string, reason: string): Prepared {
+  return { ok: false, ignored: false, kind, reason };
 }

@@ -39,7 +39,7 @@ const TABLE = [
   { name: 'etcdUsername', typha: 'EtcdUsername', flag: 'etcd-username', kind: 'string', default: '', help: 'etcd user (etcd authentication)' },
   { name: 'etcdPassword', typha: 'EtcdPassword', kind: 'string', default: '', help: 'etcd password (environment or config file only)' },
   { name: 'etcdPrefix', typha: 'EtcdPrefix', flag: 'etcd-prefix', kind: 'string', default: '/calico/', help: 'key prefix to list and watch' },
-  { name: 'etcdPageSize', typha: 'EtcdPageSize', kind: 'int', min: 1, default: 500, help: 'keys per range request when listing' },
+  { name: 'etcdPageSize', typha: 'EtcdPageSize', kind: 'int', min: 1, default: 10_000, help: 'keys per range request when listing' },
   { name: 'etcdProgressIntervalSecs', typha: 'EtcdProgressIntervalSecs', kind: 'seconds', min: 0.01, default: 10, help: 'ask the etcd watch for progress this often' },
   { name: 'etcdWatchTimeoutSecs', typha: 'EtcdWatchTimeoutSecs', kind: 'seconds', min: 0.01, default: 30, help: 'restart a watch that answers nothing this long' },
   { name: 'kubeconfig', typha: 'Kubeconfig', flag: 'kubeconfig', kind: 'file', default: '', help: 'kubernetes datastore: kubeconfig file (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)' },

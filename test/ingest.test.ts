@@ -18,6 +18,7 @@ import { unpackr } from '../src/protocol/codec.js';
 import { decodeServerFrame, itemsFrame, type RawItem } from '../src/protocol/frames.js';
 import type { SyncStatus } from '../src/protocol/messages.js';
 import { node, resource, sleep, waitFor, wep } from './support/harness.js';
+import { prng, testSeed } from './support/prng.js';
 import { metricNamed } from './support/metrics.js';
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -250,6 +251,60 @@ describe('status ordering', () => {
   });
 });
 
+// ---- watermarks and batching ----------------------------------------------------------------
+
+describe('watermarks and batching', () => {
+  test('datastore responses each with a watermark, within one window, make one batch; the watermark follows its changes', () => {
+    const { ingest, store, batches } = setup({ windowMs: 60_000 });
+    ingest.onUpdates([ev(node('first'))]);
+    ingest.flush(); // the window starts here: what follows within it is held back
+    const progressAt: { revision: number; head: number }[] = [];
+    const setProgress = store.setProgress.bind(store);
+    store.setProgress = (r: number) => { progressAt.push({ revision: r, head: store.head }); setProgress(r); };
+    // What the etcd adapter does per watch response: its events, then how far it has delivered.
+    for (let i = 0; i < 20; i++) {
+      const e = ev(node(`burst-${i}`));
+      ingest.onUpdates([e]);
+      ingest.onProgress(e.revision);
+    }
+    assert.equal(batches().length, 1, 'nothing published within the window, watermarks included');
+    assert.deepEqual(progressAt, []);
+    ingest.flush();
+    assert.equal(batches().length, 2, 'the 20 responses as one batch');
+    assert.equal(batches()[1]!.changes.length, 20);
+    assert.deepEqual(progressAt, [{ revision: rev, head: store.head }], 'the newest watermark, once its changes are published');
+    assert.equal(store.maxRevision, rev);
+    // With nothing pending a watermark has nothing to wait for.
+    ingest.onProgress(String(rev + 5));
+    assert.deepEqual(progressAt.at(-1), { revision: rev + 5, head: store.head });
+    ingest.stop();
+  });
+
+  test('a status publishes the pending changes and then their watermark, before the status', () => {
+    const { ingest, store, events } = setup({ windowMs: 60_000 });
+    const seen: string[] = [];
+    store.subscribe({ onBatch: () => seen.push('batch'), onStatus: (s) => seen.push(s), onProgress: () => seen.push(`progress ${store.maxRevision}`) });
+    ingest.onUpdates([ev(node('x'))]);
+    ingest.onProgress(String(rev));
+    ingest.onStatus('in-sync');
+    assert.deepEqual(seen, ['batch', `progress ${rev}`, 'in-sync']);
+    assert.equal(events.length, 2);
+    ingest.stop();
+  });
+
+  test('a batch\'s worth of pending bytes is published at once, not at the end of the window', () => {
+    const { ingest, batches } = setup({ windowMs: 60_000, maxBatchBytes: 2000 });
+    ingest.onUpdates([ev(node('first'))]);
+    ingest.flush();
+    const rs = Array.from({ length: 10 }, (_, i) => wep('n1', `pod-${i}`));
+    for (const r of rs.slice(0, 2)) ingest.onUpdates([ev(r)]);
+    assert.equal(batches().length, 1, 'under the bound: held for the window');
+    for (const r of rs.slice(2)) ingest.onUpdates([ev(r)]);
+    assert.ok(batches().length > 1, 'over it: published without waiting');
+    ingest.stop();
+  });
+});
+
 // ---- bad values ----------------------------------------------------------------------------
 
 describe('bad values', () => {
@@ -436,6 +491,41 @@ describe('prepare()', () => {
       '/calico/ipam/v2/host//ipv4/block/10-0-0-0-26',
       '/other/resources/v3/projectcalico.org/nodes/a',
     ]) assert.equal(parseKey(k), undefined, k);
+  });
+});
+
+// ---- parseKey ------------------------------------------------------------------------------
+
+describe('parseKey', () => {
+  // The v3 part as first written (split on "/"), to hold the faster reading against.
+  const PLURALS: Record<string, [string, boolean]> = {
+    nodes: ['Node', false], workloadendpoints: ['WorkloadEndpoint', true], networkpolicies: ['NetworkPolicy', true],
+    ippools: ['IPPool', false], kubernetesservice: ['KubernetesService', true], profiles: ['Profile', false],
+  };
+  const P = '/calico/resources/v3/projectcalico.org/';
+  function bySplit(key: string) {
+    const parts = key.slice(P.length).split('/');
+    const info = PLURALS[parts[0]!];
+    if (!info) return undefined;
+    if (info[1]) return parts.length === 3 && parts[1] && parts[2] ? { kind: info[0], namespace: parts[1], name: parts[2] } : undefined;
+    return parts.length === 2 && parts[1] ? { kind: info[0], name: parts[1] } : undefined;
+  }
+
+  test('v3 keys read as splitting the path on "/" reads them, whatever kind came before', () => {
+    const seed = testSeed('parse-key');
+    const rnd = prng(seed);
+    const pieces = ['', 'nodes', 'node', 'nodess', 'workloadendpoints', 'networkpolicies', 'ippools', 'kubernetesservice', 'profiles', 'ns', 'a', 'x/y', '/'];
+    let parsed = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let k = P;
+      const n = Math.floor(rnd() * 5);
+      for (let j = 0; j < n; j++) k += (j ? '/' : '') + pieces[Math.floor(rnd() * pieces.length)];
+      if (rnd() < 0.2) k += '/';
+      const want = bySplit(k);
+      assert.deepEqual(parseKey(k), want, `${JSON.stringify(k)} (TEST_SEED=${seed})`);
+      if (want) parsed++;
+    }
+    assert.ok(parsed > 500, `enough keys parse (${parsed})`);
   });
 });
 

@@ -180,44 +180,64 @@ export class EtcdDatastore implements Datastore {
   /**
    * A consistent paged list: the first page fixes revision R, every later page reads at R, so the
    * whole list is one snapshot however long it takes. Publishes what differs from what was
-   * delivered before (everything, the first time), page by page, and deletions at the end.
+   * delivered before (everything, the first time), page by page, and deletions at the end. The
+   * next page is asked for before this one is processed, so that etcd reads it meanwhile.
    */
   private async list(): Promise<void> {
     const kv = this.client!.kv;
     this.stats.lists++;
+    // The first list has nothing to diff against: no set of the keys seen, no deletions.
+    const relist = this.known.size > 0;
     const seen = new Set<string>();
-    let key = this.prefix;
-    let revision: number | undefined;
-    for (;;) {
+    // A deadline: an etcd that accepts the call but never answers (stopped, black-holed) must
+    // become an error and a retry, not a list that waits for ever.
+    const page = (key: Buffer, revision: number | undefined) => {
       this.stats.rangeCalls++;
-      // A deadline: an etcd that accepts the call but never answers (stopped, black-holed) must
-      // become an error and a retry, not a list that waits for ever.
-      const res = await kv.range({ key, range_end: this.end, limit: this.opts.pageSize, revision }, { deadline: Date.now() + this.opts.watchTimeoutMs });
-      revision ??= Number(res.header.revision);
-      const events: DatastoreEvent[] = [];
+      return kv.range({ key, range_end: this.end, limit: this.opts.pageSize, revision }, { deadline: Date.now() + this.opts.watchTimeoutMs });
+    };
+    let res = await page(this.prefix, undefined);
+    const revision = Number(res.header.revision);
+    let keys = 0;
+    for (;;) {
+      const last = res.kvs[res.kvs.length - 1];
+      const next = res.more && last ? page(Buffer.concat([last.key, ZERO]), revision) : undefined;
+      // Awaited below unless this page fails first: its rejection must not go unhandled meanwhile.
+      next?.catch(() => {});
+      // Handed on a few hundred at a time: each value's parsed JSON is garbage once ingest has
+      // encoded it, and dies young instead of a page's worth being promoted by the collector.
+      let events: DatastoreEvent[] = [];
       for (const item of res.kvs) {
         const k = item.key.toString();
-        seen.add(k);
         const modRev = Number(item.mod_revision);
-        if (this.known.get(k) === modRev) continue;
+        if (relist) {
+          seen.add(k);
+          if (this.known.get(k) === modRev) continue;
+        }
         this.known.set(k, modRev);
-        events.push(toEvent(item));
+        events.push(toEvent(item, k));
+        if (events.length === HANDOVER) {
+          this.sink!.onUpdates(events);
+          events = [];
+        }
       }
+      keys += res.kvs.length;
       if (events.length) this.sink!.onUpdates(events);
-      if (!res.more || res.kvs.length === 0) break;
-      key = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
+      if (!next) break;
+      res = await next;
     }
     const gone: DatastoreEvent[] = [];
-    for (const k of this.known.keys()) {
-      if (seen.has(k)) continue;
-      this.known.delete(k);
-      gone.push({ key: k, value: null, revision: String(revision) });
+    if (relist) {
+      for (const k of this.known.keys()) {
+        if (seen.has(k)) continue;
+        this.known.delete(k);
+        gone.push({ key: k, value: null, revision: String(revision) });
+      }
     }
     if (gone.length) this.sink!.onUpdates(gone);
     this.rev = revision;
     this.listed = true;
     this.sink!.onProgress?.(String(revision));
-    this.opts.logger.info({ revision, keys: seen.size, deleted: gone.length }, 'etcd listed');
+    this.opts.logger.info({ revision, keys, deleted: gone.length }, 'etcd listed');
   }
 
   /** One watch from rev + 1 until it fails, is compacted, or the adapter stops. */
@@ -304,8 +324,11 @@ export class EtcdDatastore implements Datastore {
   }
 }
 
-function toEvent(kv: IKeyValue): DatastoreEvent {
-  const key = kv.key.toString();
+const ZERO = Buffer.from([0]);
+/** Events of a listed page handed to the sink per call. */
+const HANDOVER = 256;
+
+function toEvent(kv: IKeyValue, key = kv.key.toString()): DatastoreEvent {
   const revision = String(kv.mod_revision);
   // Older Calico releases stored block affinities with no value, which Calico reads as {} (state
   // "", which is not "pending": confd acts on it).

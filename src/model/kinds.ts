@@ -58,18 +58,30 @@ export interface ParsedKey {
   host?: string;
 }
 
+let lastPlural: KindInfo = RESOURCE_KINDS[0]!;
+
 /** Parses a Calico default path; undefined for anything outside the layout we serve. */
 export function parseKey(key: string): ParsedKey | undefined {
   if (key.startsWith(RESOURCE_PREFIX)) {
-    const parts = key.slice(RESOURCE_PREFIX.length).split('/');
-    const info = byPlural.get(parts[0]!);
-    if (!info) return undefined;
-    if (info.namespaced) {
-      if (parts.length !== 3 || !parts[1] || !parts[2]) return undefined;
-      return { kind: info.kind, namespace: parts[1], name: parts[2] };
+    // <plural>/<name> or <plural>/<namespace>/<name>, no part empty. Found with indexOf, not
+    // split: this runs for every update ingested.
+    const p = RESOURCE_PREFIX.length;
+    const a = key.indexOf('/', p);
+    if (a < 0) return undefined;
+    // Keys come in runs of one kind: the last plural is checked in place before a lookup.
+    let info = lastPlural;
+    if (a - p !== info.plural.length || !key.startsWith(info.plural, p)) {
+      const found = byPlural.get(key.slice(p, a));
+      if (!found) return undefined;
+      info = lastPlural = found;
     }
-    if (parts.length !== 2 || !parts[1]) return undefined;
-    return { kind: info.kind, name: parts[1] };
+    const b = key.indexOf('/', a + 1);
+    if (info.namespaced) {
+      if (b < 0 || b === a + 1 || b === key.length - 1 || key.indexOf('/', b + 1) >= 0) return undefined;
+      return { kind: info.kind, namespace: key.slice(a + 1, b), name: key.slice(b + 1) };
+    }
+    if (b >= 0 || a === key.length - 1) return undefined;
+    return { kind: info.kind, name: key.slice(a + 1) };
   }
   if (key.startsWith(IPAM_PREFIX)) {
     const parts = key.slice(IPAM_PREFIX.length).split('/');
