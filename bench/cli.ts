@@ -124,6 +124,7 @@ program.command('storm')
   .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
   .option('--client-cpus <list>', 'cores for the client processes', '1')
   .option('--timeout <s>', 'bound on each phase', int, 300)
+  .option('--shutdown-timeout <s>', 'calico-fanout\'s TYPHA_SHUTDOWNTIMEOUTSECS for the restart: the old replica spreads its goaways over this long (at most one a second); default: its own (300)', int)
   .option('--out <dir>', 'results folder', '')
   .action(async (o) => {
     const runs: StormResult[] = [];
@@ -134,7 +135,7 @@ program.command('storm')
         for (const compression of system === 'fanout' ? compressions : ['none']) {
           runs.push(await runStorm(system, {
             keys: o.keys, clients: o.clients, workers: o.workers, mode: o.clientMode, compression, serverCpus: o.serverCpus, clientCpus: o.clientCpus,
-            timeoutS: o.timeout, progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
+            timeoutS: o.timeout, shutdownTimeoutS: o.shutdownTimeout, progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
           }));
         }
       }
