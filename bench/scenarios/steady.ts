@@ -4,6 +4,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
+import type { Etcd3 } from 'etcd3';
 import { startEtcd, type EtcdServer } from '../../test/support/etcd.js';
 import { freePort } from '../../test/support/metrics.js';
 import type { StalledClient, System, WorkerCommand, WorkerProgress, WorkerReport } from '../agent-worker.js';
@@ -36,6 +37,8 @@ export interface SteadyOptions {
   stallS?: number;
   /** TYPHA_* settings for calico-fanout (e.g. its high-water mark and stall timeout). */
   fanoutEnv?: Record<string, string>;
+  /** What etcd holds before calico-fanout starts, instead of `keys` of steady's payload (cluster). */
+  load?: (client: Etcd3) => Promise<void>;
 }
 
 type Percentiles = { p50: number; p90: number; p99: number; max: number };
@@ -92,7 +95,7 @@ export class Worker {
 }
 
 /** The next IPC message of a child; rejects if the child exits first instead of waiting forever. */
-function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
+export function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`${what} has exited`));
   return new Promise((resolve, reject) => {
     const onMessage = (m: T) => { child.off('exit', onExit); resolve(m); };
@@ -145,7 +148,7 @@ export async function serve(system: SystemName, o: SteadyOptions, cleanup: (() =
   }
   const etcd = await startEtcd({ cpus: o.serverCpus, progressNotifyMs: 5000 });
   cleanup.push(() => etcd.stop());
-  await preload(etcd.client, o.keys);
+  await (o.load ? o.load(etcd.client) : preload(etcd.client, o.keys));
   const watches = () => etcdWatchers(etcd.endpoint);
   if (system === 'direct') {
     return { clientSystem: 'etcd', urls: [etcd.endpoint], procs: [{ name: 'etcd', pid: () => etcd.pid }], etcd, watches };
@@ -187,7 +190,7 @@ export function pin(pid: number, cpus: string): void {
 }
 
 /** Watchers etcd itself counts (its debugging gauge), whatever sits between it and the clients. */
-async function etcdWatchers(endpoint: string): Promise<number | null> {
+export async function etcdWatchers(endpoint: string): Promise<number | null> {
   const text = await fetch(`${endpoint}/metrics`).then((r) => r.text()).catch(() => '');
   const m = /^etcd_debugging_mvcc_watcher_total (\d+)/m.exec(text);
   return m ? Number(m[1]) : null;
