@@ -19,6 +19,8 @@ import { writeSlowResults } from './lib/report-slow.js';
 import { writeChurnResults } from './lib/report-churn.js';
 import { Progress } from './lib/progress.js';
 import { writeScaling } from './lib/report-scaling.js';
+import { runCluster, CLUSTER_SYSTEMS, type ClusterResult, type ClusterSystem } from './scenarios/cluster.js';
+import { writeClusterResults } from './lib/report-cluster.js';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 
@@ -229,6 +231,52 @@ withLoad(program.command('churn'), 100)
     writeChurnResults(dir, `churn N=${o.clients}, ${o.waves} waves × ${o.waveSize} pods at ${o.rate}/s`, commandLine(), results, machine());
     process.stdout.write(`results in ${dir}\n`);
     process.exit(0);
+  });
+
+program.command('cluster')
+  .description('N simulated nodes, four agents each (lean protocol readers, and probe nodes running the client library), while a busy cluster is written to etcd; then a reconnect storm')
+  .option('--nodes <list>', 'comma-separated node counts, each a run (e.g. 1000,2500)', '1000')
+  .option('--rate <r>', 'cluster changes per second (datastore writes: pods with their IPAM block and handle, policy and network-set edits, a node joining and leaving), besides every node\'s status each 10 s', int, 200)
+  .option('--duration <s>', 'measured seconds', int, 20)
+  .option('--warmup <s>', 'seconds of unstamped changes before the measured pass', int, 1)
+  .option('--pods-per-node <n>', 'pods per node at the start (the felix view, and each felix agent\'s first sync, grows with it)', int, 10)
+  .option('--probe-nodes <n>', 'nodes whose four agents are full client libraries (at least one per worker)', int, 5)
+  .option('--workers <n>', 'agent processes', int, 4)
+  .option('--wave <n>', 'lean readers each process connects at a time', int, 250)
+  .option('--compression <alg>', 'what agents offer for snapshot chunks: brotli or none', 'brotli')
+  .option('--systems <list>', `comma-separated, of ${CLUSTER_SYSTEMS.join(', ')}`, CLUSTER_SYSTEMS.join(','))
+  .option('--repeat <n>', 'runs per system and N (report medians)', int, 1)
+  .option('--no-storm', 'skip the reconnect storm (calico-fanout)')
+  .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
+  .option('--client-cpus <list>', 'cores for the agents\' processes', '1')
+  .option('--writer-cpus <list>', 'cores for the writer (this process); default: the serving side\'s')
+  .option('--timeout <s>', 'bound on connecting, on the drain and on the storm', int, 300)
+  .option('--out <dir>', 'results folder', '')
+  .action(async (o) => {
+    const nodes = String(o.nodes).split(',').map((n) => int(n.trim()));
+    const systems = systemsOf<ClusterSystem>(o.systems, CLUSTER_SYSTEMS);
+    if (o.compression !== 'brotli' && o.compression !== 'none') throw new Error(`--compression: brotli or none, not ${o.compression}`);
+    const bar = new Progress();
+    const runs: ClusterResult[] = [];
+    for (const n of nodes) {
+      for (let rep = 0; rep < o.repeat; rep++) {
+        for (const system of systems) {
+          const r = await runCluster(system, {
+            nodes: n, rate: o.rate, durationS: o.duration, warmupS: o.warmup, podsPerNode: o.podsPerNode, probeNodes: o.probeNodes, workers: o.workers, wave: o.wave,
+            compression: o.compression, serverCpus: o.serverCpus, clientCpus: o.clientCpus, writerCpus: o.writerCpus, storm: o.storm, timeoutS: o.timeout,
+            progress: (msg) => bar.say(`[N=${n} ${rep + 1}/${o.repeat}] ${msg}`), meter: bar,
+          });
+          bar.say(`  → ${system} N=${n}: ${r.deliveredPerSec}/s delivered, probes p99 ${r.latencyMs.probes.p99} ms, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery, server ${r.serverCores} cores, generator ${r.generatorCores}, RSS ${r.rss.measuredMaxMiB} MiB, probes = datastore: ${r.probesMatch}${r.storm ? `, storm ${r.storm.allInSyncS} s` : ''}`);
+          runs.push(r);
+        }
+      }
+    }
+    bar.done();
+    const dir = o.out || join(RESULTS, `${stamp()}-cluster-N${nodes.join('_')}-R${o.rate}`);
+    writeClusterResults(dir, `cluster N=${nodes.join(',')} R=${o.rate} D=${o.duration}s`, commandLine(), runs, machine());
+    process.stdout.write(`results in ${dir}\n`);
+    // A probe whose cache is not the datastore's view is a failure, not a figure.
+    process.exit(runs.every((r) => r.probesMatch) ? 0 : 1);
   });
 
 await program.parseAsync(process.argv);

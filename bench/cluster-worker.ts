@@ -5,16 +5,15 @@
 // this process's probe of its view, as an agent with a cache would (bench/lib/lean-reader.ts).
 import { readFileSync } from 'node:fs';
 import * as hdr from 'hdr-histogram-js';
-import { isDeepStrictEqual } from 'node:util';
 import { SyncClient } from '../client/index.js';
 import { SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
 import { keyBits } from '../src/protocol/checksum.js';
 import { bucketCountFor, DIGEST_SCHEME, digestToWire, emptyDigest, xorInto } from '../src/protocol/digest.js';
 import type { CacheDigest } from '../src/protocol/messages.js';
-import { expectedView } from '../test/support/expected.js';
 import { clusterStampOf, clusterStampsIn } from './lib/cluster-model.js';
 import { ackEverySecond, LeanReader } from './lib/lean-reader.js';
 import { nowUs } from './lib/payload.js';
+import { checkProbe, type ProbeCheck } from './lib/probe-check.js';
 
 export type ClusterCommand =
   | { cmd: 'ping' }
@@ -28,9 +27,6 @@ export type ClusterCommand =
   | { cmd: 'stop' };
 
 export interface ClusterProgress { ev: 'progress'; delivered: number; agents: number; inSync: number; markerSeen: number }
-
-/** A probe's cache against the datastore's view for its (syncer, node). */
-export interface ProbeCheck { syncer: SyncerType; node: string; keys: number; expected: number; missing: number; extra: number; differing: number; firstDifferences: string[] }
 
 /** One agent's reconnect: when it lost its server and when it was in sync again (nowUs), and how. */
 export interface StormAgent { probe: boolean; syncer: SyncerType; leftAt: number; doneAt: number; mode: 'snapshot' | 'digest' | 'resume' | 'unknown' }
@@ -46,6 +42,9 @@ export interface ClusterReport {
   connects: number;
   agents: number;
   protocolErrors: number;
+  /** Lean readers' closed connections by the server's close code, and goaways received. */
+  closes: Record<string, number>;
+  goaways: number;
 }
 
 const send = (m: object) => process.send!(m);
@@ -202,26 +201,10 @@ async function storm(timeoutMs: number): Promise<StormAgent[]> {
   ];
 }
 
-function stripRv(v: any): unknown {
-  if (!v?.metadata || v.metadata.resourceVersion === undefined) return v;
-  const { resourceVersion: _rv, ...metadata } = v.metadata;
-  return { ...v, metadata };
-}
-
 /** Each probe's cache against the view computed from the datastore's content (the harness's dump). */
 function verify(path: string): ProbeCheck[] {
   const content = new Map<string, unknown>(JSON.parse(readFileSync(path, 'utf8')) as [string, unknown][]);
-  return probes.map((p) => {
-    const want = expectedView(content, p.syncer, p.node);
-    const got = new Map([...p.client.entries()].map(([k, v]) => [k, v.value]));
-    const missing = [...want.keys()].filter((k) => !got.has(k));
-    const extra = [...got.keys()].filter((k) => !want.has(k));
-    const differing = [...want.keys()].filter((k) => got.has(k) && !isDeepStrictEqual(stripRv(got.get(k)), stripRv(want.get(k))));
-    return {
-      syncer: p.syncer, node: p.node, keys: got.size, expected: want.size, missing: missing.length, extra: extra.length, differing: differing.length,
-      firstDifferences: [...missing.map((k) => `missing ${k}`), ...extra.map((k) => `extra ${k}`), ...differing.map((k) => `differs ${k}`)].slice(0, 5),
-    };
-  });
+  return probes.map((p) => checkProbe(p.syncer, p.node, p.client.entries(), content));
 }
 
 function report(): ClusterReport {
@@ -234,6 +217,8 @@ function report(): ClusterReport {
     connects: leans.reduce((n, l) => n + l.reader.stats.connects, 0) + probes.reduce((n, p) => n + p.client.stats.connects, 0),
     agents: leans.length + probes.length,
     protocolErrors: leans.reduce((n, l) => n + l.reader.stats.protocolErrors, 0) + probes.reduce((n, p) => n + p.client.stats.protocolErrors, 0),
+    closes: leans.reduce((acc, l) => { for (const [c, n] of Object.entries(l.reader.stats.closes)) acc[c] = (acc[c] ?? 0) + n; return acc; }, {} as Record<string, number>),
+    goaways: leans.reduce((n, l) => n + l.reader.stats.goaways, 0),
   };
 }
 

@@ -52,13 +52,15 @@ export interface LeanStats {
   syncItems: number;
   goaways: number;
   protocolErrors: number;
+  /** Connections closed, by the close code the server sent ('none': the socket just went). */
+  closes: Record<string, number>;
 }
 
 const WINDOW_ACK_FRACTION = 4;
 const ACK_INTERVAL_MS = 1000;
 
 export class LeanReader {
-  readonly stats: LeanStats = { connects: 0, snapshots: 0, digests: 0, resumes: 0, frames: 0, bytes: 0, items: 0, syncItems: 0, goaways: 0, protocolErrors: 0 };
+  readonly stats: LeanStats = { connects: 0, snapshots: 0, digests: 0, resumes: 0, frames: 0, bytes: 0, items: 0, syncItems: 0, goaways: 0, protocolErrors: 0, closes: {} };
   private ws: WsLite | undefined;
   private running = false;
   private urlIndex = 0;
@@ -121,7 +123,7 @@ export class LeanReader {
     const ws = new WsLite(url, {
       onOpen: () => this.hello(ws),
       onMessage: (data) => this.onMessage(ws, data),
-      onClose: () => this.onClose(ws),
+      onClose: (code) => { const c = code ? String(code) : 'none'; this.stats.closes[c] = (this.stats.closes[c] ?? 0) + 1; this.onClose(ws); },
     });
     this.ws = ws;
   }
@@ -265,6 +267,9 @@ function readHead(data: Buffer): { head: Record<string, unknown>; items: number 
       if (name === 'u') return { head, items: r.arrayLength() };
       const v = r.scalar();
       if (v !== NOT_SCALAR) { head[name] = v; continue; }
+      // A ping's ts (ms since the epoch) is past 32 bits: a uint64 or a float64.
+      const b = data[r.pos];
+      if (b === 0xcb || b === 0xcf) { head[name] = b === 0xcb ? data.readDoubleBE(r.pos + 1) : Number(data.readBigUInt64BE(r.pos + 1)); r.skip(); continue; }
       if (name === 'data') { const at = r.bin(); head.data = data.subarray(at, r.pos); continue; }
       if (name === 'resume') { head.resume = resumeOf(r); continue; }
       r.skip();

@@ -9,8 +9,8 @@ export interface WsLiteHandlers {
   onOpen(): void;
   /** One whole binary message; the bytes are only valid until this returns. */
   onMessage(data: Buffer): void;
-  /** The connection is gone (closed by either side, refused, reset); called once. */
-  onClose(): void;
+  /** The connection is gone (closed by either side, refused, reset); called once, with the close code the server sent (0: none). */
+  onClose(code: number): void;
 }
 
 // One read buffer for the whole process: callbacks run one at a time and consume it at once.
@@ -24,6 +24,7 @@ export class WsLite {
   private readonly socket: Socket;
   private opened = false;
   private closed = false;
+  private code = 0;
   /** Bytes of an incomplete message (or handshake) carried over to the next read. */
   private carry: Buffer[] = [];
   private carried = 0;
@@ -71,7 +72,7 @@ export class WsLite {
   private gone(): void {
     if (this.closed) return;
     this.closed = true;
-    this.h.onClose();
+    this.h.onClose(this.code);
   }
 
   private onRead(buf: Buffer, n: number): void {
@@ -147,6 +148,7 @@ export class WsLite {
         return;
       case 0x8:
         // The server's close: answered with an empty close, then the socket goes.
+        if (payload.length >= 2) this.code = payload.readUInt16BE(0);
         if (this.isOpen) this.socket.end(Buffer.from([0x88, 0x80, 0, 0, 0, 0]));
         this.gone();
         return;

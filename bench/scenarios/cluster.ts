@@ -13,13 +13,14 @@
 //               itself and serving each view its frames: the transport's ceiling
 import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { putAll } from '../../src/datastore/etcd.js';
 import { freePort } from '../../test/support/metrics.js';
-import type { ClusterCommand, ClusterProgress, ClusterReport, ProbeCheck, StormAgent } from '../cluster-worker.js';
+import type { ClusterCommand, ClusterProgress, ClusterReport, StormAgent } from '../cluster-worker.js';
+import { matches, type ProbeCheck } from '../lib/probe-check.js';
 import type { WorkerCommand } from '../agent-worker.js';
 import { ClusterModel, DEFAULT_SHAPE, STATUS_PERIOD_MS, type ClusterShape } from '../lib/cluster-model.js';
 import { loadCluster, playCluster } from '../lib/cluster-writer.js';
@@ -39,6 +40,8 @@ export interface ClusterOptions {
   /** Cluster changes (datastore writes) per second, besides each node's status every 10 s. */
   rate: number;
   durationS: number;
+  /** A pass of unstamped changes first (the first frames' one-time costs), then a second's pause; 0: none. */
+  warmupS: number;
   podsPerNode: number;
   /** Nodes whose four agents are full client libraries (at least one per worker). */
   probeNodes: number;
@@ -104,7 +107,11 @@ export interface ClusterResult {
   servingCpuUsPerDelivered: number;
   /** The serving process alone (calico-fanout, or the raw server), in cores over the measured pass and drain. */
   serverCores: number;
+  /** The whole serving side (etcd + calico-fanout, or the raw server), in cores. */
+  servingCores: number;
   generatorCores: number;
+  /** The machine's 1-minute load average when the run began: other work on a shared machine shows here. */
+  loadAverage: number;
   rss: { beforeClientsMiB: number; measuredMaxMiB: number; measuredMedianMiB: number; peakMiB: number; kibPerConnection: number };
   upstreamWatches: number | null;
   probeChecks: ProbeCheck[];
@@ -112,6 +119,9 @@ export interface ClusterResult {
   /** Connects beyond each agent's first, over the measured pass. */
   reconnects: number;
   protocolErrors: number;
+  /** Lean readers' connections closed, by the server's close code ('none': no close frame), and goaways they got. */
+  closes: Record<string, number>;
+  goaways: number;
   probeHistogram: string;
   leanHistogram: string;
   rssSeries: RssSeries;
@@ -161,6 +171,7 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
   const model = new ClusterModel(shapeOf(o), o.rate);
   const { nodes: shares, probeNodes } = layout(o);
   const connections = o.nodes * 4;
+  const loadAverage = loadavg()[0]!;
   const tmp = mkdtempSync(join(tmpdir(), 'bench-cluster-'));
   cleanup.push(async () => rmSync(tmp, { recursive: true, force: true }));
   try {
@@ -205,9 +216,11 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
       if (r.putErrors) throw new Error(`${r.putErrors} of ${r.writes} writes to etcd failed`);
       return r.writes;
     };
-    say(`${system}: warm-up`);
-    await play(1, false);
-    await new Promise((r) => setTimeout(r, 1000));
+    if (o.warmupS > 0) {
+      say(`${system}: warm-up`);
+      await play(o.warmupS, false);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
 
     const generatorCpu = () => workers.reduce((n, w) => n + cpuSeconds(w.child.pid!), 0);
     const cpu0 = Object.fromEntries(pids().map((p) => [p.name, cpuSeconds(p.pid)]));
@@ -290,15 +303,17 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
       markerSeen: progress.reduce((n, p) => n + p.markerSeen, 0),
       cpuS: { serving: cpu1, servingTotal, server: cpu1[serverName]!, generator, writer: r2((writerUsage.user + writerUsage.system) / 1e6) },
       servingCpuUsPerDelivered: delivered ? r2((servingTotal * 1e6) / delivered) : NaN,
-      serverCores: r2(cpu1[serverName]! / seconds), generatorCores: r2(generator / seconds),
+      serverCores: r2(cpu1[serverName]! / seconds), servingCores: r2(servingTotal / seconds), generatorCores: r2(generator / seconds), loadAverage,
       rss: {
         beforeClientsMiB: r2(rssBefore), measuredMaxMiB: r2(Math.max(...measured)), measuredMedianMiB: r2(measuredMedian), peakMiB: r2(peak),
         kibPerConnection: r2(((measuredMedian - rssBefore) * 1024) / connections),
       },
       upstreamWatches: system === 'fanout' ? watches : null,
-      probeChecks, probesMatch: probeChecks.every((c) => c.missing + c.extra + c.differing === 0),
+      probeChecks, probesMatch: probeChecks.length > 0 && probeChecks.every(matches),
       reconnects: reports.reduce((n, r) => n + r.connects - r.agents, 0),
       protocolErrors: reports.reduce((n, r) => n + r.protocolErrors, 0),
+      closes: reports.reduce((acc, r) => { for (const [c, n] of Object.entries(r.closes)) acc[c] = (acc[c] ?? 0) + n; return acc; }, {} as Record<string, number>),
+      goaways: reports.reduce((n, r) => n + r.goaways, 0),
       probeHistogram: hdr.encodeIntoCompressedBase64(probeH), leanHistogram: hdr.encodeIntoCompressedBase64(leanH),
       rssSeries, storm,
     };
