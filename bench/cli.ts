@@ -49,7 +49,7 @@ const withLoad = (c: Command, clients: number) => c
   .option('--clients <n>', 'simulated agents', int, clients)
   .option('--keys <k>', 'distinct keys', int, 1000)
   .option('--workers <n>', 'client processes', int, 2)
-  .option('--client-mode <mode>', 'full: agents decode every value (fanout: and keep a cache); light: stamps read from the value bytes (fanout: hashes kept, checksums verified)', 'light')
+  .option('--client-mode <mode>', 'full: agents decode every value (fanout: and keep a cache); light: stamps read from the value bytes (fanout: hashes kept, checksums verified); lean (steady, fanout and raw-batch): lean protocol readers and --probes full client libraries', 'light')
   .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
   .option('--client-cpus <list>', 'cores for the client processes', '1')
   .option('--writer-cpus <list>', 'cores for the writer (this process); default: the serving side\'s')
@@ -62,23 +62,25 @@ withLoad(program.command('steady'), 100)
   .option('--duration <s>', 'measured seconds', int, 10)
   .option('--systems <list>', `comma-separated, of ${SYSTEMS.join(', ')}`, 'fanout,raw-batch,direct,grpc-proxy')
   .option('--repeat <n>', 'runs per system (report medians)', int, 1)
+  .option('--probes <n>', 'client mode lean: clients that are full client libraries (their latency reported apart)', int, 20)
   .action(async (o) => {
     const systems = systemsOf<SystemName>(o.systems, SYSTEMS);
+    systemsOf(o.clientMode, ['light', 'full', 'lean'], 'client mode');
     const runs: RunResult[] = [];
     const bar = new Progress();
     for (let rep = 0; rep < o.repeat; rep++) {
       for (const system of systems) {
         const r = await runSteady(system, {
-          clients: o.clients, rate: o.rate, durationS: o.duration, keys: o.keys, workers: o.workers, mode: o.clientMode,
+          clients: o.clients, rate: o.rate, durationS: o.duration, keys: o.keys, workers: o.workers, mode: o.clientMode, probes: o.probes,
           serverCpus: o.serverCpus, clientCpus: o.clientCpus, writerCpus: o.writerCpus, drainTimeoutS: o.drainTimeout,
           progress: (m) => bar.say(`[${rep + 1}/${o.repeat}] ${m}`), meter: bar,
         });
-        bar.say(`  → ${system}: ${r.deliveredPerSec}/s delivered, p99 ${r.latencyMs.p99} ms, complete ${r.completeClients}/${r.clients}, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery`);
+        bar.say(`  → ${system}: ${r.deliveredPerSec}/s delivered, p99 ${r.latencyMs.p99} ms${r.probeLatencyMs ? ` (probes ${r.probeLatencyMs.p99} ms)` : ''}, complete ${r.completeClients}/${r.clients}, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery`);
         runs.push(r);
       }
     }
     bar.done();
-    const dir = o.out || join(RESULTS, `${stamp()}-steady-N${o.clients}-R${o.rate}`);
+    const dir = o.out || join(RESULTS, `${stamp()}-steady-N${o.clients}-R${o.rate}${o.clientMode === 'lean' ? '-lean' : ''}`);
     writeResults(dir, `steady N=${o.clients} R=${o.rate} D=${o.duration}s`, commandLine(), runs, machine());
     process.stdout.write(`results in ${dir}\n`);
     process.exit(0);
@@ -188,6 +190,7 @@ withLoad(program.command('slow'), 500)
   .option('--high-water-mark <bytes>', 'calico-fanout: per-client buffer bound (TYPHA_SERVERHIGHWATERMARKBYTES); default: its own', int)
   .option('--systems <list>', `comma-separated, of ${SLOW_SYSTEMS.join(', ')}`, 'fanout,raw-batch')
   .action(async (o) => {
+    systemsOf(o.clientMode, ['light', 'full'], 'client mode (slow)');
     const bar = new Progress();
     const results: SlowResult[] = [];
     for (const system of systemsOf<SlowSystem>(o.systems, SLOW_SYSTEMS)) {
@@ -215,6 +218,7 @@ withLoad(program.command('churn'), 100)
   .option('--pause <s>', 'seconds between waves', int, 1)
   .option('--systems <list>', `comma-separated, of ${CHURN_SYSTEMS.join(', ')}`, CHURN_SYSTEMS.join(','))
   .action(async (o) => {
+    systemsOf(o.clientMode, ['light', 'full'], 'client mode (churn)');
     const bar = new Progress();
     const results: ChurnResult[] = [];
     for (const system of systemsOf<ChurnSystem>(o.systems, CHURN_SYSTEMS)) {

@@ -23,7 +23,10 @@ export interface SteadyOptions {
   durationS: number;
   keys: number;
   workers: number;
-  mode: 'full' | 'light';
+  /** lean: lean protocol readers and `probes` full client libraries (fanout and raw-batch). */
+  mode: 'full' | 'light' | 'lean';
+  /** Lean mode: how many of the clients are probes (SyncClients decoding and keeping every value). */
+  probes?: number;
   serverCpus: string;
   clientCpus: string;
   /** Cores for this process, which writes to the datastore; undefined: the serving side's. */
@@ -63,6 +66,10 @@ export interface RunResult {
   reconnects: number;
   snapshots: number;
   histogram: string;
+  /** Lean mode: the probes (full client libraries) among the clients, and their latency alone. */
+  probes?: number;
+  probeLatencyMs?: Percentiles;
+  probeHistogram?: string;
   /** VmRSS of each serving process every 250 ms, from the start of the measured pass to the end of the drain. */
   rssSeries?: RssSeries;
   /** slow: the stalled clients, measured apart (latencyMs and histogram above are everyone else's). */
@@ -209,11 +216,18 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
     // client core it took 12% of it and tipped it into saturation. The raw server makes its
     // updates on the serving core too, so this keeps the systems alike.
     pin(process.pid, o.writerCpus ?? o.serverCpus);
-    say(`${system}: connecting ${o.clients} clients`);
+    const lean = o.mode === 'lean';
+    if (lean && s.clientSystem === 'etcd') throw new Error(`lean mode speaks the calico-fanout protocol: ${system} does not`);
+    // The raw server serves protocol clients its view from the same preload as etcd holds.
+    if (lean && s.raw) { s.raw.send({ cmd: 'load', source: 'steady', keys: o.keys }); await nextMessage(s.raw, 'raw server'); }
+    const probes = lean ? Math.min(o.probes ?? 0, o.clients) : 0;
+    say(`${system}: connecting ${o.clients} clients${lean ? ` (${probes} probes)` : ''}`);
     const per = Math.ceil(o.clients / o.workers);
     await Promise.all(workers.map((w, i) => w.ask({
       cmd: 'start', system: s.clientSystem, urls: s.urls, first: i * per, count: Math.max(0, Math.min(per, o.clients - i * per)), keys: o.keys, mode: o.mode,
       stalled: Math.max(0, (o.stalled ?? 0) - i * per),
+      // Spread over the workers, so each holds some.
+      probes: Math.floor(probes / o.workers) + (i < probes % o.workers ? 1 : 0),
     })));
 
     // Warm-up (seq 0, ignored by the clients), then the measured pass.
@@ -301,6 +315,7 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
       reconnects: reports.reduce((n, r) => n + r.reconnects, 0),
       snapshots: reports.reduce((n, r) => n + r.snapshots, 0),
       histogram: hdr.encodeIntoCompressedBase64(merged),
+      ...(lean ? (() => { const ph = merge((r) => r.probeHistogram); return { probes, probeLatencyMs: percentiles(ph), probeHistogram: hdr.encodeIntoCompressedBase64(ph) }; })() : {}),
       rssSeries,
       ...(o.stalled ? {
         stalled: {
