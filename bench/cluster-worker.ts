@@ -38,6 +38,8 @@ export interface ClusterReport {
   leanHistogram: string;
   /** Items delivered while measuring, by view: lean readers' delta items, probes' reported updates. */
   deliveredByView: Record<string, number>;
+  /** Frames received while measuring, by view (lean readers and probes). */
+  framesByView: Record<string, number>;
   /** Snapshots, digests, resumes and reconnects over the whole run, lean readers and probes together. */
   connects: number;
   agents: number;
@@ -50,8 +52,8 @@ export interface ClusterReport {
 const send = (m: object) => process.send!(m);
 const newHistogram = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
 
-interface Lean { reader: LeanReader; syncer: SyncerType; maxSeq: number; items0: number; armed: number; leftAt: number; doneAt: number; before: Modes }
-interface Probe { client: SyncClient; syncer: SyncerType; node: string; maxSeq: number; delivered: number; armed: number; leftAt: number; doneAt: number; before: Modes }
+interface Lean { reader: LeanReader; syncer: SyncerType; maxSeq: number; items0: number; frames0: number; armed: number; leftAt: number; doneAt: number; before: Modes }
+interface Probe { client: SyncClient; syncer: SyncerType; node: string; maxSeq: number; delivered: number; frames0: number; armed: number; leftAt: number; doneAt: number; before: Modes }
 type Modes = { snapshots: number; digests: number; resumes: number };
 
 const leans: Lean[] = [];
@@ -102,7 +104,7 @@ async function start(m: Extract<ClusterCommand, { cmd: 'start' }>): Promise<void
   // Probes first: they are the lean readers' digest donors.
   for (const node of m.nodes.filter((n) => probeNodes.has(n))) {
     for (const syncer of SYNCER_TYPES) {
-      const p: Probe = { client: undefined as unknown as SyncClient, syncer, node, maxSeq: 0, delivered: 0, armed: 0, leftAt: 0, doneAt: 0, before: { snapshots: 0, digests: 0, resumes: 0 } };
+      const p: Probe = { client: undefined as unknown as SyncClient, syncer, node, maxSeq: 0, delivered: 0, frames0: 0, armed: 0, leftAt: 0, doneAt: 0, before: { snapshots: 0, digests: 0, resumes: 0 } };
       p.client = new SyncClient({
         urls: m.urls, syncerType: syncer, node, clientName: 'bench-probe', keepValues: true, initialBackoffMs: 200, maxBackoffMs: 5000,
         compression: m.compression === 'none' ? [] : [m.compression],
@@ -128,7 +130,7 @@ async function start(m: Extract<ClusterCommand, { cmd: 'start' }>): Promise<void
   // In waves: a burst of thousands of handshakes at once would overflow the listen backlog.
   for (let i = 0; i < todo.length; i += m.wave) {
     const wave = todo.slice(i, i + m.wave).map(({ node, syncer }) => {
-      const l: Lean = { reader: undefined as unknown as LeanReader, syncer, maxSeq: 0, items0: 0, armed: 0, leftAt: 0, doneAt: 0, before: { snapshots: 0, digests: 0, resumes: 0 } };
+      const l: Lean = { reader: undefined as unknown as LeanReader, syncer, maxSeq: 0, items0: 0, frames0: 0, armed: 0, leftAt: 0, doneAt: 0, before: { snapshots: 0, digests: 0, resumes: 0 } };
       l.reader = new LeanReader({
         urls: m.urls, syncer, node, compression: m.compression, scanSync: false, backoffMs: 200, digest: donors.get(syncer),
         onFrame: (frame) => {
@@ -211,9 +213,12 @@ function report(): ClusterReport {
   const byView: Record<string, number> = Object.fromEntries(SYNCER_TYPES.map((s) => [s, 0]));
   for (const l of leans) byView[l.syncer]! += l.reader.stats.items - l.items0;
   for (const p of probes) byView[p.syncer]! += p.delivered;
+  const frames: Record<string, number> = Object.fromEntries(SYNCER_TYPES.map((s) => [s, 0]));
+  for (const l of leans) frames[l.syncer]! += l.reader.stats.frames - l.frames0;
+  for (const p of probes) frames[p.syncer]! += p.client.stats.framesReceived - p.frames0;
   return {
     ev: 'report', probeHistogram: hdr.encodeIntoCompressedBase64(probeHistogram), leanHistogram: hdr.encodeIntoCompressedBase64(leanHistogram),
-    deliveredByView: byView,
+    deliveredByView: byView, framesByView: frames,
     connects: leans.reduce((n, l) => n + l.reader.stats.connects, 0) + probes.reduce((n, p) => n + p.client.stats.connects, 0),
     agents: leans.length + probes.length,
     protocolErrors: leans.reduce((n, l) => n + l.reader.stats.protocolErrors, 0) + probes.reduce((n, p) => n + p.client.stats.protocolErrors, 0),
@@ -233,8 +238,8 @@ process.on('message', async (m: ClusterCommand) => {
         if (m.on) {
           probeHistogram = newHistogram();
           leanHistogram = newHistogram();
-          for (const l of leans) l.items0 = l.reader.stats.items;
-          for (const p of probes) p.delivered = 0;
+          for (const l of leans) { l.items0 = l.reader.stats.items; l.frames0 = l.reader.stats.frames; }
+          for (const p of probes) { p.delivered = 0; p.frames0 = p.client.stats.framesReceived; }
         }
         measuring = m.on;
         return send({ ev: 'measuring', on: m.on });

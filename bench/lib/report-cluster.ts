@@ -36,13 +36,13 @@ export function clusterMarkdown(title: string, command: string, runs: ClusterRes
     `# ${title}`, '', `Command: \`${command}\``, '', machine, '',
     `Load average (1 min) at the start of each run: ${runs.map((r) => r.loadAverage.toFixed(1)).join(', ')}.`, '',
     '## Per N', '',
-    '| system | N nodes | connections (probes) | runs | changes/s + statuses/s | delivered/s | every agent reached the end? | probes p50 ms | probes p99 ms | lean readers p50 / p99 ms | serving CPU s | serving CPU µs / delivered | ÷ raw-batch | server cores | generator cores | generator ÷ server | server RSS MiB in the pass (max) | RSS per connection KiB | upstream watches | probes = datastore | reconnects |',
-    `|${'---|'.repeat(21)}`,
+    '| system | N nodes | connections (probes) | runs | changes/s + statuses/s | delivered/s | every agent reached the end? | probes p50 ms | probes p99 ms | lean readers p50 / p99 ms | serving CPU s | serving CPU µs / delivered | ÷ raw-batch | server cores | generator cores | generator ÷ server | server RSS MiB in the pass (max) | RSS per connection KiB | upstream watches | probes = datastore | reconnects | felix: frames/s per agent, items per frame |',
+    `|${'---|'.repeat(22)}`,
     ...gs.map((g) => {
       const r = g[0]!;
       const base = raw(r.nodes);
       const cpu = m(g, (x) => x.servingCpuUsPerDelivered);
-      return `| ${r.system} | ${r.nodes} | ${r.connections} (${r.probes}) | ${g.length} | ${r.rate} + ${r.nodes / 10} | ${k(m(g, (x) => x.deliveredPerSec))} | ${g.every((x) => x.markerSeen === x.connections) ? 'yes' : `no: ${g.map((x) => x.markerSeen).join(', ')} of ${r.connections}`} | ${med(g, (x) => x.latencyMs.probes.p50, fmtMs)} | ${med(g, (x) => x.latencyMs.probes.p99, fmtMs)} | ${fmtMs(m(g, (x) => x.latencyMs.lean.p50))} / ${fmtMs(m(g, (x) => x.latencyMs.lean.p99))} | ${serving(g)} | ${med(g, (x) => x.servingCpuUsPerDelivered)} | ${r.system === 'raw-batch' ? '1.00×' : ratio(cpu, base && m(base, (x) => x.servingCpuUsPerDelivered))} | ${med(g, (x) => x.serverCores)} | ${med(g, (x) => x.generatorCores)} | ${ratio(m(g, (x) => x.cpuS.generator), m(g, (x) => x.cpuS.server))} | ${m(g, (x) => x.rss.measuredMedianMiB).toFixed(0)} (${m(g, (x) => x.rss.measuredMaxMiB).toFixed(0)}) | ${med(g, (x) => x.rss.kibPerConnection, (n) => n.toFixed(1))} | ${r.upstreamWatches ?? '—'} | ${g.every((x) => x.probesMatch) ? 'yes' : `**no** (${g.map((x) => x.probeChecks.filter((c) => !matches(c)).length).join(', ')} probes differ)`} | ${m(g, (x) => x.reconnects)} |`;
+      return `| ${r.system} | ${r.nodes} | ${r.connections} (${r.probes}) | ${g.length} | ${r.rate} + ${r.nodes / 10} | ${k(m(g, (x) => x.deliveredPerSec))} | ${g.every((x) => x.markerSeen === x.connections) ? 'yes' : `no: ${g.map((x) => x.markerSeen).join(', ')} of ${r.connections}`} | ${med(g, (x) => x.latencyMs.probes.p50, fmtMs)} | ${med(g, (x) => x.latencyMs.probes.p99, fmtMs)} | ${fmtMs(m(g, (x) => x.latencyMs.lean.p50))} / ${fmtMs(m(g, (x) => x.latencyMs.lean.p99))} | ${serving(g)} | ${med(g, (x) => x.servingCpuUsPerDelivered)} | ${r.system === 'raw-batch' ? '1.00×' : ratio(cpu, base && m(base, (x) => x.servingCpuUsPerDelivered))} | ${med(g, (x) => x.serverCores)} | ${med(g, (x) => x.generatorCores)} | ${ratio(m(g, (x) => x.cpuS.generator), m(g, (x) => x.cpuS.server))} | ${m(g, (x) => x.rss.measuredMedianMiB).toFixed(0)} (${m(g, (x) => x.rss.measuredMaxMiB).toFixed(0)}) | ${med(g, (x) => x.rss.kibPerConnection, (n) => n.toFixed(1))} | ${r.upstreamWatches ?? '—'} | ${g.every((x) => x.probesMatch) ? 'yes' : `**no** (${g.map((x) => x.probeChecks.filter((c) => !matches(c)).length).join(', ')} probes differ)`} | ${m(g, (x) => x.reconnects)} | ${m(g, (x) => x.framesByView.felix! / x.nodes / (x.durationS + x.drainS)).toFixed(1)}, ${m(g, (x) => x.deliveredByView.felix! / x.framesByView.felix!).toFixed(2)} |`;
     }),
     '',
     'Medians over runs (range in brackets). Changes/s: datastore writes of the cluster\'s changes (pods with their IPAM',
@@ -53,7 +53,8 @@ export function clusterMarkdown(title: string, command: string, runs: ClusterRes
     'compared with the datastore\'s view at the end: "probes = datastore"), lean readers the rest. Serving CPU: etcd +',
     'calico-fanout, or the raw server, which makes the changes itself; server cores: calico-fanout or the raw server alone;',
     'generator: the agents\' processes. RSS: the server\'s VmRSS sampled over the pass; per connection: (median in the pass −',
-    'before any agent connected) ÷ connections.',
+    'before any agent connected) ÷ connections. Frames per felix agent and items per frame: how the changes were batched',
+    '(the raw server sends one frame per 10 ms tick).',
     '', '![probes\' latency](latency.svg)', '', '![CPU against N](cpu.svg)',
   ];
   if (fanout.length) {

@@ -97,6 +97,8 @@ export interface ClusterResult {
   delivered: number;
   deliveredPerSec: number;
   deliveredByView: Record<string, number>;
+  /** Frames received in the measured pass and the drain, by view: with deliveredByView, how well changes are batched. */
+  framesByView: Record<string, number>;
   latencyMs: { probes: Percentiles; lean: Percentiles };
   /** The last write → every agent holding the marker written after it. */
   drainS: number;
@@ -291,13 +293,15 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     const deliveredByView: Record<string, number> = {};
     for (const r of reports) for (const [v, n] of Object.entries(r.deliveredByView)) deliveredByView[v] = (deliveredByView[v] ?? 0) + n;
     const delivered = Object.values(deliveredByView).reduce((a, b) => a + b, 0);
+    const framesByView: Record<string, number> = {};
+    for (const r of reports) for (const [v, n] of Object.entries(r.framesByView)) framesByView[v] = (framesByView[v] ?? 0) + n;
     const servingTotal = r2(Object.values(cpu1).reduce((a, b) => a + b, 0));
     const seconds = (tEnd - t0) / 1e6;
     const measured = rssLineOf(rssSeries, serverName);
     const measuredMedian = median(measured);
     return {
       system, nodes: o.nodes, connections, probes: probeNodes.length * 4, rate: o.rate, durationS: o.durationS, podsPerNode: o.podsPerNode, initialKeys,
-      writes, connectS, delivered, deliveredPerSec: Math.round(delivered / seconds), deliveredByView,
+      writes, connectS, delivered, deliveredPerSec: Math.round(delivered / seconds), deliveredByView, framesByView,
       latencyMs: { probes: percentiles(probeH), lean: percentiles(leanH) },
       drainS: Math.round((tEnd - lastPutAt) / 1e4) / 100,
       markerSeen: progress.reduce((n, p) => n + p.markerSeen, 0),

@@ -25,11 +25,14 @@ wss.on('connection', (ws) => {
   ws.on('error', () => {});
   // The first message is a hello; anything after it (acks, pongs) needs no answer.
   ws.once('message', (data: Buffer) => {
-    let hello: { t?: unknown; syncer?: unknown; node?: unknown };
+    let hello: { t?: unknown; syncer?: unknown; node?: unknown; compression?: unknown };
     try { hello = unpackr.unpack(data); } catch { ws.close(4001, 'not msgpack'); return; }
     if (hello?.t !== 'hello' || !isSyncerType(hello.syncer)) { ws.close(4005, 'bad hello'); return; }
     plain.delete(ws);
-    views.join(ws, { syncer: hello.syncer, node: typeof hello.node === 'string' ? hello.node : '' });
+    views.join(ws, {
+      syncer: hello.syncer, node: typeof hello.node === 'string' ? hello.node : '',
+      compression: Array.isArray(hello.compression) ? hello.compression.filter((c): c is string => typeof c === 'string') : [],
+    });
   });
 });
 wss.on('listening', () => process.send!({ ev: 'listening', port: (wss.address() as { port: number }).port }));

@@ -1,9 +1,10 @@
 // The raw baseline's side of the protocol, for clients that say hello (lean readers, client
 // libraries): as little as lets them follow their view. A welcome, the view as one snapshot,
 // in-sync; then per tick one delta frame per view (and per node for a node's own items), the same
-// Buffer to every client it fits; pings. No history, resume, dedupe, flow control, backpressure
-// or checksums: what is left is the transport and the filtering, the ceiling calico-fanout is
-// compared with.
+// Buffer to every client it fits; pings. A view's snapshot is built (and compressed, for clients
+// that offer it) once per state and shared, or a thousand agents connecting would each cost a
+// copy of it. No history, resume, dedupe, flow control, backpressure or checksums: what is left is
+// the transport and the filtering, the ceiling calico-fanout is compared with.
 import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import { DEFAULT_ALLOW_PROFILE, DEFAULT_ALLOW_PROFILE_KEY } from '../../src/datastore/default-allow.js';
@@ -11,9 +12,10 @@ import { parseKey } from '../../src/model/kinds.js';
 import { servedPolicy } from '../../src/model/policy-name.js';
 import { isCarried, nodeOf, SYNCER_TYPES, VIEWS, viewsOfKind, type SyncerType } from '../../src/model/views.js';
 import { packr, unpackr } from '../../src/protocol/codec.js';
+import { compressLarge, negotiate, type Compression } from '../../src/protocol/compression.js';
 import { chunkFrames, encodeItem, itemsFrame } from '../../src/protocol/frames.js';
 
-export interface Hello { syncer: SyncerType; node: string }
+export interface Hello { syncer: SyncerType; node: string; compression: readonly string[] }
 
 interface Client { ws: WebSocket; node: string }
 
@@ -36,6 +38,8 @@ export class RawViews {
   private readonly nodeOfKey = new Map<string, string>();
   private readonly epoch = randomBytes(8).toString('hex');
   private seq = 0;
+  /** Shared views' snapshot frames, per view and compression, as of `seq` (a publish drops them). */
+  private snapshots = new Map<string, Buffer[]>();
   private readonly pinger: NodeJS.Timeout;
 
   constructor() {
@@ -56,19 +60,31 @@ export class RawViews {
     if (!view) { ws.close(4005, 'unknown syncer'); return; }
     const scoped = VIEWS[hello.syncer].nodeScoped.size > 0;
     const c: Client = { ws, node: scoped ? hello.node : '' };
-    ws.send(packr.pack({ t: 'welcome', v: 1, serverId: 'raw', serverVersion: 'raw', epoch: this.epoch, syncer: hello.syncer, node: c.node, mode: 'snapshot', compression: 'none' }));
-    const items = [...view.shared.values(), ...(view.own.get(c.node)?.values() ?? [])];
-    const seq = this.seq;
-    for (const f of chunkFrames(items, CHUNK_BYTES, (i, last) => ({ t: 'snapshot', seq, i, last }))) ws.send(f);
+    const alg = negotiate(hello.compression);
+    ws.send(packr.pack({ t: 'welcome', v: 1, serverId: 'raw', serverVersion: 'raw', epoch: this.epoch, syncer: hello.syncer, node: c.node, mode: 'snapshot', compression: alg }));
+    for (const f of this.snapshot(view, hello.syncer, c.node, alg)) ws.send(f);
     ws.send(packr.pack({ t: 'status', status: 'in-sync' }));
     view.clients.add(c);
     if (c.node) { let s = view.byNode.get(c.node); if (!s) view.byNode.set(c.node, s = new Set()); s.add(c); }
     ws.on('close', () => { view.clients.delete(c); view.byNode.get(c.node)?.delete(c); });
   }
 
+  private snapshot(view: View, name: SyncerType, node: string, alg: Compression | 'none'): Buffer[] {
+    const id = `${name}/${alg}`;
+    const own = view.own.get(node);
+    // A node's own items make its snapshot its own (small: node-scoped views hold a few keys).
+    if (!own?.size) { const hit = this.snapshots.get(id); if (hit) return hit; }
+    const items = [...view.shared.values(), ...(own?.values() ?? [])];
+    const seq = this.seq;
+    const frames = [...chunkFrames(items, CHUNK_BYTES, (i, last) => ({ t: 'snapshot', seq, i, last }))].map((f) => compressLarge(f, alg));
+    if (!own?.size) this.snapshots.set(id, frames);
+    return frames;
+  }
+
   /** Takes in a batch of datastore writes (in order; the last write of a key wins) and sends each view its delta. */
   publish(writes: readonly { key: string; value: unknown }[]): void {
     if (writes.length === 0) return;
+    this.snapshots.clear();
     const from = this.seq;
     const shared = new Map<SyncerType, Map<string, Buffer>>();
     const own = new Map<SyncerType, Map<string, Map<string, Buffer>>>();
