@@ -19,6 +19,7 @@ export type ClusterCommand =
   | { cmd: 'ping' }
   | { cmd: 'start'; urls: string[]; nodes: string[]; probeNodes: string[]; compression: 'brotli' | 'none'; wave: number; timeoutMs: number }
   | { cmd: 'measure'; on: boolean }
+  | { cmd: 'fence'; seq: number }
   | { cmd: 'progress'; markerSeq?: number }
   | { cmd: 'arm' }
   | { cmd: 'storm'; timeoutMs: number }
@@ -59,6 +60,8 @@ type Modes = { snapshots: number; digests: number; resumes: number };
 const leans: Lean[] = [];
 const probes: Probe[] = [];
 let measuring = false;
+/** Stamps from this seq on (the drain's marker) count as deliveries but not in the latency. */
+let fence = Infinity;
 let probeHistogram = newHistogram();
 let leanHistogram = newHistogram();
 let stopAcks = () => {};
@@ -115,7 +118,7 @@ async function start(m: Extract<ClusterCommand, { cmd: 'start' }>): Promise<void
             const s = clusterStampOf(u.value);
             if (!s || s.seq <= 0) continue;
             if (s.seq > p.maxSeq) p.maxSeq = s.seq;
-            if (measuring) { p.delivered++; probeHistogram.recordValue(Math.max(1, now - s.ts)); }
+            if (measuring) { p.delivered++; if (s.seq < fence) probeHistogram.recordValue(Math.max(1, now - s.ts)); }
           }
         },
       });
@@ -138,7 +141,7 @@ async function start(m: Extract<ClusterCommand, { cmd: 'start' }>): Promise<void
           clusterStampsIn(frame, (seq, ts) => {
             if (seq <= 0) return;
             if (seq > l.maxSeq) l.maxSeq = seq;
-            if (measuring) leanHistogram.recordValue(Math.max(1, now - ts));
+            if (measuring && seq < fence) leanHistogram.recordValue(Math.max(1, now - ts));
           });
         },
         onSync: (ok) => {
@@ -240,9 +243,13 @@ process.on('message', async (m: ClusterCommand) => {
           leanHistogram = newHistogram();
           for (const l of leans) { l.items0 = l.reader.stats.items; l.frames0 = l.reader.stats.frames; }
           for (const p of probes) { p.delivered = 0; p.frames0 = p.client.stats.framesReceived; }
+          fence = Infinity;
         }
         measuring = m.on;
         return send({ ev: 'measuring', on: m.on });
+      case 'fence':
+        fence = m.seq;
+        return send({ ev: 'fenced' });
       case 'progress': return send(progress(m.markerSeq));
       case 'arm':
         arm();

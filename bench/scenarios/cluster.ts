@@ -208,15 +208,16 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     const connectS = Math.round((nowUs() - c0) / 1e4) / 100;
 
     // The raw server makes the changes itself; for fanout this process writes them to etcd.
-    const play = async (durationS: number, stamped: boolean): Promise<number> => {
+    const play = async (durationS: number, stamped: boolean): Promise<{ writes: number; lastSeq: number }> => {
       if (s.raw) {
-        const done = nextMessage<{ written: number }>(s.raw, 'raw server');
+        const done = nextMessage<{ written: number; lastSeq: number }>(s.raw, 'raw server');
         s.raw.send({ cmd: 'play', durationS, stamped });
-        return (await done).written;
+        const d = await done;
+        return { writes: d.written, lastSeq: d.lastSeq };
       }
       const r = await playCluster(s.etcd!.client, model, { durationS, stamped });
       if (r.putErrors) throw new Error(`${r.putErrors} of ${r.writes} writes to etcd failed`);
-      return r.writes;
+      return { writes: r.writes, lastSeq: r.lastSeq };
     };
     if (o.warmupS > 0) {
       say(`${system}: warm-up`);
@@ -234,11 +235,13 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     say(`${system}: ${o.rate} changes/s and ${Math.round((o.nodes * 1000) / STATUS_PERIOD_MS)} statuses/s for ${o.durationS} s to ${connections} agents`);
     o.meter?.phase(`${system} N=${o.nodes} measured`);
     const poll = pollDelivered(o.meter, async () => (await askAll<ClusterProgress>(workers, { cmd: 'progress' })).reduce((n, p) => n + p.delivered, 0));
-    const writes = await play(o.durationS, true);
+    const { writes, lastSeq } = await play(o.durationS, true);
     const lastPutAt = nowUs();
     await poll.stop();
 
-    // Drain: a marker every agent sees, written after everything else.
+    // Drain: a marker every agent sees, written after everything else (a burst of a status per
+    // node, kept out of the latency).
+    await askAll(workers, { cmd: 'fence', seq: lastSeq + 1 });
     let markerSeq: number;
     if (s.raw) {
       const m = nextMessage<{ firstSeq: number }>(s.raw, 'raw server');
