@@ -3,7 +3,9 @@
 // protocol readers; the agents of the probe nodes are the real client library with its full
 // cache, and measure end-to-end latency. A lean reader that cannot resume presents the digest of
 // this process's probe of its view, as an agent with a cache would (bench/lib/lean-reader.ts).
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
 import * as hdr from 'hdr-histogram-js';
 import { SyncClient } from '../client/index.js';
 import { SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
@@ -230,6 +232,28 @@ function report(): ClusterReport {
   };
 }
 
+/**
+ * BENCH_CPU_PROF=<dir>: besides the whole life (--cpu-prof), a profile of the measured pass alone,
+ * where connecting (snapshots) would otherwise hide what a delta costs the generator.
+ */
+const PROF_DIR = process.env.BENCH_CPU_PROF;
+let session: Session | undefined;
+async function profile(on: boolean): Promise<void> {
+  if (!PROF_DIR) return;
+  if (on) {
+    session = new Session();
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.start');
+    return;
+  }
+  if (!session) return;
+  const { profile: p } = await session.post('Profiler.stop');
+  writeFileSync(join(PROF_DIR, `cluster-worker-${process.pid}-measured.cpuprofile`), JSON.stringify(p));
+  session.disconnect();
+  session = undefined;
+}
+
 process.on('message', async (m: ClusterCommand) => {
   try {
     switch (m.cmd) {
@@ -246,6 +270,7 @@ process.on('message', async (m: ClusterCommand) => {
           fence = Infinity;
         }
         measuring = m.on;
+        await profile(m.on);
         return send({ ev: 'measuring', on: m.on });
       case 'fence':
         fence = m.seq;

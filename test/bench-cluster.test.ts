@@ -15,6 +15,9 @@ import { writeClusterResults } from '../bench/lib/report-cluster.js';
 import { checkProbe, matches } from '../bench/lib/probe-check.js';
 import { ClusterModel, DEFAULT_SHAPE, clusterStampsIn } from '../bench/lib/cluster-model.js';
 import { WsLite } from '../bench/lib/ws-lite.js';
+import { readDelta } from '../bench/lib/lean-reader.js';
+import { encodeItem, itemsFrame } from '../src/protocol/frames.js';
+import { encode } from '../src/protocol/codec.js';
 import { encodeValue } from '../src/protocol/canonical.js';
 import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
 
@@ -191,6 +194,19 @@ test('ws-lite: whole messages across reads, a large one, pings answered, the ser
   assert.equal(await closed, 4007);
   assert.deepEqual(got, [1, 125, 126, 65_535, 65_536, big.length]);
   wss.close();
+});
+
+test('lean reader: a delta frame as servers build it is read in place, whatever the size of its numbers and item count', () => {
+  const item = encodeItem('/calico/resources/v3/projectcalico.org/ippools/p', Buffer.from([0x80]), '1');
+  for (const [from, to] of [[0, 5], [100, 200], [300, 70_000], [70_000, 5_000_000_000]] as const) {
+    for (const n of [0, 3, 15, 16, 70_000]) {
+      const frame = itemsFrame({ t: 'delta', from, to }, Array.from({ length: n }, () => item));
+      assert.deepEqual(readDelta(frame), { items: n, to }, `from ${from} to ${to}, ${n} items`);
+    }
+  }
+  // Anything else takes the general path.
+  assert.equal(readDelta(itemsFrame({ t: 'snapshot', seq: 1, i: 0, last: true }, [item])), undefined);
+  assert.equal(readDelta(encode({ t: 'ping', ts: Date.now() })), undefined);
 });
 
 test('no process the harness started outlives its run', SLOW, async () => {

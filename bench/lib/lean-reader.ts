@@ -172,6 +172,14 @@ export class LeanReader {
   }
 
   private handle(data: Buffer): void {
+    // Nearly every frame is a delta: read in place without allocating.
+    const n = deltaItems(data);
+    if (n >= 0) {
+      this.stats.items += n;
+      this.o.onFrame?.(data, n, true);
+      this.pos = deltaTo;
+      return;
+    }
     const h = readHead(data);
     if (!h) throw new MsgpackFormatError('truncated frame');
     const { head, items } = h;
@@ -251,6 +259,53 @@ export class LeanReader {
     }
     return this.inflate(data);
   }
+}
+
+// A delta frame as servers write it: {t: 'delta', from, to, u: [item…]}, fields in that order.
+const DELTA_HEAD = Buffer.from([0x84, 0xa1, 0x74, 0xa5, 0x64, 0x65, 0x6c, 0x74, 0x61, 0xa4, 0x66, 0x72, 0x6f, 0x6d]);
+let deltaTo = 0;
+
+/** A msgpack unsigned integer at `o` (fixint, uint8–uint64, or a float64 holding one); -1 for anything else. Leaves its end in `uintEnd`. */
+function uintAt(b: Buffer, o: number): number {
+  const x = b[o];
+  const size = x === undefined ? 0 : x < 0x80 ? 1 : x === 0xcc ? 2 : x === 0xcd ? 3 : x === 0xce ? 5 : x === 0xcf || x === 0xcb ? 9 : 0;
+  if (size === 0 || o + size > b.length) return -1;
+  uintEnd = o + size;
+  switch (x) {
+    case 0xcc: return b[o + 1]!;
+    case 0xcd: return b.readUInt16BE(o + 1);
+    case 0xce: return b.readUInt32BE(o + 1);
+    case 0xcf: return Number(b.readBigUInt64BE(o + 1));
+    case 0xcb: return b.readDoubleBE(o + 1);
+    default: return x!;
+  }
+}
+let uintEnd = 0;
+
+/** The item count of a delta frame (its `to` left in deltaTo); -1 when the frame is anything else. */
+function deltaItems(b: Buffer): number {
+  if (b.length < 20 || b.compare(DELTA_HEAD, 0, DELTA_HEAD.length, 0, DELTA_HEAD.length) !== 0) return -1;
+  if (uintAt(b, DELTA_HEAD.length) < 0) return -1;
+  let o = uintEnd;
+  if (b[o] !== 0xa2 || b[o + 1] !== 0x74 || b[o + 2] !== 0x6f) return -1; // "to"
+  const to = uintAt(b, o + 3);
+  if (to < 0) return -1;
+  o = uintEnd;
+  if (b[o] !== 0xa1 || b[o + 1] !== 0x75) return -1; // "u"
+  const h = b[o + 2]!;
+  let n: number;
+  if ((h & 0xf0) === 0x90) n = h & 0x0f;
+  else if (h === 0xdc && o + 5 <= b.length) n = b.readUInt16BE(o + 3);
+  else if (h === 0xdd && o + 7 <= b.length) n = b.readUInt32BE(o + 3);
+  else return -1;
+  deltaTo = to;
+  return n;
+}
+
+/** The fast path's reading of a delta frame, for tests: its item count and `to`; undefined when it is not one. */
+export function readDelta(b: Buffer): { items: number; to: number } | undefined {
+  const items = deltaItems(b);
+  return items < 0 ? undefined : { items, to: deltaTo };
 }
 
 /**
