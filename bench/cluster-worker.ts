@@ -12,7 +12,7 @@ import { SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
 import { keyBits } from '../src/protocol/checksum.js';
 import { bucketCountFor, DIGEST_SCHEME, digestToWire, emptyDigest, xorInto } from '../src/protocol/digest.js';
 import type { CacheDigest } from '../src/protocol/messages.js';
-import { clusterStampOf, clusterStampsIn } from './lib/cluster-model.js';
+import { clusterStampOf, clusterStampsInItems } from './lib/cluster-model.js';
 import { ackEverySecond, LeanReader } from './lib/lean-reader.js';
 import { nowUs } from './lib/payload.js';
 import { checkProbe, type ProbeCheck } from './lib/probe-check.js';
@@ -138,9 +138,9 @@ async function start(m: Extract<ClusterCommand, { cmd: 'start' }>): Promise<void
       const l: Lean = { reader: undefined as unknown as LeanReader, syncer, maxSeq: 0, items0: 0, frames0: 0, armed: 0, leftAt: 0, doneAt: 0, before: { snapshots: 0, digests: 0, resumes: 0 } };
       l.reader = new LeanReader({
         urls: m.urls, syncer, node, compression: m.compression, scanSync: false, backoffMs: 200, digest: donors.get(syncer),
-        onFrame: (frame) => {
+        onFrame: (frame, items, _live, at) => {
           const now = nowUs();
-          clusterStampsIn(frame, (seq, ts) => {
+          clusterStampsInItems(frame, at, items, (seq, ts) => {
             if (seq <= 0) return;
             if (seq > l.maxSeq) l.maxSeq = seq;
             if (measuring && seq < fence) leanHistogram.recordValue(Math.max(1, now - ts));

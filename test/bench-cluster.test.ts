@@ -13,11 +13,11 @@ import { WebSocketServer } from 'ws';
 import { runCluster, type ClusterOptions, type ClusterResult, type ClusterSystem } from '../bench/scenarios/cluster.js';
 import { writeClusterResults } from '../bench/lib/report-cluster.js';
 import { checkProbe, matches } from '../bench/lib/probe-check.js';
-import { ClusterModel, DEFAULT_SHAPE, clusterStampsIn } from '../bench/lib/cluster-model.js';
+import { ClusterModel, DEFAULT_SHAPE, clusterStampsIn, clusterStampsInItems } from '../bench/lib/cluster-model.js';
 import { WsLite } from '../bench/lib/ws-lite.js';
 import { readDelta } from '../bench/lib/lean-reader.js';
 import { encodeItem, itemsFrame } from '../src/protocol/frames.js';
-import { encode } from '../src/protocol/codec.js';
+import { encode, packr } from '../src/protocol/codec.js';
 import { encodeValue } from '../src/protocol/canonical.js';
 import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
 
@@ -160,6 +160,14 @@ test('cluster model: stamps are found in canonical bytes and in JSON, and a play
   assert.ok([...kinds].some((k) => k.includes('workloadendpoints') && k.endsWith(' deleted')), 'pods deleted too');
   const stamped = writes.filter((w) => (w.value as any)?.metadata?.annotations?.['bench/seq']);
   assert.ok(stamped.length > 0);
+  // A frame of every write, as calico-fanout (canonical values) and the raw server (msgpackr) send it: every stamp found.
+  for (const encodeOf of [(v: unknown) => encodeValue(v), (v: unknown) => packr.pack(v)]) {
+    const frame = itemsFrame({ t: 'delta', from: 1, to: 2 }, writes.map((w, i) => encodeItem(w.key, w.value ? encodeOf(w.value) : null, String(i))));
+    const d = readDelta(frame)!;
+    const seen: number[] = [];
+    clusterStampsInItems(frame, d.at, d.items, (seq, ts) => { assert.equal(ts, 123_456); seen.push(seq); });
+    assert.deepEqual(seen, stamped.map((w) => Number((w.value as any).metadata.annotations['bench/seq'])));
+  }
   for (const w of stamped) {
     for (const bytes of [encodeValue(w.value), Buffer.from(JSON.stringify(w.value))]) {
       const seen: [number, number][] = [];
@@ -201,7 +209,9 @@ test('lean reader: a delta frame as servers build it is read in place, whatever 
   for (const [from, to] of [[0, 5], [100, 200], [300, 70_000], [70_000, 5_000_000_000]] as const) {
     for (const n of [0, 3, 15, 16, 70_000]) {
       const frame = itemsFrame({ t: 'delta', from, to }, Array.from({ length: n }, () => item));
-      assert.deepEqual(readDelta(frame), { items: n, to }, `from ${from} to ${to}, ${n} items`);
+      const d = readDelta(frame);
+      assert.deepEqual(d && { items: d.items, to: d.to }, { items: n, to }, `from ${from} to ${to}, ${n} items`);
+      if (n > 0) assert.deepEqual(frame.subarray(d!.at, d!.at + item.length), item, 'the items start where it says');
     }
   }
   // Anything else takes the general path.

@@ -19,10 +19,10 @@ export interface LeanOptions {
   /** Offered for snapshot chunks; 'none' asks for plain ones. */
   compression: 'brotli' | 'deflate' | 'none';
   /**
-   * Items of a frame: `live` for deltas (the reader was in sync before or is catching up), false
-   * for snapshot and repair chunks (only with scanSync). The bytes are only valid during the call.
+   * Items of a frame (`items` of them from byte `at`): `live` for deltas, false for snapshot and
+   * repair chunks (only with scanSync). The bytes are only valid during the call.
    */
-  onFrame?: (frame: Buffer, items: number, live: boolean) => void;
+  onFrame?: (frame: Buffer, items: number, live: boolean, at: number) => void;
   /**
    * Hand snapshot and repair chunks to onFrame, inflating compressed ones whole. Without it a
    * compressed chunk is inflated only as far as its head (tens of bytes out of hundreds of KiB).
@@ -176,13 +176,13 @@ export class LeanReader {
     const n = deltaItems(data);
     if (n >= 0) {
       this.stats.items += n;
-      this.o.onFrame?.(data, n, true);
+      this.o.onFrame?.(data, n, true, deltaAt);
       this.pos = deltaTo;
       return;
     }
     const h = readHead(data);
     if (!h) throw new MsgpackFormatError('truncated frame');
-    const { head, items } = h;
+    const { head, items, at } = h;
     switch (head.t) {
       case 'compressed':
         return this.handle(this.o.scanSync ? this.inflate(head.data as Buffer) : this.inflateHead(head.data as Buffer));
@@ -202,7 +202,7 @@ export class LeanReader {
       case 'repair':
         this.syncing = head.last !== true;
         this.stats.syncItems += items;
-        if (this.o.scanSync) this.o.onFrame?.(data, items, false);
+        if (this.o.scanSync) this.o.onFrame?.(data, items, false, at);
         if (head.last === true) {
           this.pos = Number(head.seq);
           this.onStatus(this.status);
@@ -210,7 +210,7 @@ export class LeanReader {
         return;
       case 'delta':
         this.stats.items += items;
-        this.o.onFrame?.(data, items, true);
+        this.o.onFrame?.(data, items, true, at);
         this.pos = Number(head.to);
         return;
       case 'status':
@@ -264,6 +264,7 @@ export class LeanReader {
 // A delta frame as servers write it: {t: 'delta', from, to, u: [item…]}, fields in that order.
 const DELTA_HEAD = Buffer.from([0x84, 0xa1, 0x74, 0xa5, 0x64, 0x65, 0x6c, 0x74, 0x61, 0xa4, 0x66, 0x72, 0x6f, 0x6d]);
 let deltaTo = 0;
+let deltaAt = 0;
 
 /** A msgpack unsigned integer at `o` (fixint, uint8–uint64, or a float64 holding one); -1 for anything else. Leaves its end in `uintEnd`. */
 function uintAt(b: Buffer, o: number): number {
@@ -294,32 +295,32 @@ function deltaItems(b: Buffer): number {
   if (b[o] !== 0xa1 || b[o + 1] !== 0x75) return -1; // "u"
   const h = b[o + 2]!;
   let n: number;
-  if ((h & 0xf0) === 0x90) n = h & 0x0f;
-  else if (h === 0xdc && o + 5 <= b.length) n = b.readUInt16BE(o + 3);
-  else if (h === 0xdd && o + 7 <= b.length) n = b.readUInt32BE(o + 3);
+  if ((h & 0xf0) === 0x90) { n = h & 0x0f; deltaAt = o + 3; }
+  else if (h === 0xdc && o + 5 <= b.length) { n = b.readUInt16BE(o + 3); deltaAt = o + 5; }
+  else if (h === 0xdd && o + 7 <= b.length) { n = b.readUInt32BE(o + 3); deltaAt = o + 7; }
   else return -1;
   deltaTo = to;
   return n;
 }
 
 /** The fast path's reading of a delta frame, for tests: its item count and `to`; undefined when it is not one. */
-export function readDelta(b: Buffer): { items: number; to: number } | undefined {
+export function readDelta(b: Buffer): { items: number; to: number; at: number } | undefined {
   const items = deltaItems(b);
-  return items < 0 ? undefined : { items, to: deltaTo };
+  return items < 0 ? undefined : { items, to: deltaTo, at: deltaAt };
 }
 
 /**
  * A frame's head fields read in place, up to the item array (`u`, always last) whose length is
  * `items`; undefined when the bytes end first (a head inflated from a prefix).
  */
-function readHead(data: Buffer): { head: Record<string, unknown>; items: number } | undefined {
+function readHead(data: Buffer): { head: Record<string, unknown>; items: number; at: number } | undefined {
   try {
     const r = new MsgReader(data);
     const fields = r.mapLength();
     const head: Record<string, unknown> = {};
     for (let i = 0; i < fields; i++) {
       const name = r.str();
-      if (name === 'u') return { head, items: r.arrayLength() };
+      if (name === 'u') { const items = r.arrayLength(); return { head, items, at: r.pos }; }
       const v = r.scalar();
       if (v !== NOT_SCALAR) { head[name] = v; continue; }
       // A ping's ts (ms since the epoch) is past 32 bits: a uint64 or a float64.
@@ -329,7 +330,7 @@ function readHead(data: Buffer): { head: Record<string, unknown>; items: number 
       if (name === 'resume') { head.resume = resumeOf(r); continue; }
       r.skip();
     }
-    return { head, items: 0 };
+    return { head, items: 0, at: r.pos };
   } catch (err) {
     if (err instanceof MsgpackFormatError) return undefined;
     throw err;
