@@ -36,20 +36,20 @@ export function clusterMarkdown(title: string, command: string, runs: ClusterRes
     `# ${title}`, '', `Command: \`${command}\``, '', machine, '',
     `Load average (1 min) at the start of each run: ${runs.map((r) => r.loadAverage.toFixed(1)).join(', ')}.`, '',
     '## Per N', '',
-    '| system | N nodes | connections (probes) | runs | changes/s + statuses/s | delivered/s | every agent reached the end? | probes p50 ms | probes p99 ms | lean readers p50 / p99 ms | serving CPU s | serving CPU µs / delivered | ÷ raw-batch | server cores | generator cores | generator ÷ server | server RSS MiB in the pass (max) | RSS per connection KiB | upstream watches | probes = datastore | reconnects | felix: frames/s per agent, items per frame |',
-    `|${'---|'.repeat(22)}`,
+    '| system | N nodes | connections (probes) | runs | changes/s + statuses/s | delivered/s | every agent reached the end? | probes p50 ms | probes p99 ms | lean readers p50 / p99 ms | writer → etcd answer p50 / p99 ms | serving CPU s | serving CPU µs / delivered | ÷ raw-batch | server cores | generator cores | generator ÷ server | server RSS MiB in the pass (max) | RSS per connection KiB | upstream watches | probes = datastore | reconnects | felix: frames/s per agent, items per frame |',
+    `|${'---|'.repeat(23)}`,
     ...gs.map((g) => {
       const r = g[0]!;
       const base = raw(r.nodes);
       const cpu = m(g, (x) => x.servingCpuUsPerDelivered);
-      return `| ${r.system} | ${r.nodes} | ${r.connections} (${r.probes}) | ${g.length} | ${r.rate} + ${r.nodes / 10} | ${k(m(g, (x) => x.deliveredPerSec))} | ${g.every((x) => x.markerSeen === x.connections) ? 'yes' : `no: ${g.map((x) => x.markerSeen).join(', ')} of ${r.connections}`} | ${med(g, (x) => x.latencyMs.probes.p50, fmtMs)} | ${med(g, (x) => x.latencyMs.probes.p99, fmtMs)} | ${fmtMs(m(g, (x) => x.latencyMs.lean.p50))} / ${fmtMs(m(g, (x) => x.latencyMs.lean.p99))} | ${serving(g)} | ${med(g, (x) => x.servingCpuUsPerDelivered)} | ${r.system === 'raw-batch' ? '1.00×' : ratio(cpu, base && m(base, (x) => x.servingCpuUsPerDelivered))} | ${med(g, (x) => x.serverCores)} | ${med(g, (x) => x.generatorCores)} | ${ratio(m(g, (x) => x.cpuS.generator), m(g, (x) => x.cpuS.server))} | ${m(g, (x) => x.rss.measuredMedianMiB).toFixed(0)} (${m(g, (x) => x.rss.measuredMaxMiB).toFixed(0)}) | ${med(g, (x) => x.rss.kibPerConnection, (n) => n.toFixed(1))} | ${r.upstreamWatches ?? '—'} | ${g.every((x) => x.probesMatch) ? 'yes' : `**no** (${g.map((x) => x.probeChecks.filter((c) => !matches(c)).length).join(', ')} probes differ)`} | ${m(g, (x) => x.reconnects)} | ${m(g, (x) => x.framesByView.felix! / x.nodes / (x.durationS + x.drainS)).toFixed(1)}, ${m(g, (x) => x.deliveredByView.felix! / x.framesByView.felix!).toFixed(2)} |`;
+      return `| ${r.system} | ${r.nodes} | ${r.connections} (${r.probes}) | ${g.length} | ${r.rate} + ${r.nodes / 10} | ${k(m(g, (x) => x.deliveredPerSec))} | ${g.every((x) => x.markerSeen === x.connections) ? 'yes' : `no: ${g.map((x) => x.markerSeen).join(', ')} of ${r.connections}`} | ${med(g, (x) => x.latencyMs.probes.p50, fmtMs)} | ${med(g, (x) => x.latencyMs.probes.p99, fmtMs)} | ${fmtMs(m(g, (x) => x.latencyMs.lean.p50))} / ${fmtMs(m(g, (x) => x.latencyMs.lean.p99))} | ${r.commitMs ? `${fmtMs(m(g, (x) => x.commitMs!.p50))} / ${fmtMs(m(g, (x) => x.commitMs!.p99))}` : '—'} | ${serving(g)} | ${med(g, (x) => x.servingCpuUsPerDelivered)} | ${r.system === 'raw-batch' ? '1.00×' : ratio(cpu, base && m(base, (x) => x.servingCpuUsPerDelivered))} | ${med(g, (x) => x.serverCores)} | ${med(g, (x) => x.generatorCores)} | ${ratio(m(g, (x) => x.cpuS.generator), m(g, (x) => x.cpuS.server))} | ${m(g, (x) => x.rss.measuredMedianMiB).toFixed(0)} (${m(g, (x) => x.rss.measuredMaxMiB).toFixed(0)}) | ${med(g, (x) => x.rss.kibPerConnection, (n) => n.toFixed(1))} | ${r.upstreamWatches ?? '—'} | ${g.every((x) => x.probesMatch) ? 'yes' : `**no** (${g.map((x) => x.probeChecks.filter((c) => !matches(c)).length).join(', ')} probes differ)`} | ${m(g, (x) => x.reconnects)} | ${m(g, (x) => x.framesByView.felix! / x.nodes / (x.durationS + x.drainS)).toFixed(1)}, ${m(g, (x) => x.deliveredByView.felix! / x.framesByView.felix!).toFixed(2)} |`;
     }),
     '',
     'Medians over runs (range in brackets). Changes/s: datastore writes of the cluster\'s changes (pods with their IPAM',
     'block and handle, policy and network-set edits, a node joining or leaving), besides each node\'s CalicoNodeStatus every',
     '10 s. Delivered: items received by all agents (lean readers\' delta items, probes\' updates) over the measured pass and',
     'the drain; the end is a marker every agent sees, written after the last change. Latency: write (stamped just before',
-    'the datastore request) → receipt, of every stamped update; probes are full client libraries (their caches are',
+    'the datastore request) → receipt, of every stamped update (writer → etcd answer: the part the writer and etcd take); probes are full client libraries (their caches are',
     'compared with the datastore\'s view at the end: "probes = datastore"), lean readers the rest. Serving CPU: etcd +',
     'calico-fanout, or the raw server, which makes the changes itself; server cores: calico-fanout or the raw server alone;',
     'generator: the agents\' processes. RSS: the server\'s VmRSS sampled over the pass; per connection: (median in the pass −',
@@ -76,6 +76,14 @@ export function clusterMarkdown(title: string, command: string, runs: ClusterRes
         lines.push(`| ${a[0]!.nodes} | ${b[0]!.nodes} | ${ratio(m(b, (x) => x.cpuS.server), m(a, (x) => x.cpuS.server))} (N × ${(b[0]!.nodes / a[0]!.nodes).toFixed(2)}) | ${ratio(storm(b), storm(a))} |`);
       }
     }
+  }
+  const counted = fanout.filter((g) => g.every((x) => x.serverMetrics));
+  if (counted.length) {
+    const c = (g: ClusterResult[], n: string) => m(g, (x) => x.serverMetrics![n]!);
+    lines.push('', '## calico-fanout\'s own counters over the measured pass and drain', '',
+      '| N | runs | datastore updates in | coalesced in the ingest window | delta frames built | frames written | MiB written | event loop delay p99 ms (at the end) |',
+      '|---|---|---|---|---|---|---|---|',
+      ...counted.map((g) => `| ${g[0]!.nodes} | ${g.length} | ${k(c(g, 'calico_fanout_datastore_updates_total'))} | ${k(c(g, 'calico_fanout_updates_coalesced_total'))} | ${k(c(g, 'calico_fanout_delta_frames_built_total'))} | ${k(c(g, 'calico_fanout_frames_sent_total'))} | ${(c(g, 'calico_fanout_bytes_sent_total') / 2 ** 20).toFixed(0)} | ${c(g, 'nodejs_eventloop_lag_p99_seconds').toFixed(1)} |`));
   }
   const storms = fanout.filter((g) => g.some((x) => x.storm));
   if (storms.length) {

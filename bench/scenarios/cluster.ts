@@ -30,7 +30,7 @@ import { pollDelivered, type Meter } from '../lib/progress.js';
 import { median } from '../lib/report.js';
 import { sampleRss, type RssSeries } from '../lib/rss.js';
 import { etcdWatchers, nextMessage, pin, profileArgs, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
-import { withPorts } from './storm.js';
+import { metricSum, withPorts } from './storm.js';
 
 export const CLUSTER_SYSTEMS = ['fanout', 'raw-batch'] as const;
 export type ClusterSystem = (typeof CLUSTER_SYSTEMS)[number];
@@ -100,6 +100,13 @@ export interface ClusterResult {
   /** Frames received in the measured pass and the drain, by view: with deliveredByView, how well changes are batched. */
   framesByView: Record<string, number>;
   latencyMs: { probes: Percentiles; lean: Percentiles };
+  /** fanout: stamp → etcd's answer for the writer's requests (what of the latency is the datastore's and the writer's). */
+  commitMs: { p50: number; p99: number; max: number } | null;
+  /**
+   * fanout: calico-fanout's own counters over the measured pass and drain (datastore updates in,
+   * coalesced, delta frames built and written, bytes written), and its event loop's delay p99 (ms).
+   */
+  serverMetrics: Record<string, number> | null;
   /** The last write → every agent holding the marker written after it. */
   drainS: number;
   /** Agents that held the marker when the drain ended (all, unless it timed out). */
@@ -208,16 +215,16 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     const connectS = Math.round((nowUs() - c0) / 1e4) / 100;
 
     // The raw server makes the changes itself; for fanout this process writes them to etcd.
-    const play = async (durationS: number, stamped: boolean): Promise<{ writes: number; lastSeq: number }> => {
+    const play = async (durationS: number, stamped: boolean): Promise<{ writes: number; lastSeq: number; commitMs: ClusterResult['commitMs'] }> => {
       if (s.raw) {
         const done = nextMessage<{ written: number; lastSeq: number }>(s.raw, 'raw server');
         s.raw.send({ cmd: 'play', durationS, stamped });
         const d = await done;
-        return { writes: d.written, lastSeq: d.lastSeq };
+        return { writes: d.written, lastSeq: d.lastSeq, commitMs: null };
       }
       const r = await playCluster(s.etcd!.client, model, { durationS, stamped });
       if (r.putErrors) throw new Error(`${r.putErrors} of ${r.writes} writes to etcd failed`);
-      return { writes: r.writes, lastSeq: r.lastSeq };
+      return { writes: r.writes, lastSeq: r.lastSeq, commitMs: r.commitMs };
     };
     if (o.warmupS > 0) {
       say(`${system}: warm-up`);
@@ -225,6 +232,9 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
       await new Promise((r) => setTimeout(r, 1000));
     }
 
+    const metricsPort = system === 'fanout' ? Number((readFileSync(`/proc/${serverPid()}/cmdline`, 'utf8').split('\0').find((_, i, a) => a[i - 1] === '--metrics-port'))) : 0;
+    const scrape = async () => Object.fromEntries(await Promise.all(SERVER_METRICS.map(async (n) => [n, await metricSum(metricsPort, n).catch(() => NaN)] as const)));
+    const metrics0 = metricsPort ? await scrape() : undefined;
     const generatorCpu = () => workers.reduce((n, w) => n + cpuSeconds(w.child.pid!), 0);
     const cpu0 = Object.fromEntries(pids().map((p) => [p.name, cpuSeconds(p.pid)]));
     const gen0 = generatorCpu();
@@ -235,7 +245,7 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     say(`${system}: ${o.rate} changes/s and ${Math.round((o.nodes * 1000) / STATUS_PERIOD_MS)} statuses/s for ${o.durationS} s to ${connections} agents`);
     o.meter?.phase(`${system} N=${o.nodes} measured`);
     const poll = pollDelivered(o.meter, async () => (await askAll<ClusterProgress>(workers, { cmd: 'progress' })).reduce((n, p) => n + p.delivered, 0));
-    const { writes, lastSeq } = await play(o.durationS, true);
+    const { writes, lastSeq, commitMs } = await play(o.durationS, true);
     const lastPutAt = nowUs();
     await poll.stop();
 
@@ -270,6 +280,10 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     const writerUsage = process.cpuUsage(writer0);
     const peak = peakRssMiB(serverPid());
     const watches = await s.watches();
+    const metrics1 = metricsPort ? await scrape() : undefined;
+    const serverMetrics = metrics0 && metrics1
+      ? Object.fromEntries(SERVER_METRICS.map((n) => [n, n === 'nodejs_eventloop_lag_p99_seconds' ? r2(metrics1[n]! * 1000) : metrics1[n]! - metrics0[n]!]))
+      : null;
     const reports = await askAll<ClusterReport>(workers, { cmd: 'report' });
 
     say(`${system}: checking the probes' caches against the datastore`);
@@ -306,7 +320,7 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
       system, nodes: o.nodes, connections, probes: probeNodes.length * 4, rate: o.rate, durationS: o.durationS, podsPerNode: o.podsPerNode, initialKeys,
       writes, connectS, delivered, deliveredPerSec: Math.round(delivered / seconds), deliveredByView, framesByView,
       latencyMs: { probes: percentiles(probeH), lean: percentiles(leanH) },
-      drainS: Math.round((tEnd - lastPutAt) / 1e4) / 100,
+      commitMs, serverMetrics, drainS: Math.round((tEnd - lastPutAt) / 1e4) / 100,
       markerSeen: progress.reduce((n, p) => n + p.markerSeen, 0),
       cpuS: { serving: cpu1, servingTotal, server: cpu1[serverName]!, generator, writer: r2((writerUsage.user + writerUsage.system) / 1e6) },
       servingCpuUsPerDelivered: delivered ? r2((servingTotal * 1e6) / delivered) : NaN,
@@ -328,6 +342,12 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     for (const c of cleanup.reverse()) await c().catch(() => {});
   }
 }
+
+/** calico-fanout's counters read before and after the measured pass; the event loop's p99 delay is read once, after. */
+const SERVER_METRICS = [
+  'calico_fanout_datastore_updates_total', 'calico_fanout_updates_coalesced_total', 'calico_fanout_delta_frames_built_total',
+  'calico_fanout_frames_sent_total', 'calico_fanout_bytes_sent_total', 'nodejs_eventloop_lag_p99_seconds',
+];
 
 function rssLineOf(s: RssSeries, name: string): number[] {
   return (s.mib[name] ?? []).filter(Number.isFinite);

@@ -108,7 +108,7 @@ export const serveOptions = (keys: number, serverCpus: string, workers = 0, fano
 });
 
 /** One metric of calico-fanout's /metrics, summed over its labels. */
-async function metricSum(port: number, name: string): Promise<number> {
+export async function metricSum(port: number, name: string): Promise<number> {
   const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text());
   let sum = 0;
   for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
