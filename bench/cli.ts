@@ -253,7 +253,7 @@ program.command('cluster')
   .option('--no-storm', 'skip the reconnect storm (calico-fanout)')
   .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
   .option('--client-cpus <list>', 'cores for the agents\' processes', '1')
-  .option('--writer-cpus <list>', 'cores for the writer (this process); default: the serving side\'s')
+  .option('--writer-cpus <list>', 'cores for the writer (this process); default: the agents\' (the lean agents leave room; on the serving core the writer took a fifth of it)')
   .option('--timeout <s>', 'bound on connecting, on the drain and on the storm', int, 300)
   .option('--out <dir>', 'results folder', '')
   .action(async (o) => {
