@@ -68,14 +68,18 @@ let probeHistogram = newHistogram();
 let leanHistogram = newHistogram();
 let stopAcks = () => {};
 
-/** The digest (and newest revision) of this process's first probe of a view, worked out once per state it is in. */
+/**
+ * The digest (and newest revision) of this process's first probe of a view, as of the last time
+ * that probe was in sync: worked out once per state, and kept while the probe itself resyncs (in
+ * a storm thousands of readers ask at once, and a cache half through a repair describes nothing).
+ */
 function donorOf(syncer: SyncerType): () => { digest: CacheDigest; revision?: string } | undefined {
   let memo: { at: string; value: { digest: CacheDigest; revision?: string } } | undefined;
   return () => {
     const p = probes.find((x) => x.syncer === syncer);
     if (!p || p.client.size === 0) return undefined;
     const at = `${p.client.resumeToken?.epoch}:${p.client.resumeToken?.seq}:${p.client.size}`;
-    if (memo?.at === at) return memo.value;
+    if (memo && (memo.at === at || !p.client.isInSync)) return memo.value;
     const buckets = bucketCountFor(p.client.size);
     const d = emptyDigest(buckets);
     let revision = 0;

@@ -97,7 +97,7 @@ test('cluster report: every figure, the targets and the storm, a CPU chart and a
   const tables = md.split('\n\n').filter((b) => b.startsWith('| '));
   // Per N, the targets, calico-fanout's counters, the storm (the growth table needs two N).
   assert.equal(tables.length, 4, md);
-  assert.match(md, new RegExp(`^\\| ${NODES} \\| 1 \\| \\d+ \\| \\d+ \\| \\d+ \\| \\d+ \\| \\d+ \\| \\d+\\.\\d \\|$`, 'm'), 'calico-fanout\'s counters, each a number');
+  assert.match(md, new RegExp(`^\\| ${NODES} \\| 1 \\| \\d+ \\| \\d+ \\| \\d+ \\| \\d+ \\| \\d+ \\| \\d+\\.\\d / \\d+\\.\\d \\|$`, 'm'), 'calico-fanout\'s counters, each a number');
   for (const table of tables) {
     const [header, , ...body] = table.split('\n');
     assert.ok(body.length > 0, `rows: ${header}`);

@@ -104,7 +104,8 @@ export interface ClusterResult {
   commitMs: { p50: number; p99: number; max: number } | null;
   /**
    * fanout: calico-fanout's own counters over the measured pass and drain (datastore updates in,
-   * coalesced, delta frames built and written, bytes written), and its event loop's delay p99 (ms).
+   * coalesced, delta frames built and written, bytes written), and its event loop's delay p99 and
+   * max over the pass (ms; prom-client resets them at each scrape, and one came just before).
    */
   serverMetrics: Record<string, number> | null;
   /** The last write → every agent holding the marker written after it. */
@@ -284,7 +285,7 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     const watches = await s.watches();
     const metrics1 = metricsPort ? await scrape() : undefined;
     const serverMetrics = metrics0 && metrics1
-      ? Object.fromEntries(SERVER_METRICS.map((n) => [n, n === 'nodejs_eventloop_lag_p99_seconds' ? r2(metrics1[n]! * 1000) : metrics1[n]! - metrics0[n]!]))
+      ? Object.fromEntries(SERVER_METRICS.map((n) => [n, GAUGES.has(n) ? r2(metrics1[n]! * 1000) : metrics1[n]! - metrics0[n]!]))
       : null;
     const reports = await askAll<ClusterReport>(workers, { cmd: 'report' });
 
@@ -345,11 +346,12 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
   }
 }
 
-/** calico-fanout's counters read before and after the measured pass; the event loop's p99 delay is read once, after. */
+/** calico-fanout's counters read before and after the measured pass; the event loop's delays (gauges) once, after. */
 const SERVER_METRICS = [
   'calico_fanout_datastore_updates_total', 'calico_fanout_updates_coalesced_total', 'calico_fanout_delta_frames_built_total',
-  'calico_fanout_frames_sent_total', 'calico_fanout_bytes_sent_total', 'nodejs_eventloop_lag_p99_seconds',
+  'calico_fanout_frames_sent_total', 'calico_fanout_bytes_sent_total', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds',
 ];
+const GAUGES = new Set(['nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds']);
 
 function rssLineOf(s: RssSeries, name: string): number[] {
   return (s.mib[name] ?? []).filter(Number.isFinite);
