@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 import { Etcd3 } from 'etcd3';
 import { SyncClient } from '../client/index.js';
 import { ackEverySecond, LeanReader } from './lib/lean-reader.js';
-import { indexOfKey, nowUs, PREFIX, stampOf, stampsIn, type OnStamp } from './lib/payload.js';
+import { indexOfKey, nowUs, PREFIX, stampOf, stampsIn, stampsInItems, type OnStamp } from './lib/payload.js';
 
 export type System = 'fanout' | 'raw' | 'etcd';
 
@@ -189,7 +189,7 @@ async function startLean(m: WorkerStart): Promise<void> {
     // Snapshot chunks are read too (scanSync): after a reconnect they bring keys' latest values.
     readers.push(new LeanReader({
       urls: m.urls, syncer: 'felix', node, compression: 'brotli', scanSync: true, backoffMs: 200,
-      onFrame: (frame, _items, live) => stampsIn(frame, live ? r.at(nowUs()) : r.synced),
+      onFrame: (frame, items, live, at) => stampsInItems(frame, at, items, live ? r.at(nowUs()) : r.synced),
     }));
   }
   for (const x of readers) x.start();

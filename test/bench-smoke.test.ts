@@ -14,6 +14,11 @@ import { runClientCost } from '../bench/scenarios/client.js';
 import { runIngest } from '../bench/scenarios/ingest.js';
 import { runSteady, SYSTEMS, type RunResult, type SteadyOptions, type SystemName } from '../bench/scenarios/steady.js';
 import { writeResults } from '../bench/lib/report.js';
+import { keyOf, stampsInItems, valueOf } from '../bench/lib/payload.js';
+import { readDelta } from '../bench/lib/lean-reader.js';
+import { encodeItem, itemsFrame } from '../src/protocol/frames.js';
+import { encodeValue } from '../src/protocol/canonical.js';
+import { packr } from '../src/protocol/codec.js';
 import { scalingPoints, scalingSvg } from '../bench/lib/report-scaling.js';
 import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
 import { TEST_LONG } from './support/prng.js';
@@ -133,6 +138,18 @@ test('steady report, lean mode: the probes\' column and their p99 against raw-ba
     const probeP99 = (x: RunResult) => x.probeLatencyMs!.p99;
     const expected = (probeP99(leanRuns.find((x) => x.system === system)!) / probeP99(leanRuns.find((x) => x.system === 'raw-batch')!)).toFixed(2);
     assert.equal(ratio, `${expected}×`, `${system}: the probes' p99 ratio`);
+  }
+});
+
+test('lean readers find steady\'s stamps in a frame\'s items, as calico-fanout and the raw server encode them', () => {
+  const values = [0, 1, 999].map((k) => ({ k, v: valueOf(k, 100 + k, 123_456) }));
+  for (const encodeOf of [(v: unknown) => encodeValue(v), (v: unknown) => packr.pack(v)]) {
+    const items = [...values.map(({ k, v }) => encodeItem(keyOf(k), encodeOf(v), '5')), encodeItem(keyOf(7), null, '6')];
+    const frame = itemsFrame({ t: 'delta', from: 1, to: 9 }, items);
+    const d = readDelta(frame)!;
+    const seen: [number, number, number][] = [];
+    stampsInItems(frame, d.at, d.items, (key, seq, ts) => seen.push([key, seq, ts]));
+    assert.deepEqual(seen, values.map(({ k }) => [k, 100 + k, 123_456]));
   }
 });
 
