@@ -32,7 +32,7 @@ export type ClusterCommand =
 export interface ClusterProgress { ev: 'progress'; delivered: number; agents: number; inSync: number; markerSeen: number }
 
 /** One agent's reconnect: when it lost its server and when it was in sync again (nowUs), and how. */
-export interface StormAgent { probe: boolean; syncer: SyncerType; leftAt: number; doneAt: number; mode: 'snapshot' | 'digest' | 'resume' | 'unknown' }
+export interface StormAgent { probe: boolean; syncer: SyncerType; leftAt: number; doneAt: number; mode: 'snapshot' | 'digest' | 'resume' | 'unknown'; connects: number }
 
 export interface ClusterReport {
   ev: 'report';
@@ -207,8 +207,8 @@ async function storm(timeoutMs: number): Promise<StormAgent[]> {
     await new Promise((r) => setTimeout(r, 5));
   }
   return [
-    ...probes.map((p): StormAgent => ({ probe: true, syncer: p.syncer, leftAt: p.leftAt, doneAt: p.doneAt, mode: modeOf(p.before, p.client.stats) })),
-    ...leans.map((l): StormAgent => ({ probe: false, syncer: l.syncer, leftAt: l.leftAt || l.doneAt, doneAt: l.doneAt, mode: modeOf(l.before, l.reader.stats) })),
+    ...probes.map((p): StormAgent => ({ probe: true, syncer: p.syncer, leftAt: p.leftAt, doneAt: p.doneAt, mode: modeOf(p.before, p.client.stats), connects: p.client.stats.connects - p.armed })),
+    ...leans.map((l): StormAgent => ({ probe: false, syncer: l.syncer, leftAt: l.leftAt || l.doneAt, doneAt: l.doneAt, mode: modeOf(l.before, l.reader.stats), connects: l.reader.stats.connects - l.armed })),
   ];
 }
 

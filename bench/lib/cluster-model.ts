@@ -9,6 +9,7 @@
 import { keyForResource, RESOURCE_PREFIX } from '../../src/model/kinds.js';
 import { asCreatedByCalico } from '../../src/datastore/calico-write.js';
 import { prng } from '../../test/support/prng.js';
+import { digitsAt, digitsEnd, forEachMark, STAMP_WITHIN } from './frame-items.js';
 
 export interface ClusterShape {
   /** Simulated nodes, each with its four agents. */
@@ -405,42 +406,15 @@ export function clusterStampOf(v: unknown): Stamp | undefined {
   return { seq: Number(a['bench/seq']), ts: Number(a['bench/ts']) };
 }
 
-/** How far into a value its stamp may start: a stamped value puts its annotations first in metadata. */
-const STAMP_WITHIN = 192;
-
 /**
- * The stamps of a frame's items, `count` of them from byte `at` (each [key, bin(value) | nil,
- * revision]), searched for only near the start of each value: a frame is mostly values, and
- * searching all of it cost a lean reader more than everything else it does with a frame.
+ * The stamps of a frame's items, `count` of them from byte `at`, searched for only near the start
+ * of each value (bench/lib/frame-items.ts): what lean readers do with every frame.
  */
 export function clusterStampsInItems(buf: Buffer, at: number, count: number, on: (seq: number, ts: number) => void): void {
-  let o = at;
-  for (let i = 0; i < count && o < buf.length; i++) {
-    o = skipStr(buf, o + 1); // the array header (0x93), then the key
-    const b = buf[o]!;
-    if (b === 0xc0) { o = skipStr(buf, o + 1); continue; } // a deletion: no value, no stamp
-    const len = b === 0xc4 ? buf[o + 1]! : b === 0xc5 ? buf.readUInt16BE(o + 1) : buf.readUInt32BE(o + 1);
-    const start = o + (b === 0xc4 ? 2 : b === 0xc5 ? 3 : 5);
-    const end = start + len;
-    // A bounded view: a value without a stamp must not send the search through the rest of the frame.
-    const found = buf.subarray(start, Math.min(end, start + STAMP_WITHIN)).indexOf(SEQ);
-    if (found >= 0) {
-      const d = digits(buf, start + found + SEQ.length);
-      const seq = num;
-      digits(buf, d);
-      on(seq, num);
-    }
-    o = skipStr(buf, end);
-  }
-}
-
-/** The offset after the msgpack string at `o`. */
-function skipStr(buf: Buffer, o: number): number {
-  const b = buf[o]!;
-  if ((b & 0xe0) === 0xa0) return o + 1 + (b & 0x1f);
-  if (b === 0xd9) return o + 2 + buf[o + 1]!;
-  if (b === 0xda) return o + 3 + buf.readUInt16BE(o + 1);
-  return o + 5 + buf.readUInt32BE(o + 1);
+  forEachMark(buf, at, count, SEQ, STAMP_WITHIN, (after) => {
+    const seq = digitsAt(buf, after);
+    on(seq, digitsAt(buf, digitsEnd));
+  });
 }
 
 let num = 0;

@@ -27,11 +27,11 @@ export interface PlayResult {
 const MAX_IN_FLIGHT = 256;
 const TICK_MS = 10;
 
-/** Loads the cluster's initial content (seq 0), in transactions of 100 puts. */
+/** Loads the cluster's initial content (seq 0), in transactions of 100 puts; returns how many keys it holds. */
 export async function loadCluster(client: Etcd3, model: ClusterModel): Promise<number> {
   const writes = model.initial();
   await putAll(client, writes.filter((w) => w.value !== null));
-  return writes.length;
+  return new Set(writes.map((w) => w.key)).size;
 }
 
 /** Plays `durationS` seconds of the model's changes; `stamped` false for a warm-up (seq 0). */

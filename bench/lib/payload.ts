@@ -1,7 +1,7 @@
 // The updates a benchmark writes: WorkloadEndpoint-shaped values of realistic size (about
 // 0.6 KiB of JSON), each stamped with its sequence number, its key's index and the time it was
 // written on the monotonic clock every process on the machine shares.
-import { digitsAt, digitsEnd, forEachValueHead, STAMP_WITHIN } from './frame-items.js';
+import { digitsAt, digitsEnd, forEachMark, STAMP_WITHIN } from './frame-items.js';
 
 export const BENCH_NS = 'bench';
 export const PREFIX = '/calico/resources/v3/projectcalico.org/workloadendpoints/';
@@ -86,10 +86,8 @@ export function stampsIn(buf: Buffer, on: OnStamp): void {
  * near the start of its value (bench/lib/frame-items.ts): what lean readers do with every frame.
  */
 export function stampsInItems(buf: Buffer, at: number, count: number, on: OnStamp): void {
-  forEachValueHead(buf, at, count, STAMP_WITHIN, (head, start) => {
-    const found = head.indexOf(MARK);
-    if (found < 0) return;
-    const key = digitsAt(buf, start + found + MARK.length);
+  forEachMark(buf, at, count, MARK, STAMP_WITHIN, (after) => {
+    const key = digitsAt(buf, after);
     const seq = digitsAt(buf, digitsEnd);
     on(key, seq, digitsAt(buf, digitsEnd));
   });

@@ -30,7 +30,7 @@ import { pollDelivered, type Meter } from '../lib/progress.js';
 import { median } from '../lib/report.js';
 import { sampleRss, type RssSeries } from '../lib/rss.js';
 import { etcdWatchers, nextMessage, pin, profileArgs, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
-import { metricSum, withPorts } from './storm.js';
+import { metricSums, withPorts } from './storm.js';
 
 export const CLUSTER_SYSTEMS = ['fanout', 'raw-batch'] as const;
 export type ClusterSystem = (typeof CLUSTER_SYSTEMS)[number];
@@ -72,6 +72,8 @@ export interface ClusterStorm {
   agentS: { p50: number; p99: number; max: number };
   /** How the agents synced with the second replica. */
   synced: { digest: number; snapshot: number; resume: number; unknown: number };
+  /** Agents that needed more than one connection to get there (refused, timed out, closed midway). */
+  retried: number;
   /** CPU over the storm: etcd and the second replica. */
   cpuS: Record<string, number>;
   generatorCpuS: number;
@@ -197,7 +199,7 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     if (s.raw) {
       s.raw.send({ cmd: 'load', source: 'cluster', shape: shapeOf(o), rate: o.rate });
       await nextMessage(s.raw, 'raw server');
-      initialKeys = model.initial().length;
+      initialKeys = new Set(new ClusterModel(shapeOf(o), o.rate).initial().map((w) => w.key)).size;
     }
     const serverName = system === 'fanout' ? 'calico-fanout' : 'server';
     const pids = () => s.procs.map((p) => ({ name: p.name, pid: p.pid() }));
@@ -236,7 +238,7 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     }
 
     const metricsPort = system === 'fanout' ? Number((readFileSync(`/proc/${serverPid()}/cmdline`, 'utf8').split('\0').find((_, i, a) => a[i - 1] === '--metrics-port'))) : 0;
-    const scrape = async () => Object.fromEntries(await Promise.all(SERVER_METRICS.map(async (n) => [n, await metricSum(metricsPort, n).catch(() => NaN)] as const)));
+    const scrape = () => metricSums(metricsPort, SERVER_METRICS).catch(() => Object.fromEntries(SERVER_METRICS.map((n) => [n, NaN])));
     const metrics0 = metricsPort ? await scrape() : undefined;
     const generatorCpu = () => workers.reduce((n, w) => n + cpuSeconds(w.child.pid!), 0);
     const cpu0 = Object.fromEntries(pids().map((p) => [p.name, cpuSeconds(p.pid)]));
@@ -402,6 +404,6 @@ async function stormOf(r: StormRun): Promise<ClusterStorm> {
   for (const a of agents) synced[a.mode]++;
   return {
     replicaReadyS, allInSyncS: Math.round((Math.max(...agents.map((a) => a.doneAt)) - t0) / 1e3) / 1e3,
-    agentS: { p50: at(0.5), p99: at(0.99), max: at(1) }, synced, cpuS, generatorCpuS: r2(r.generatorCpu() - gen0), peakRssMiB: r2(peakRssMiB(next.pid)),
+    agentS: { p50: at(0.5), p99: at(0.99), max: at(1) }, synced, retried: agents.filter((a) => a.connects > 1).length, cpuS, generatorCpuS: r2(r.generatorCpu() - gen0), peakRssMiB: r2(peakRssMiB(next.pid)),
   };
 }

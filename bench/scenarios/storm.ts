@@ -107,12 +107,19 @@ export const serveOptions = (keys: number, serverCpus: string, workers = 0, fano
   keys, serverCpus, workers, clients: 0, rate: 0, durationS: 0, mode: 'light', clientCpus: '', drainTimeoutS: 0, fanoutEnv,
 });
 
+/** Metrics of calico-fanout's /metrics, each summed over its labels, from one scrape (a scrape resets its event-loop gauges). */
+export async function metricSums(port: number, names: readonly string[]): Promise<Record<string, number>> {
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text());
+  return Object.fromEntries(names.map((name) => {
+    let sum = 0;
+    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
+    return [name, sum];
+  }));
+}
+
 /** One metric of calico-fanout's /metrics, summed over its labels. */
 export async function metricSum(port: number, name: string): Promise<number> {
-  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text());
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
-  return sum;
+  return (await metricSums(port, [name]))[name]!;
 }
 
 /** serve() owns calico-fanout's arguments: another replica reuses them as /proc shows them, on its own ports. */
