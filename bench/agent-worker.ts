@@ -4,12 +4,17 @@
 //   fanout      SyncClient instances (the real client library), full or light
 //   raw         bare WebSocket clients of the raw broadcast server
 //   etcd        etcd3 prefix watchers, each on its own connection (direct on etcd or via grpc-proxy)
+//
+// Mode lean (fanout and raw alike, both speaking the protocol): lean protocol readers
+// (bench/lib/lean-reader.ts), and a few probes, SyncClients that decode every value and keep it,
+// whose latency is kept apart: the load generator stays cheap, the probes see what an agent sees.
 import * as hdr from 'hdr-histogram-js';
 import { unpack } from 'msgpackr';
 import WebSocket from 'ws';
 import { Etcd3 } from 'etcd3';
 import { SyncClient } from '../client/index.js';
-import { indexOfKey, nowUs, PREFIX, stampOf, stampsIn, type OnStamp } from './lib/payload.js';
+import { ackEverySecond, LeanReader } from './lib/lean-reader.js';
+import { indexOfKey, nowUs, PREFIX, stampOf, stampsIn, stampsInItems, type OnStamp } from './lib/payload.js';
 
 export type System = 'fanout' | 'raw' | 'etcd';
 
@@ -21,9 +26,11 @@ export interface WorkerStart {
   first: number;
   count: number;
   keys: number;
-  mode: 'full' | 'light';
+  mode: 'full' | 'light' | 'lean';
   /** This worker's first `stalled` clients are the ones `stall` pauses (slow scenario). */
   stalled?: number;
+  /** Lean mode: this worker's first `probes` clients are SyncClients with a full cache. */
+  probes?: number;
 }
 export type WorkerCommand = WorkerStart | { cmd: 'progress'; lastSeq?: number[] } | { cmd: 'stall'; paused: boolean } | { cmd: 'report'; lastSeq: number[] } | { cmd: 'stop' };
 
@@ -40,6 +47,8 @@ export interface WorkerReport {
   /** Latency of the stalled clients, kept apart so they do not hide or inflate everyone else's. */
   stalledHistogram: string;
   stalled: StalledClient[];
+  /** Lean mode: the probes' latency (their receipts are in `histogram` too). */
+  probeHistogram: string;
 }
 
 /** What became of one stalled client. SyncClient counts its initial connect and snapshot too. */
@@ -68,22 +77,34 @@ let snapshots = 0;
 let removed: Int32Array;
 let stalledCount = 0;
 const stalledHistogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
+const probeHistogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
+let probeCount = 0;
 /** Per stalled client: stop or restart reading, and what its connection went through. */
 const stallable: { pause(paused: boolean): void; outcome(): Omit<StalledClient, 'received' | 'complete'> }[] = [];
 
-/** The receipt callback of one client for updates that arrived at `now` (read once per frame). */
-function receiptOf(client: number): { at(now: number): OnStamp; gone(key: string): void } {
+/**
+ * The receipt callback of one client for updates that arrived at `now` (read once per frame);
+ * `synced` for the items of a snapshot or repair, which bring a key's value but are not deliveries.
+ */
+function receiptOf(client: number): { at(now: number): OnStamp; synced: OnStamp; gone(key: string): void } {
   let now = 0;
   const h = client < stalledCount ? stalledHistogram : histogram;
+  const probe = client < probeCount;
   const on: OnStamp = (key, seq, ts) => {
     if (seq <= 0) return; // preload and warm-up
-    h.recordValue(Math.max(1, now - ts));
+    const v = Math.max(1, now - ts);
+    h.recordValue(v);
+    if (probe) probeHistogram.recordValue(v);
     received[client]!++;
     const slot = client * keys + key;
     if (seq > last[slot]!) last[slot] = seq;
   };
   return {
     at(t) { now = t; return on; },
+    synced(key, seq) {
+      const slot = client * keys + key;
+      if (seq > 0 && seq > last[slot]!) last[slot] = seq;
+    },
     // A deletion has no stamp: the key names the index, and -1 marks it absent.
     gone(key) {
       const k = indexOfKey(key);
@@ -144,6 +165,42 @@ function fanoutStaller(c: SyncClient): (typeof stallable)[number] {
     },
     outcome: () => ({ connects: c.stats.connects, snapshots: c.stats.snapshots, resumes: c.stats.resumes, closed: false }),
   };
+}
+
+/** Lean mode: lean protocol readers, the first `probes` clients SyncClients with a full cache. */
+async function startLean(m: WorkerStart): Promise<void> {
+  const probes: SyncClient[] = [];
+  const readers: LeanReader[] = [];
+  for (let i = 0; i < m.count; i++) {
+    const r = receiptOf(i);
+    const node = `node-${(m.first + i) % 500}`;
+    if (i < probeCount) {
+      const c = new SyncClient({
+        urls: m.urls, syncerType: 'felix', node, clientName: 'bench-probe', keepValues: true, initialBackoffMs: 200, maxBackoffMs: 5000,
+        onUpdates: (us) => {
+          const on = r.at(nowUs());
+          for (const u of us) if (u.bytes) stampOf(u.value, on);
+        },
+      });
+      probes.push(c);
+      c.start();
+      continue;
+    }
+    // Snapshot chunks are read too (scanSync): after a reconnect they bring keys' latest values.
+    readers.push(new LeanReader({
+      urls: m.urls, syncer: 'felix', node, compression: 'brotli', scanSync: true, backoffMs: 200,
+      onFrame: (frame, items, live, at) => stampsInItems(frame, at, items, live ? r.at(nowUs()) : r.synced),
+    }));
+  }
+  for (const x of readers) x.start();
+  const stopAcks = ackEverySecond(() => readers);
+  closers.push(async () => {
+    stopAcks();
+    for (const c of probes) { reconnects += c.stats.connects - 1; snapshots += c.stats.snapshots; }
+    for (const x of readers) { reconnects += x.stats.connects - 1; snapshots += x.stats.snapshots + x.stats.digests; x.stop(); }
+    await Promise.all(probes.map((c) => c.stop()));
+  });
+  await Promise.all([...probes.map((c) => c.inSync()), ...readers.map((x) => x.inSync())]);
 }
 
 async function startRaw(m: WorkerStart): Promise<void> {
@@ -216,8 +273,10 @@ process.on('message', async (m: WorkerCommand) => {
         received = new Int32Array(m.count);
         removed = new Int32Array(m.count);
         stalledCount = Math.min(m.stalled ?? 0, m.count);
+        probeCount = m.mode === 'lean' ? Math.min(m.probes ?? 0, m.count) : 0;
         last = new Int32Array(m.count * m.keys);
-        await (m.system === 'fanout' ? startFanout(m) : m.system === 'raw' ? startRaw(m) : startEtcdWatchers(m));
+        if (m.mode === 'lean' && m.system === 'etcd') throw new Error('lean mode speaks the calico-fanout protocol: fanout and raw-batch only');
+        await (m.mode === 'lean' ? startLean(m) : m.system === 'fanout' ? startFanout(m) : m.system === 'raw' ? startRaw(m) : startEtcdWatchers(m));
         send({ ev: 'ready' });
         return;
       case 'progress': {
@@ -241,6 +300,7 @@ process.on('message', async (m: WorkerCommand) => {
         const report: WorkerReport = {
           ev: 'report', histogram: hdr.encodeIntoCompressedBase64(histogram), received: [...received], complete, reconnects, snapshots,
           removed: [...removed], stalledHistogram: hdr.encodeIntoCompressedBase64(stalledHistogram), stalled,
+          probeHistogram: hdr.encodeIntoCompressedBase64(probeHistogram),
         };
         send(report);
         return;

@@ -24,6 +24,8 @@ import { writeSlowResults } from './lib/report-slow.js';
 import { writeChurnResults } from './lib/report-churn.js';
 import { Progress } from './lib/progress.js';
 import { writeScaling } from './lib/report-scaling.js';
+import { runCluster, CLUSTER_SYSTEMS, type ClusterResult, type ClusterSystem } from './scenarios/cluster.js';
+import { writeClusterResults } from './lib/report-cluster.js';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 
@@ -52,7 +54,7 @@ const withLoad = (c: Command, clients: number) => c
   .option('--clients <n>', 'simulated agents', int, clients)
   .option('--keys <k>', 'distinct keys', int, 1000)
   .option('--workers <n>', 'client processes', int, 2)
-  .option('--client-mode <mode>', 'full: agents decode every value (fanout: and keep a cache); light: stamps read from the value bytes (fanout: hashes kept, checksums verified)', 'light')
+  .option('--client-mode <mode>', 'full: agents decode every value (fanout: and keep a cache); light: stamps read from the value bytes (fanout: hashes kept, checksums verified); lean (steady, fanout and raw-batch): lean protocol readers and --probes full client libraries', 'light')
   .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
   .option('--client-cpus <list>', 'cores for the client processes', '1')
   .option('--writer-cpus <list>', 'cores for the writer (this process); default: the serving side\'s')
@@ -65,23 +67,25 @@ withLoad(program.command('steady'), 100)
   .option('--duration <s>', 'measured seconds', int, 10)
   .option('--systems <list>', `comma-separated, of ${SYSTEMS.join(', ')}`, 'fanout,raw-batch,direct,grpc-proxy')
   .option('--repeat <n>', 'runs per system (report medians)', int, 1)
+  .option('--probes <n>', 'client mode lean: clients that are full client libraries (their latency reported apart)', int, 20)
   .action(async (o) => {
     const systems = systemsOf<SystemName>(o.systems, SYSTEMS);
+    systemsOf(o.clientMode, ['light', 'full', 'lean'], 'client mode');
     const runs: RunResult[] = [];
     const bar = new Progress();
     for (let rep = 0; rep < o.repeat; rep++) {
       for (const system of systems) {
         const r = await runSteady(system, {
-          clients: o.clients, rate: o.rate, durationS: o.duration, keys: o.keys, workers: o.workers, mode: o.clientMode,
+          clients: o.clients, rate: o.rate, durationS: o.duration, keys: o.keys, workers: o.workers, mode: o.clientMode, probes: o.probes,
           serverCpus: o.serverCpus, clientCpus: o.clientCpus, writerCpus: o.writerCpus, drainTimeoutS: o.drainTimeout,
           progress: (m) => bar.say(`[${rep + 1}/${o.repeat}] ${m}`), meter: bar,
         });
-        bar.say(`  → ${system}: ${r.deliveredPerSec}/s delivered, p99 ${r.latencyMs.p99} ms, complete ${r.completeClients}/${r.clients}, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery`);
+        bar.say(`  → ${system}: ${r.deliveredPerSec}/s delivered, p99 ${r.latencyMs.p99} ms${r.probeLatencyMs ? ` (probes ${r.probeLatencyMs.p99} ms)` : ''}, complete ${r.completeClients}/${r.clients}, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery`);
         runs.push(r);
       }
     }
     bar.done();
-    const dir = o.out || join(RESULTS, `${stamp()}-steady-N${o.clients}-R${o.rate}`);
+    const dir = o.out || join(RESULTS, `${stamp()}-steady-N${o.clients}-R${o.rate}${o.clientMode === 'lean' ? '-lean' : ''}`);
     writeResults(dir, `steady N=${o.clients} R=${o.rate} D=${o.duration}s`, commandLine(), runs, machine());
     process.stdout.write(`results in ${dir}\n`);
     process.exit(0);
@@ -186,6 +190,7 @@ program.command('storm')
   .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
   .option('--client-cpus <list>', 'cores for the client processes', '1')
   .option('--timeout <s>', 'bound on each phase', int, 300)
+  .option('--shutdown-timeout <s>', 'calico-fanout\'s TYPHA_SHUTDOWNTIMEOUTSECS for the restart: the old replica spreads its goaways over this long (at most one a second); default: its own (300)', int)
   .option('--out <dir>', 'results folder', '')
   .action(async (o) => {
     const runs: StormResult[] = [];
@@ -196,7 +201,7 @@ program.command('storm')
         for (const compression of system === 'fanout' ? compressions : ['none']) {
           runs.push(await runStorm(system, {
             keys: o.keys, clients: o.clients, workers: o.workers, mode: o.clientMode, compression, serverCpus: o.serverCpus, clientCpus: o.clientCpus,
-            timeoutS: o.timeout, progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
+            timeoutS: o.timeout, shutdownTimeoutS: o.shutdownTimeout, progress: (m) => process.stderr.write(`[${rep + 1}/${o.repeat}] ${m}\n`),
           }));
         }
       }
@@ -247,6 +252,7 @@ withLoad(program.command('slow'), 500)
   .option('--high-water-mark <bytes>', 'calico-fanout: per-client buffer bound (TYPHA_SERVERHIGHWATERMARKBYTES); default: its own', int)
   .option('--systems <list>', `comma-separated, of ${SLOW_SYSTEMS.join(', ')}`, 'fanout,raw-batch')
   .action(async (o) => {
+    systemsOf(o.clientMode, ['light', 'full'], 'client mode (slow)');
     const bar = new Progress();
     const results: SlowResult[] = [];
     for (const system of systemsOf<SlowSystem>(o.systems, SLOW_SYSTEMS)) {
@@ -274,6 +280,7 @@ withLoad(program.command('churn'), 100)
   .option('--pause <s>', 'seconds between waves', int, 1)
   .option('--systems <list>', `comma-separated, of ${CHURN_SYSTEMS.join(', ')}`, CHURN_SYSTEMS.join(','))
   .action(async (o) => {
+    systemsOf(o.clientMode, ['light', 'full'], 'client mode (churn)');
     const bar = new Progress();
     const results: ChurnResult[] = [];
     for (const system of systemsOf<ChurnSystem>(o.systems, CHURN_SYSTEMS)) {
@@ -290,6 +297,52 @@ withLoad(program.command('churn'), 100)
     writeChurnResults(dir, `churn N=${o.clients}, ${o.waves} waves × ${o.waveSize} pods at ${o.rate}/s`, commandLine(), results, machine());
     process.stdout.write(`results in ${dir}\n`);
     process.exit(0);
+  });
+
+program.command('cluster')
+  .description('N simulated nodes, four agents each (lean protocol readers, and probe nodes running the client library), while a busy cluster is written to etcd; then a reconnect storm')
+  .option('--nodes <list>', 'comma-separated node counts, each a run (e.g. 1000,2500)', '1000')
+  .option('--rate <r>', 'cluster changes per second (datastore writes: pods with their IPAM block and handle, policy and network-set edits, a node joining and leaving), besides every node\'s status each 10 s', int, 200)
+  .option('--duration <s>', 'measured seconds', int, 20)
+  .option('--warmup <s>', 'seconds of unstamped changes before the measured pass', int, 1)
+  .option('--pods-per-node <n>', 'pods per node at the start (the felix view, and each felix agent\'s first sync, grows with it)', int, 10)
+  .option('--probe-nodes <n>', 'nodes whose four agents are full client libraries (at least one per worker)', int, 5)
+  .option('--workers <n>', 'agent processes', int, 4)
+  .option('--wave <n>', 'lean readers each process connects at a time', int, 250)
+  .option('--compression <alg>', 'what agents offer for snapshot chunks: brotli or none', 'brotli')
+  .option('--systems <list>', `comma-separated, of ${CLUSTER_SYSTEMS.join(', ')}`, CLUSTER_SYSTEMS.join(','))
+  .option('--repeat <n>', 'runs per system and N (report medians)', int, 1)
+  .option('--no-storm', 'skip the reconnect storm (calico-fanout)')
+  .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
+  .option('--client-cpus <list>', 'cores for the agents\' processes', '1')
+  .option('--writer-cpus <list>', 'cores for the writer (this process); default: the agents\' (the lean agents leave room; on the serving core the writer took a fifth of it)')
+  .option('--timeout <s>', 'bound on connecting, on the drain and on the storm', int, 300)
+  .option('--out <dir>', 'results folder', '')
+  .action(async (o) => {
+    const nodes = String(o.nodes).split(',').map((n) => int(n.trim()));
+    const systems = systemsOf<ClusterSystem>(o.systems, CLUSTER_SYSTEMS);
+    if (o.compression !== 'brotli' && o.compression !== 'none') throw new Error(`--compression: brotli or none, not ${o.compression}`);
+    const bar = new Progress();
+    const runs: ClusterResult[] = [];
+    for (const n of nodes) {
+      for (let rep = 0; rep < o.repeat; rep++) {
+        for (const system of systems) {
+          const r = await runCluster(system, {
+            nodes: n, rate: o.rate, durationS: o.duration, warmupS: o.warmup, podsPerNode: o.podsPerNode, probeNodes: o.probeNodes, workers: o.workers, wave: o.wave,
+            compression: o.compression, serverCpus: o.serverCpus, clientCpus: o.clientCpus, writerCpus: o.writerCpus, storm: o.storm, timeoutS: o.timeout,
+            progress: (msg) => bar.say(`[N=${n} ${rep + 1}/${o.repeat}] ${msg}`), meter: bar,
+          });
+          bar.say(`  → ${system} N=${n}: ${r.deliveredPerSec}/s delivered, probes p99 ${r.latencyMs.probes.p99} ms, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery, server ${r.serverCores} cores, generator ${r.generatorCores}, RSS ${r.rss.measuredMaxMiB} MiB, probes = datastore: ${r.probesMatch}${r.storm ? `, storm ${r.storm.allInSyncS} s` : ''}`);
+          runs.push(r);
+        }
+      }
+    }
+    bar.done();
+    const dir = o.out || join(RESULTS, `${stamp()}-cluster-N${nodes.join('_')}-R${o.rate}`);
+    writeClusterResults(dir, `cluster N=${nodes.join(',')} R=${o.rate} D=${o.duration}s`, commandLine(), runs, machine());
+    process.stdout.write(`results in ${dir}\n`);
+    // A probe whose cache is not the datastore's view is a failure, not a figure.
+    process.exit(runs.every((r) => r.probesMatch) ? 0 : 1);
   });
 
 await program.parseAsync(process.argv);

@@ -17,8 +17,11 @@ export type StormCommand =
   | { cmd: 'read'; urls: string[]; count: number; pageSize: number }
   | { cmd: 'stop' };
 
-/** One agent or reader: when it finished (nowUs), how many keys it holds, bytes it received; agents: how they synced. */
-export interface ClientFigures { doneAt: number; keys: number; bytes: number; snapshots?: number; resumes?: number; digests?: number }
+/**
+ * One agent or reader: when it finished (nowUs), how many keys it holds, bytes it received; agents:
+ * how they synced, and in a resync when it lost the old server (nowUs).
+ */
+export interface ClientFigures { doneAt: number; keys: number; bytes: number; snapshots?: number; resumes?: number; digests?: number; leftAt?: number }
 export interface StormReply { ev: 'figures'; clients: ClientFigures[] }
 
 const send = (m: object) => process.send!(m);
@@ -64,9 +67,17 @@ async function sync(m: Extract<StormCommand, { cmd: 'sync' }>): Promise<StormRep
 
 async function resync(timeoutMs: number): Promise<StormReply> {
   // A connect after `arm` comes after the old connection closed (which clears in-sync), so
-  // in-sync with more connects than at `arm` means in sync with the restarted server.
-  const at = await everyOne((i) => clients[i]!.stats.connects > armed[i]!.connects && clients[i]!.isInSync, timeoutMs, 'in sync again');
-  return { ev: 'figures', clients: clients.map((c, i) => figures(c, at[i]!, armed[i])) };
+  // in-sync with more connects than at `arm` means in sync with the other server. A client has
+  // left the old one when first seen out of sync or reconnected: the draining server sends
+  // clients away one by one, so each one's own resync time is counted from there.
+  const left = new Array<number>(clients.length).fill(0);
+  const at = await everyOne((i) => {
+    const c = clients[i]!;
+    const moved = c.stats.connects > armed[i]!.connects;
+    if (!left[i] && (moved || !c.isInSync)) left[i] = nowUs();
+    return moved && c.isInSync;
+  }, timeoutMs, 'in sync again');
+  return { ev: 'figures', clients: clients.map((c, i) => ({ ...figures(c, at[i]!, armed[i]), leftAt: left[i]! })) };
 }
 
 /** Every key under the prefix, in pages pinned at the first page's revision, as Calico lists it. */

@@ -14,6 +14,11 @@ import { runClientCost } from '../bench/scenarios/client.js';
 import { runIngest } from '../bench/scenarios/ingest.js';
 import { runSteady, SYSTEMS, type RunResult, type SteadyOptions, type SystemName } from '../bench/scenarios/steady.js';
 import { writeResults } from '../bench/lib/report.js';
+import { keyOf, stampsInItems, valueOf } from '../bench/lib/payload.js';
+import { readDelta } from '../bench/lib/lean-reader.js';
+import { encodeItem, itemsFrame } from '../src/protocol/frames.js';
+import { encodeValue } from '../src/protocol/canonical.js';
+import { packr } from '../src/protocol/codec.js';
 import { scalingPoints, scalingSvg } from '../bench/lib/report-scaling.js';
 import { harnessDescendants, kill, runBenchCli, settle } from './support/leftovers.js';
 import { TEST_LONG } from './support/prng.js';
@@ -100,6 +105,52 @@ test('steady fanout (full clients): every client gets every update, results cons
   const r = await runSteady('fanout', options('full'));
   runs.push(r);
   assertConsistent(r, 'fanout');
+});
+
+// Lean mode: lean protocol readers plus probes (full client libraries), on calico-fanout and on
+// the raw server speaking the protocol; the probes' latency is kept apart and compared.
+const leanRuns: RunResult[] = [];
+for (const system of ['fanout', 'raw-batch'] as const) {
+  test(`steady ${system} (lean readers and probes): every client gets every update, the probes' latency apart`, SLOW, async () => {
+    const r = await runSteady(system, { ...options('lean'), probes: 2 });
+    leanRuns.push(r);
+    assertConsistent(r, system);
+    assert.equal(r.probes, 2);
+    const ph = hdr.decodeFromCompressedBase64(r.probeHistogram!);
+    // Each probe receives every update: its receipts are two clients' worth of the histogram.
+    assert.equal(ph.totalCount, 2 * r.written, `probe receipts (${JSON.stringify(r.probeLatencyMs)})`);
+    const { p50, p99, max } = r.probeLatencyMs!;
+    assert.ok(p50 > 0 && p50 <= p99 && p99 <= max, JSON.stringify(r.probeLatencyMs));
+  });
+}
+
+test('steady report, lean mode: the probes\' column and their p99 against raw-batch\'s', SLOW, () => {
+  assert.equal(leanRuns.length, 2);
+  const dir = tempDir('report-lean');
+  writeResults(dir, 'steady lean smoke', 'node --test', leanRuns, 'Machine: test');
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  const header = md.split('\n').find((l) => l.startsWith('| system |'))!.split('|').slice(1, -1).map((c) => c.trim());
+  for (const system of ['fanout', 'raw-batch']) {
+    const cells = md.split('\n').find((l) => l.startsWith(`| ${system} | ${CLIENTS} | 100 |`))!.split('|').slice(1, -1).map((c) => c.trim());
+    assert.match(cells[header.indexOf('probes: p50 / p99 ms')]!, /^2: \d/, `${system} probes`);
+    assert.equal(cells[header.indexOf('superseded')], '0.0%', `${system}: nothing superseded at this load`);
+    const ratio = cells[header.indexOf('p99 ÷ raw-batch')]!;
+    const probeP99 = (x: RunResult) => x.probeLatencyMs!.p99;
+    const expected = (probeP99(leanRuns.find((x) => x.system === system)!) / probeP99(leanRuns.find((x) => x.system === 'raw-batch')!)).toFixed(2);
+    assert.equal(ratio, `${expected}×`, `${system}: the probes' p99 ratio`);
+  }
+});
+
+test('lean readers find steady\'s stamps in a frame\'s items, as calico-fanout and the raw server encode them', () => {
+  const values = [0, 1, 999].map((k) => ({ k, v: valueOf(k, 100 + k, 123_456) }));
+  for (const encodeOf of [(v: unknown) => encodeValue(v), (v: unknown) => packr.pack(v)]) {
+    const items = [...values.map(({ k, v }) => encodeItem(keyOf(k), encodeOf(v), '5')), encodeItem(keyOf(7), null, '6')];
+    const frame = itemsFrame({ t: 'delta', from: 1, to: 9 }, items);
+    const d = readDelta(frame)!;
+    const seen: [number, number, number][] = [];
+    stampsInItems(frame, d.at, d.items, (key, seq, ts) => seen.push([key, seq, ts]));
+    assert.deepEqual(seen, values.map(({ k }) => [k, 100 + k, 123_456]));
+  }
 });
 
 // ---- report ------------------------------------------------------------------------------
@@ -213,6 +264,7 @@ test('worker processes exit when the harness dies without cleaning up (SIGKILL)'
     ['bench/systems/raw-server.ts', null],
     ['bench/agent-worker.ts', { cmd: 'stall', paused: false }],
     ['bench/storm-worker.ts', { cmd: 'ping' }],
+    ['bench/cluster-worker.ts', { cmd: 'ping' }],
   ];
   for (const [file, probe] of probes) {
     // A stand-in harness forks the process, waits for its first message, prints its pid, and is

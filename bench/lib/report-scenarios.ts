@@ -55,16 +55,20 @@ export function stormMarkdown(title: string, command: string, runs: StormResult[
     '`typha_snapshots_generated`, all views, one figure per run.',
   ];
   if (reconnecting.length) {
-    lines.push('', '## Reconnect: calico-fanout restarts (SIGTERM, a new process on the same port)', '',
-      ...head(['new server ready s', 'synced by snapshot / resume / digest', 'streaming on the new server']),
+    lines.push('', '## Restart: a rolling update (a new replica, then SIGTERM to the old one, which drains and exits)', '',
+      ...head(['per client: left old → in sync on new, p50 / max s', 'old replica exited s', 'shutdown timeout s', 'new replica ready s', 'synced by snapshot / resume / digest', 'streaming on the new replica']),
       ...reconnecting.map((g) => {
         const rc = (x: StormResult) => x.reconnect!;
-        return `${lead(g)} ${phaseCells(g, rc).join(' | ')} | ${med(g, (x) => rc(x).serverReadyS)} | ${(['snapshotSyncs', 'resumeSyncs', 'digestSyncs'] as const).map((f) => median(g.map((x) => rc(x)[f] ?? 0))).join(' / ')} | ${median(g.map((x) => rc(x).streamingOnNewServer))} |`;
+        return `${lead(g)} ${phaseCells(g, rc).join(' | ')} | ${med(g, (x) => rc(x).resyncS.p50)} / ${med(g, (x) => rc(x).resyncS.max)} | ${med(g, (x) => rc(x).oldExitS)} | ${rc(g[0]!).shutdownTimeoutS ?? 'default (300)'} | ${med(g, (x) => rc(x).serverReadyS)} | ${(['snapshotSyncs', 'resumeSyncs', 'digestSyncs'] as const).map((f) => median(g.map((x) => rc(x)[f] ?? 0))).join(' / ')} | ${median(g.map((x) => rc(x).streamingOnNewServer))} |`;
       }),
       '',
-      'Times from the SIGTERM. The new process\'s CPU is its whole life (start, listing etcd, serving the resync);',
-      'its snapshot count is its own. A new process has a new epoch: the clients cannot resume, and resync by digest',
-      '(only the buckets that differ from their caches). An etcd reader that reconnects lists everything again (the storm phase).');
+      'The new replica starts on its own port and is ready before the old one gets SIGTERM (its start → ready is',
+      '"new replica ready"). "All in sync" and the per-client columns of the storm table count from the SIGTERM: the old',
+      'replica sends its clients away one by one (at most one a second, spread over its shutdown timeout), so that figure',
+      'is mostly the drain\'s pacing; each client\'s own resync (leaving the old replica → in sync on the new one) is the',
+      'server\'s part. Serving CPU over the phase: etcd, the new replica, and the old one until it exited. A new replica',
+      'has a new epoch: the clients cannot resume, and resync by digest (only the buckets that differ from their caches).',
+      'An etcd reader that reconnects lists everything again (the storm phase).');
   }
   return lines.join('\n') + '\n';
 }

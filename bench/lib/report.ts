@@ -29,13 +29,18 @@ function row(runs: RunResult[], baseline?: RunResult[]): string {
     const xs = runs.map(f);
     return runs.length > 1 ? `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})` : fmt(xs[0]!);
   };
-  const p99 = m((x) => x.latencyMs.p99);
+  // In lean mode the probes' p99 is the agent's view; the lean readers' is the generator's.
+  const probeP99 = (xs: RunResult[]) => median(xs.map((x) => x.probeLatencyMs?.p99 ?? NaN));
+  const p99 = r.probeLatencyMs ? probeP99(runs) : m((x) => x.latencyMs.p99);
+  const baseP99 = baseline?.length ? (r.probeLatencyMs && baseline[0]!.probeLatencyMs ? probeP99(baseline) : median(baseline.map((x) => x.latencyMs.p99))) : NaN;
   const cpu = m((x) => x.servingCpuUsPerDelivered);
-  const ratio = (a: number, b?: number) => (b ? `${(a / b).toFixed(2)}×` : '—');
+  const ratio = (a: number, b?: number) => (b && Number.isFinite(b) ? `${(a / b).toFixed(2)}×` : '—');
+  const superseded = m((x) => (x.allComplete && x.expectedDeliveries ? (100 * (x.expectedDeliveries - x.delivered)) / x.expectedDeliveries : NaN));
+  const probes = r.probeLatencyMs ? `${r.probes}: ${fmtMs(median(runs.map((x) => x.probeLatencyMs!.p50)))} / ${range((x) => x.probeLatencyMs!.p99, fmtMs)}` : '—';
   const base = baseline?.length ? baseline : undefined;
   const serving = Object.keys(r.cpuS.serving).map((n) => `${n} ${m((x) => x.cpuS.serving[n] ?? NaN).toFixed(2)}`).join(' + ');
   const rss = Object.keys(r.peakRssMiB).map((n) => `${n} ${m((x) => x.peakRssMiB[n] ?? NaN)}`).join(', ');
-  return `| ${r.system} | ${r.clients} | ${r.rate} | ${runs.length} | ${k(m((x) => x.deliveredPerSec))} (${k(r.written * r.clients / r.durationS)}) | ${runs.every((x) => x.allComplete) ? 'yes' : `no: ${runs.map((x) => x.completeClients).join(', ')} of ${r.clients} complete when the drain timed out`} | ${fmtMs(m((x) => x.latencyMs.p50))} | ${range((x) => x.latencyMs.p99, fmtMs)} | ${fmtMs(m((x) => x.latencyMs.max))} | ${m((x) => x.drainS).toFixed(2)} | ${serving} | ${m((x) => x.cpuS.clients).toFixed(2)} | ${range((x) => x.servingCpuUsPerDelivered, (n) => n.toFixed(2))} | ${rss} | ${r.upstreamWatches ?? '—'} | ${m((x) => x.reconnects)} | ${base ? ratio(p99, median(base.map((x) => x.latencyMs.p99))) : '—'} | ${base ? ratio(cpu, median(base.map((x) => x.servingCpuUsPerDelivered))) : '—'} |`;
+  return `| ${r.system} | ${r.clients} | ${r.rate} | ${runs.length} | ${k(m((x) => x.deliveredPerSec))} (${k(r.written * r.clients / r.durationS)}) | ${runs.every((x) => x.allComplete) ? 'yes' : `no: ${runs.map((x) => x.completeClients).join(', ')} of ${r.clients} complete when the drain timed out`} | ${fmtMs(m((x) => x.latencyMs.p50))} | ${range((x) => x.latencyMs.p99, fmtMs)} | ${fmtMs(m((x) => x.latencyMs.max))} | ${m((x) => x.drainS).toFixed(2)} | ${serving} | ${m((x) => x.cpuS.clients).toFixed(2)} | ${range((x) => x.servingCpuUsPerDelivered, (n) => n.toFixed(2))} | ${rss} | ${r.upstreamWatches ?? '—'} | ${m((x) => x.reconnects)} | ${probes} | ${Number.isFinite(superseded) ? `${superseded.toFixed(1)}%` : '—'} | ${base ? ratio(p99, baseP99) : '—'} | ${base ? ratio(cpu, median(base.map((x) => x.servingCpuUsPerDelivered))) : '—'} |`;
 }
 
 export function markdown(title: string, command: string, runs: RunResult[], machine: string): string {
@@ -43,10 +48,11 @@ export function markdown(title: string, command: string, runs: RunResult[], mach
   const baselineFor = (r: RunResult) => groups.get(`raw-batch N=${r.clients} R=${r.rate}`);
   const lines = [
     `# ${title}`, '', `Command: \`${command}\``, '', machine, '',
-    '| system | N | R/s | runs | delivered/s (ideal) | every client complete? | p50 ms | p99 ms | max ms | drain s | serving CPU s | client CPU s | serving CPU µs / delivered | peak RSS MiB (serving) | upstream watches | reconnects | p99 ÷ raw-batch | CPU/delivered ÷ raw-batch |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| system | N | R/s | runs | delivered/s (ideal) | every client complete? | p50 ms | p99 ms | max ms | drain s | serving CPU s | client CPU s | serving CPU µs / delivered | peak RSS MiB (serving) | upstream watches | reconnects | probes: p50 / p99 ms | superseded | p99 ÷ raw-batch | CPU/delivered ÷ raw-batch |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...[...groups.values()].map((g) => row(g, baselineFor(g[0]!))),
-    '', 'Medians over runs (range in brackets). Latency is write → client callback on the shared monotonic clock; serving side = calico-fanout + etcd, etcd (+ grpc-proxy), or the raw server. Complete: the client ended with the last written value of every key; a calico-fanout client that falls a window behind gets each key\'s latest value once rather than every value in between, so it may count fewer deliveries.',
+    '', 'Medians over runs (range in brackets). Latency is write → client callback on the shared monotonic clock; serving side = calico-fanout + etcd, etcd (+ grpc-proxy), or the raw server. Complete: the client ended with the last written value of every key; a calico-fanout client that falls a window behind gets each key\'s latest value once rather than every value in between, so it may count fewer deliveries (superseded: the share of updates not delivered to clients that ended complete).',
+    'Client mode lean: lean protocol readers plus a few probes (full client libraries, their count before the colon); p50/p99 are everyone\'s, the probes\' column theirs alone, and "p99 ÷ raw-batch" compares the probes\' p99 when both systems ran with probes.',
     '', '![latency CDF](latency.svg)',
     ...(runs.some((r) => r.rssSeries) ? ['', 'Serving side RSS (VmRSS, all its processes) during the measured pass and drain:', '', '![serving RSS over time](rss.svg)'] : []),
   ];

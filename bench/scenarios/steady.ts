@@ -4,6 +4,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
+import type { Etcd3 } from 'etcd3';
 import { startEtcd, type EtcdServer } from '../../test/support/etcd.js';
 import { freePort } from '../../test/support/metrics.js';
 import type { StalledClient, System, WorkerCommand, WorkerProgress, WorkerReport } from '../agent-worker.js';
@@ -22,7 +23,10 @@ export interface SteadyOptions {
   durationS: number;
   keys: number;
   workers: number;
-  mode: 'full' | 'light';
+  /** lean: lean protocol readers and `probes` full client libraries (fanout and raw-batch). */
+  mode: 'full' | 'light' | 'lean';
+  /** Lean mode: how many of the clients are probes (SyncClients decoding and keeping every value). */
+  probes?: number;
   serverCpus: string;
   clientCpus: string;
   /** Cores for this process, which writes to the datastore; undefined: the serving side's. */
@@ -36,6 +40,8 @@ export interface SteadyOptions {
   stallS?: number;
   /** TYPHA_* settings for calico-fanout (e.g. its high-water mark and stall timeout). */
   fanoutEnv?: Record<string, string>;
+  /** What etcd holds before calico-fanout starts, instead of `keys` of steady's payload (cluster). */
+  load?: (client: Etcd3) => Promise<void>;
 }
 
 type Percentiles = { p50: number; p90: number; p99: number; max: number };
@@ -60,6 +66,10 @@ export interface RunResult {
   reconnects: number;
   snapshots: number;
   histogram: string;
+  /** Lean mode: the probes (full client libraries) among the clients, and their latency alone. */
+  probes?: number;
+  probeLatencyMs?: Percentiles;
+  probeHistogram?: string;
   /** VmRSS of each serving process every 250 ms, from the start of the measured pass to the end of the drain. */
   rssSeries?: RssSeries;
   /** slow: the stalled clients, measured apart (latencyMs and histogram above are everyone else's). */
@@ -92,7 +102,7 @@ export class Worker {
 }
 
 /** The next IPC message of a child; rejects if the child exits first instead of waiting forever. */
-function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
+export function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`${what} has exited`));
   return new Promise((resolve, reject) => {
     const onMessage = (m: T) => { child.off('exit', onExit); resolve(m); };
@@ -145,7 +155,7 @@ export async function serve(system: SystemName, o: SteadyOptions, cleanup: (() =
   }
   const etcd = await startEtcd({ cpus: o.serverCpus, progressNotifyMs: 5000 });
   cleanup.push(() => etcd.stop());
-  await preload(etcd.client, o.keys);
+  await (o.load ? o.load(etcd.client) : preload(etcd.client, o.keys));
   const watches = () => etcdWatchers(etcd.endpoint);
   if (system === 'direct') {
     return { clientSystem: 'etcd', urls: [etcd.endpoint], procs: [{ name: 'etcd', pid: () => etcd.pid }], etcd, watches };
@@ -187,7 +197,7 @@ export function pin(pid: number, cpus: string): void {
 }
 
 /** Watchers etcd itself counts (its debugging gauge), whatever sits between it and the clients. */
-async function etcdWatchers(endpoint: string): Promise<number | null> {
+export async function etcdWatchers(endpoint: string): Promise<number | null> {
   const text = await fetch(`${endpoint}/metrics`).then((r) => r.text()).catch(() => '');
   const m = /^etcd_debugging_mvcc_watcher_total (\d+)/m.exec(text);
   return m ? Number(m[1]) : null;
@@ -206,11 +216,18 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
     // client core it took 12% of it and tipped it into saturation. The raw server makes its
     // updates on the serving core too, so this keeps the systems alike.
     pin(process.pid, o.writerCpus ?? o.serverCpus);
-    say(`${system}: connecting ${o.clients} clients`);
+    const lean = o.mode === 'lean';
+    if (lean && s.clientSystem === 'etcd') throw new Error(`lean mode speaks the calico-fanout protocol: ${system} does not`);
+    // The raw server serves protocol clients its view from the same preload as etcd holds.
+    if (lean && s.raw) { s.raw.send({ cmd: 'load', source: 'steady', keys: o.keys }); await nextMessage(s.raw, 'raw server'); }
+    const probes = lean ? Math.min(o.probes ?? 0, o.clients) : 0;
+    say(`${system}: connecting ${o.clients} clients${lean ? ` (${probes} probes)` : ''}`);
     const per = Math.ceil(o.clients / o.workers);
     await Promise.all(workers.map((w, i) => w.ask({
       cmd: 'start', system: s.clientSystem, urls: s.urls, first: i * per, count: Math.max(0, Math.min(per, o.clients - i * per)), keys: o.keys, mode: o.mode,
       stalled: Math.max(0, (o.stalled ?? 0) - i * per),
+      // Spread over the workers, so each holds some.
+      probes: Math.floor(probes / o.workers) + (i < probes % o.workers ? 1 : 0),
     })));
 
     // Warm-up (seq 0, ignored by the clients), then the measured pass.
@@ -298,6 +315,7 @@ export async function runSteady(system: SystemName, o: SteadyOptions): Promise<R
       reconnects: reports.reduce((n, r) => n + r.reconnects, 0),
       snapshots: reports.reduce((n, r) => n + r.snapshots, 0),
       histogram: hdr.encodeIntoCompressedBase64(merged),
+      ...(lean ? (() => { const ph = merge((r) => r.probeHistogram); return { probes, probeLatencyMs: percentiles(ph), probeHistogram: hdr.encodeIntoCompressedBase64(ph) }; })() : {}),
       rssSeries,
       ...(o.stalled ? {
         stalled: {

@@ -1,7 +1,10 @@
 // storm: K keys in etcd, N agents connect at once: how long until every one holds all K keys,
 // what it costs the serving side, and how many bytes each agent received. Then, for calico-fanout,
-// the server restarts on the same port and the agents reconnect by themselves: the same figures
-// for the resync. Serving side on CPU 0, the agents' processes on CPU 1, as in steady.
+// the restart an operator runs (a rolling update): a new replica starts beside the old one, the
+// old one gets SIGTERM, sends its agents away one by one over its shutdown timeout and exits; the
+// agents go to the new replica by themselves (the next URL they know): the same figures for the
+// resync, and each agent's own time from leaving the old replica to being in sync on the new one.
+// Serving side on CPU 0, the agents' processes on CPU 1, as in steady.
 //
 //   fanout       calico-fanout serving etcd; agents are SyncClients (light or full)
 //   direct       N etcd readers, each listing the prefix in pages of 10,000 at one revision
@@ -14,6 +17,7 @@ import type { ClientFigures, StormCommand, StormReply } from '../storm-worker.js
 import { nowUs } from '../lib/payload.js';
 import { cpuSeconds, peakRssMiB, rssMiB, start, waitUntil } from '../lib/procs.js';
 import { median } from '../lib/report.js';
+import { freePort } from '../../test/support/metrics.js';
 import { pin, profileArgs, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
 
 export const STORM_SYSTEMS = ['fanout', 'direct', 'grpc-proxy'] as const;
@@ -30,6 +34,8 @@ export interface StormOptions {
   clientCpus: string;
   /** Bound on each phase. */
   timeoutS: number;
+  /** calico-fanout's TYPHA_SHUTDOWNTIMEOUTSECS: the old replica spreads its goaways over this long; undefined: its default. */
+  shutdownTimeoutS?: number;
   progress?: (msg: string) => void;
 }
 
@@ -52,8 +58,16 @@ export interface StormPhase {
 }
 
 export interface StormReconnect extends StormPhase {
-  /** SIGTERM → the new calico-fanout process ready. */
+  /** The new replica's start → ready (before the SIGTERM, as in a rolling update). */
   serverReadyS: number;
+  /** SIGTERM → the old replica exited, having sent every agent away. */
+  oldExitS: number;
+  /** The old replica's shutdown timeout, over which it spreads its goaways (null: its default). */
+  shutdownTimeoutS: number | null;
+  /** Per agent: leaving the old replica → in sync on the new one. */
+  resyncS: { p50: number; max: number };
+  /** SIGTERM → the first and the last agent leaving the old replica: the drain's spread. */
+  leftS: { first: number; last: number };
   /** How the agents synced with the new process, as their libraries count it. */
   snapshotSyncs: number;
   resumeSyncs: number;
@@ -88,22 +102,37 @@ export async function within<T>(p: Promise<T>, ms: number, what: string): Promis
   try { return await Promise.race([p, late]); } finally { clearTimeout(timer); }
 }
 
-/** serve() reads only the keys to preload and the serving cores. */
-export const serveOptions = (keys: number, serverCpus: string, workers = 0): SteadyOptions => ({
-  keys, serverCpus, workers, clients: 0, rate: 0, durationS: 0, mode: 'light', clientCpus: '', drainTimeoutS: 0,
+/** serve() reads only the keys to preload, the serving cores and calico-fanout's settings. */
+export const serveOptions = (keys: number, serverCpus: string, workers = 0, fanoutEnv?: Record<string, string>): SteadyOptions => ({
+  keys, serverCpus, workers, clients: 0, rate: 0, durationS: 0, mode: 'light', clientCpus: '', drainTimeoutS: 0, fanoutEnv,
 });
 
-/** One metric of calico-fanout's /metrics, summed over its labels. */
-async function metricSum(port: number, name: string): Promise<number> {
+/** Metrics of calico-fanout's /metrics, each summed over its labels, from one scrape (a scrape resets its event-loop gauges). */
+export async function metricSums(port: number, names: readonly string[]): Promise<Record<string, number>> {
   const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text());
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
-  return sum;
+  return Object.fromEntries(names.map((name) => {
+    let sum = 0;
+    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
+    return [name, sum];
+  }));
 }
 
-/** serve() owns calico-fanout's arguments: a restart on the same ports reuses them as /proc shows them. */
+/** One metric of calico-fanout's /metrics, summed over its labels. */
+export async function metricSum(port: number, name: string): Promise<number> {
+  return (await metricSums(port, [name]))[name]!;
+}
+
+/** serve() owns calico-fanout's arguments: another replica reuses them as /proc shows them, on its own ports. */
 const argvOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
 const metricsPortOf = (argv: string[]) => Number(argv[argv.indexOf('--metrics-port') + 1]);
+export function withPorts(argv: string[], ports: { server: number; health: number }): string[] {
+  const out = [...argv];
+  const set = (flag: string, v: number) => { const i = out.indexOf(flag); if (i < 0) throw new Error(`calico-fanout started without ${flag}`); out[i + 1] = String(v); };
+  set('--server-port', ports.server);
+  set('--health-port', ports.health);
+  set('--metrics-port', ports.health);
+  return out;
+}
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 function startWorkers(o: StormOptions): Worker[] {
@@ -138,39 +167,73 @@ function phase(o: StormOptions, t0: number, replies: StormReply[], serving: Serv
 
 interface Run { o: StormOptions; workers: Worker[]; cleanup: (() => Promise<void>)[]; say: (m: string) => void; clientCpu: () => number }
 
-/** Restarts calico-fanout on the same port (SIGTERM: a graceful drain with goaway) and times the agents' return. */
-async function restart(r: Run, fanoutPid: number, etcdPid: number): Promise<StormReconnect> {
+/** The new replica's ports, chosen before the agents start so that their URL list holds it. */
+interface Spare { server: number; health: number }
+
+/**
+ * The operator's restart: a new replica starts beside the old one and becomes ready; then the old
+ * one gets SIGTERM, sends its agents away one by one (Typha's pacing: at most one a second, over
+ * its shutdown timeout) and exits. Times the agents' move to the new replica, and the old one's exit.
+ */
+async function restart(r: Run, fanoutPid: number, etcdPid: number, spare: Spare): Promise<StormReconnect> {
   const { o, workers } = r;
   const timeoutMs = o.timeoutS * 1000;
-  const argv = argvOf(fanoutPid);
-  const metricsPort = metricsPortOf(argv);
+  const argv = withPorts(argvOf(fanoutPid), spare);
+  r.say('fanout: starting the new replica');
+  const started = nowUs();
+  const next = start('calico-fanout', argv[0]!, argv.slice(1), { cpus: o.serverCpus, cwd: ROOT, env: { ...process.env, ...fanoutEnv(o) } });
+  r.cleanup.push(() => next.stop());
+  await waitUntil(async () => (await fetch(`http://127.0.0.1:${spare.health}/readyz`).then((x) => x.ok).catch(() => false)), 'the new calico-fanout ready', timeoutMs);
+  const serverReadyS = Math.round((nowUs() - started) / 1e3) / 1e3;
+
   await within(Promise.all(workers.map((w) => ask(w, { cmd: 'arm' }))), 10_000, 'arm');
-  const resynced = within(Promise.all(workers.map((w) => ask<StormReply>(w, { cmd: 'resync', timeoutMs }))), timeoutMs + 5000, 'clients in sync again');
+  // The last agent is sent away only at the end of the drain: the bound covers it.
+  const drainMs = (o.shutdownTimeoutS ?? FANOUT_SHUTDOWN_TIMEOUT_S) * 1000;
+  const resyncMs = timeoutMs + drainMs;
+  const resynced = within(Promise.all(workers.map((w) => ask<StormReply>(w, { cmd: 'resync', timeoutMs: resyncMs }))), resyncMs + 5000, 'clients in sync again');
   resynced.catch(() => {}); // awaited below; a failure before then must not go unhandled
   const etcd0 = cpuSeconds(etcdPid);
+  const next0 = cpuSeconds(next.pid);
+  const old0 = cpuSeconds(fanoutPid);
+  let oldCpu = 0;
   const client0 = r.clientCpu();
-  r.say('fanout: restarting calico-fanout');
+  r.say('fanout: SIGTERM to the old replica');
   const t0 = nowUs();
   process.kill(fanoutPid, 'SIGTERM');
-  await waitUntil(() => !alive(fanoutPid), 'the old calico-fanout to exit', 15_000);
-  const next = start('calico-fanout', argv[0]!, argv.slice(1), { cpus: o.serverCpus, cwd: ROOT });
-  r.cleanup.push(() => next.stop());
-  await waitUntil(async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`).then((x) => x.ok).catch(() => false)), 'the new calico-fanout ready', timeoutMs);
-  const serverReadyS = Math.round((nowUs() - t0) / 1e3) / 1e3;
+  // The old replica takes its whole drain (one agent a second by default) and then closes: the
+  // bound follows from its shutdown timeout, not from a guess.
+  const exitBoundMs = drainMs + 30_000;
+  const exited = waitUntil(() => {
+    const c = cpuSeconds(fanoutPid);
+    if (Number.isFinite(c)) oldCpu = c - old0;
+    return !alive(fanoutPid);
+  }, 'the old calico-fanout to exit after draining', exitBoundMs).then(() => nowUs());
+  exited.catch(() => {});
   const replies = await resynced;
+  const oldExitS = Math.round((await exited - t0) / 1e3) / 1e3;
   const figures = phase(o, t0, replies, {
-    // The new process's whole life: starting, listing etcd, serving the resync.
-    cpuS: { etcd: r2(cpuSeconds(etcdPid) - etcd0), 'calico-fanout': cpuSeconds(next.pid) },
+    cpuS: { etcd: r2(cpuSeconds(etcdPid) - etcd0), 'calico-fanout': r2(cpuSeconds(next.pid) - next0), 'calico-fanout (old)': r2(oldCpu) },
     clientCpuS: r.clientCpu() - client0,
     peakRssMiB: { etcd: Math.round(peakRssMiB(etcdPid)), 'calico-fanout': Math.round(peakRssMiB(next.pid)) },
-    snapshotsGenerated: await metricSum(metricsPort, 'typha_snapshots_generated'),
+    snapshotsGenerated: await metricSum(spare.health, 'typha_snapshots_generated'),
   });
-  const count = (f: 'snapshots' | 'resumes' | 'digests') => replies.flatMap((x) => x.clients).reduce((n, c) => n + (c[f] ?? 0), 0);
+  const all = replies.flatMap((x) => x.clients);
+  const resync = all.map((c) => Math.round((c.doneAt - (c.leftAt ?? t0)) / 1e3) / 1e3);
+  const left = all.map((c) => Math.round(((c.leftAt ?? t0) - t0) / 1e3) / 1e3);
+  const count = (f: 'snapshots' | 'resumes' | 'digests') => all.reduce((n, c) => n + (c[f] ?? 0), 0);
   return {
-    ...figures, serverReadyS, snapshotSyncs: count('snapshots'), resumeSyncs: count('resumes'), digestSyncs: count('digests'),
-    streamingOnNewServer: await metricSum(metricsPort, 'typha_connections_streaming'),
+    ...figures, serverReadyS, oldExitS, shutdownTimeoutS: o.shutdownTimeoutS ?? null,
+    resyncS: { p50: median(resync), max: Math.max(...resync) }, leftS: { first: Math.min(...left), last: Math.max(...left) },
+    snapshotSyncs: count('snapshots'), resumeSyncs: count('resumes'), digestSyncs: count('digests'),
+    streamingOnNewServer: await metricSum(spare.health, 'typha_connections_streaming'),
   };
 }
+
+/** calico-fanout's default TYPHA_SHUTDOWNTIMEOUTSECS (README's settings table). */
+export const FANOUT_SHUTDOWN_TIMEOUT_S = 300;
+
+const fanoutEnv = (o: StormOptions): Record<string, string> =>
+  (o.shutdownTimeoutS === undefined ? {} : { TYPHA_SHUTDOWNTIMEOUTSECS: String(o.shutdownTimeoutS) });
 
 export async function runStorm(system: StormSystem, o: StormOptions): Promise<StormResult> {
   const cleanup: (() => Promise<void>)[] = [];
@@ -178,7 +241,7 @@ export async function runStorm(system: StormSystem, o: StormOptions): Promise<St
   const timeoutMs = o.timeoutS * 1000;
   try {
     say(`${system}: starting the serving side and preloading ${o.keys} keys`);
-    const s = await serve(system, serveOptions(o.keys, o.serverCpus), cleanup);
+    const s = await serve(system, serveOptions(o.keys, o.serverCpus, 0, fanoutEnv(o)), cleanup);
     const workers = startWorkers(o);
     cleanup.push(() => stopWorkers(workers));
     await within(Promise.all(workers.map((w) => ask(w, { cmd: 'ping' }))), 30_000, 'client processes up');
@@ -190,13 +253,16 @@ export async function runStorm(system: StormSystem, o: StormOptions): Promise<St
     const per = Math.ceil(o.clients / o.workers);
     const share = (i: number) => ({ first: i * per, count: Math.max(0, Math.min(per, o.clients - i * per)) });
     const fanoutPid = pidOf('calico-fanout');
+    // The agents know both replicas from the start, as they would find them through the Service.
+    const spare: Spare | undefined = fanoutPid ? { server: await freePort(), health: await freePort() } : undefined;
+    const urls = spare ? [...s.urls, `ws://127.0.0.1:${spare.server}`] : s.urls;
 
     say(`${system}: ${o.clients} clients connect at once`);
     const cpu0 = each(cpuSeconds);
     const client0 = clientCpu();
     const t0 = nowUs();
     const replies = await within(Promise.all(workers.map((w, i) => ask<StormReply>(w, fanoutPid
-      ? { cmd: 'sync', urls: s.urls, ...share(i), mode: o.mode, compression: o.compression === 'none' ? [] : [o.compression], timeoutMs }
+      ? { cmd: 'sync', urls, ...share(i), mode: o.mode, compression: o.compression === 'none' ? [] : [o.compression], timeoutMs }
       : { cmd: 'read', urls: s.urls, count: share(i).count, pageSize: PAGE }))), timeoutMs + 5000, `${system}: clients in sync`);
     const cpu1 = each(cpuSeconds);
     const sync = phase(o, t0, replies, {
@@ -206,7 +272,7 @@ export async function runStorm(system: StormSystem, o: StormOptions): Promise<St
       snapshotsGenerated: fanoutPid ? await metricSum(metricsPortOf(argvOf(fanoutPid)), 'typha_snapshots_generated') : null,
     });
     say(`${system}: all in sync after ${sync.timeS} s`);
-    const reconnect = fanoutPid ? await restart({ o, workers, cleanup, say, clientCpu }, fanoutPid, pidOf('etcd')!) : null;
+    const reconnect = fanoutPid ? await restart({ o, workers, cleanup, say, clientCpu }, fanoutPid, pidOf('etcd')!, spare!) : null;
     if (reconnect) say(`${system}: all in sync again ${reconnect.timeS} s after the restart`);
     return { system, keys: o.keys, clients: o.clients, mode: fanoutPid ? o.mode : null, compression: fanoutPid ? o.compression : null, workers: o.workers, rssBeforeMiB, sync, reconnect };
   } finally {

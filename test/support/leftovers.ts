@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 /** Processes the harness starts, recognised by their command line. */
-export const HARNESS = /\betcd\b|raw-server|agent-worker|storm-worker|calico-fanout/;
+export const HARNESS = /\betcd\b|raw-server|agent-worker|storm-worker|cluster-worker|calico-fanout/;
 
 /** Every live descendant of `root` whose command line is one of the harness's processes. */
 export function harnessDescendants(root = process.pid): { pid: number; args: string }[] {

@@ -1,0 +1,409 @@
+// cluster: N simulated nodes, each with its four agents (felix, bgp, tunnel-ip-allocation and
+// node-status, the last two scoped to the node), while the writer plays a busy cluster into the
+// datastore (bench/lib/cluster-model.ts). Most agents are lean protocol readers, cheap enough
+// that the load generator stays well below the server; the agents of a few probe nodes are the
+// real client library, whose latency is reported and whose caches must equal the datastore's view
+// at the end. Per run: serving CPU per delivered update, the probes' latency, serving RSS and RSS
+// per connection, upstream watches, the generator's CPU. Then, for calico-fanout, a reconnect
+// storm: a second replica starts, the first is killed, and every agent reconnects to the second
+// at once; time until all are in sync.
+//
+//   fanout      calico-fanout serving etcd, the cluster written into etcd
+//   raw-batch   the raw server (bench/systems/raw-server.ts) making the same cluster's changes
+//               itself and serving each view its frames: the transport's ceiling
+import { fork } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
+import { putAll } from '../../src/datastore/etcd.js';
+import { freePort } from '../../test/support/metrics.js';
+import type { ClusterCommand, ClusterProgress, ClusterReport, StormAgent } from '../cluster-worker.js';
+import { matches, type ProbeCheck } from '../lib/probe-check.js';
+import type { WorkerCommand } from '../agent-worker.js';
+import { ClusterModel, DEFAULT_SHAPE, STATUS_PERIOD_MS, type ClusterShape } from '../lib/cluster-model.js';
+import { loadCluster, playCluster } from '../lib/cluster-writer.js';
+import { nowUs } from '../lib/payload.js';
+import { cpuSeconds, peakRssMiB, start, waitUntil } from '../lib/procs.js';
+import { pollDelivered, type Meter } from '../lib/progress.js';
+import { median } from '../lib/report.js';
+import { sampleRss, type RssSeries } from '../lib/rss.js';
+import { etcdWatchers, nextMessage, pin, profileArgs, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
+import { metricSums, withPorts } from './storm.js';
+
+export const CLUSTER_SYSTEMS = ['fanout', 'raw-batch'] as const;
+export type ClusterSystem = (typeof CLUSTER_SYSTEMS)[number];
+
+export interface ClusterOptions {
+  nodes: number;
+  /** Cluster changes (datastore writes) per second, besides each node's status every 10 s. */
+  rate: number;
+  durationS: number;
+  /** A pass of unstamped changes first (the first frames' one-time costs), then a second's pause; 0: none. */
+  warmupS: number;
+  podsPerNode: number;
+  /** Nodes whose four agents are full client libraries (at least one per worker). */
+  probeNodes: number;
+  workers: number;
+  /** Lean readers each worker connects at a time (the next wave once they are in sync). */
+  wave: number;
+  compression: 'brotli' | 'none';
+  serverCpus: string;
+  clientCpus: string;
+  /** Cores for this process, which writes to etcd; undefined: the agents'. */
+  writerCpus?: string;
+  /** After the measured pass: kill the replica, every agent reconnects to a second one (fanout). */
+  storm: boolean;
+  /** Bound on connecting, on the drain after the last write, and on the storm. */
+  timeoutS: number;
+  progress?: (msg: string) => void;
+  meter?: Meter;
+}
+
+type Percentiles = { p50: number; p90: number; p99: number; max: number };
+
+export interface ClusterStorm {
+  /** The second replica's start → ready (it lists the cluster from etcd). */
+  replicaReadyS: number;
+  /** SIGKILL of the first replica → the last agent in sync on the second. */
+  allInSyncS: number;
+  /** Per agent: lost the first replica → in sync on the second. */
+  agentS: { p50: number; p99: number; max: number };
+  /** How the agents synced with the second replica. */
+  synced: { digest: number; snapshot: number; resume: number; unknown: number };
+  /** Agents that needed more than one connection to get there (refused, timed out, closed midway). */
+  retried: number;
+  /** CPU over the storm: etcd and the second replica. */
+  cpuS: Record<string, number>;
+  generatorCpuS: number;
+  /** The second replica's peak RSS (VmHWM: its start included). */
+  peakRssMiB: number;
+}
+
+export interface ClusterResult {
+  system: ClusterSystem;
+  nodes: number;
+  /** Agents: four per node. */
+  connections: number;
+  probes: number;
+  rate: number;
+  durationS: number;
+  podsPerNode: number;
+  /** Keys the cluster holds at the start (etcd, IPAM handles included). */
+  initialKeys: number;
+  /** Datastore writes in the measured pass (cluster changes and statuses). */
+  writes: number;
+  connectS: number;
+  /** Items delivered to all agents in the measured pass and the drain. */
+  delivered: number;
+  deliveredPerSec: number;
+  deliveredByView: Record<string, number>;
+  /** Frames received in the measured pass and the drain, by view: with deliveredByView, how well changes are batched. */
+  framesByView: Record<string, number>;
+  latencyMs: { probes: Percentiles; lean: Percentiles };
+  /** fanout: stamp → etcd's answer for the writer's requests (what of the latency is the datastore's and the writer's). */
+  commitMs: { p50: number; p99: number; max: number } | null;
+  /**
+   * fanout: calico-fanout's own counters over the measured pass and drain (datastore updates in,
+   * coalesced, delta frames built and written, bytes written), and its event loop's delay p99 and
+   * max over the pass (ms; prom-client resets them at each scrape, and one came just before).
+   */
+  serverMetrics: Record<string, number> | null;
+  /** The last write → every agent holding the marker written after it. */
+  drainS: number;
+  /** Agents that held the marker when the drain ended (all, unless it timed out). */
+  markerSeen: number;
+  cpuS: { serving: Record<string, number>; servingTotal: number; server: number; generator: number; writer: number };
+  /** The serving side's CPU per item delivered, µs. */
+  servingCpuUsPerDelivered: number;
+  /** The serving process alone (calico-fanout, or the raw server), in cores over the measured pass and drain. */
+  serverCores: number;
+  /** The whole serving side (etcd + calico-fanout, or the raw server), in cores. */
+  servingCores: number;
+  generatorCores: number;
+  /** The machine's 1-minute load average when the run began: other work on a shared machine shows here. */
+  loadAverage: number;
+  rss: { beforeClientsMiB: number; measuredMaxMiB: number; measuredMedianMiB: number; peakMiB: number; kibPerConnection: number };
+  upstreamWatches: number | null;
+  probeChecks: ProbeCheck[];
+  probesMatch: boolean;
+  /** Connects beyond each agent's first, over the measured pass. */
+  reconnects: number;
+  protocolErrors: number;
+  /** Lean readers' connections closed, by the server's close code ('none': no close frame), and goaways they got. */
+  closes: Record<string, number>;
+  goaways: number;
+  probeHistogram: string;
+  leanHistogram: string;
+  rssSeries: RssSeries;
+  storm: ClusterStorm | null;
+}
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const WORKER = fileURLToPath(new URL('../cluster-worker.ts', import.meta.url));
+const r2 = (n: number) => Math.round(n * 100) / 100;
+const ms = (us: number) => Math.round(us / 10) / 100;
+const percentiles = (h: hdr.Histogram): Percentiles => ({ p50: ms(h.getValueAtPercentile(50)), p90: ms(h.getValueAtPercentile(90)), p99: ms(h.getValueAtPercentile(99)), max: ms(h.maxValue) });
+
+const ask = <T>(w: Worker, c: ClusterCommand) => w.ask<T>(c as unknown as WorkerCommand);
+const askAll = <T>(ws: Worker[], c: ClusterCommand | ((i: number) => ClusterCommand)) => Promise.all(ws.map((w, i) => ask<T>(w, typeof c === 'function' ? c(i) : c)));
+
+export const shapeOf = (o: Pick<ClusterOptions, 'nodes' | 'podsPerNode'>): ClusterShape => ({ ...DEFAULT_SHAPE, nodes: o.nodes, podsPerNode: o.podsPerNode });
+
+/** Node i's agents run in worker i mod W; the probe nodes come first, so every worker holds some (its lean readers' digest donors). */
+export function layout(o: Pick<ClusterOptions, 'nodes' | 'probeNodes' | 'workers'>): { nodes: string[][]; probeNodes: string[] } {
+  const probes = Math.min(o.nodes, Math.max(o.probeNodes, o.workers));
+  const nodes = Array.from({ length: o.workers }, () => [] as string[]);
+  for (let i = 0; i < o.nodes; i++) nodes[i % o.workers]!.push(ClusterModel.nodeName(i));
+  return { nodes, probeNodes: Array.from({ length: probes }, (_, i) => ClusterModel.nodeName(i)) };
+}
+
+function startWorkers(o: ClusterOptions): Worker[] {
+  return Array.from({ length: o.workers }, () => {
+    const w = new Worker(fork(WORKER, [], {
+      execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
+    }));
+    pin(w.child.pid!, o.clientCpus);
+    return w;
+  });
+}
+
+/** The median of an RSS process's samples over about a second. */
+async function settledRss(pid: number): Promise<number> {
+  const s = sampleRss(() => [{ name: 'p', pid }], 100);
+  await new Promise((r) => setTimeout(r, 1000));
+  return median(s.stop().mib.p!);
+}
+
+export async function runCluster(system: ClusterSystem, o: ClusterOptions): Promise<ClusterResult> {
+  const cleanup: (() => Promise<void>)[] = [];
+  const say = o.progress ?? (() => {});
+  const timeoutMs = o.timeoutS * 1000;
+  const model = new ClusterModel(shapeOf(o), o.rate);
+  const { nodes: shares, probeNodes } = layout(o);
+  const connections = o.nodes * 4;
+  const loadAverage = loadavg()[0]!;
+  const tmp = mkdtempSync(join(tmpdir(), 'bench-cluster-'));
+  cleanup.push(async () => rmSync(tmp, { recursive: true, force: true }));
+  try {
+    say(`${system}: starting the serving side with a cluster of ${o.nodes} nodes`);
+    let initialKeys = 0;
+    const serveOpts: SteadyOptions = {
+      clients: connections, rate: o.rate, durationS: o.durationS, keys: 0, workers: o.workers, mode: 'light', serverCpus: o.serverCpus, clientCpus: o.clientCpus, drainTimeoutS: o.timeoutS,
+      // One replica takes every agent here (and a few more, the probes reconnecting).
+      fanoutEnv: { TYPHA_MAXCONNECTIONSUPPERLIMIT: String(connections + 1000), TYPHA_MAXCONNECTIONSLOWERLIMIT: String(connections + 1000) },
+      load: async (client) => { initialKeys = await loadCluster(client, model); },
+    };
+    const s = await serve(system, serveOpts, cleanup);
+    if (s.raw) {
+      s.raw.send({ cmd: 'load', source: 'cluster', shape: shapeOf(o), rate: o.rate });
+      await nextMessage(s.raw, 'raw server');
+      initialKeys = new Set(new ClusterModel(shapeOf(o), o.rate).initial().map((w) => w.key)).size;
+    }
+    const serverName = system === 'fanout' ? 'calico-fanout' : 'server';
+    const pids = () => s.procs.map((p) => ({ name: p.name, pid: p.pid() }));
+    const serverPid = () => pids().find((p) => p.name === serverName)!.pid;
+    // The writer (an etcd3 client, every write its own request: ~0.5 ms of CPU each) goes with the
+    // agents by default: on the serving core it took a fifth of it from calico-fanout and etcd.
+    pin(process.pid, o.writerCpus ?? o.clientCpus);
+    const rssBefore = await settledRss(serverPid());
+
+    // The second replica of the storm: its URL is the agents' second from the start.
+    const spare = o.storm && system === 'fanout' ? { server: await freePort(), health: await freePort() } : undefined;
+    const urls = spare ? [...s.urls, `ws://127.0.0.1:${spare.server}`] : s.urls;
+    const workers = startWorkers(o);
+    cleanup.push(() => stopWorkers(workers));
+    say(`${system}: connecting ${connections} agents (${probeNodes.length * 4} probes) from ${o.workers} processes`);
+    const c0 = nowUs();
+    await askAll(workers, (i) => ({ cmd: 'start', urls, nodes: shares[i]!, probeNodes, compression: o.compression, wave: o.wave, timeoutMs }));
+    const connectS = Math.round((nowUs() - c0) / 1e4) / 100;
+
+    // The raw server makes the changes itself; for fanout this process writes them to etcd.
+    const play = async (durationS: number, stamped: boolean): Promise<{ writes: number; lastSeq: number; commitMs: ClusterResult['commitMs'] }> => {
+      if (s.raw) {
+        const done = nextMessage<{ written: number; lastSeq: number }>(s.raw, 'raw server');
+        s.raw.send({ cmd: 'play', durationS, stamped });
+        const d = await done;
+        return { writes: d.written, lastSeq: d.lastSeq, commitMs: null };
+      }
+      const r = await playCluster(s.etcd!.client, model, { durationS, stamped });
+      if (r.putErrors) throw new Error(`${r.putErrors} of ${r.writes} writes to etcd failed`);
+      return { writes: r.writes, lastSeq: r.lastSeq, commitMs: r.commitMs };
+    };
+    if (o.warmupS > 0) {
+      say(`${system}: warm-up`);
+      await play(o.warmupS, false);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+
+    const metricsPort = system === 'fanout' ? Number((readFileSync(`/proc/${serverPid()}/cmdline`, 'utf8').split('\0').find((_, i, a) => a[i - 1] === '--metrics-port'))) : 0;
+    const scrape = () => metricSums(metricsPort, SERVER_METRICS).catch(() => Object.fromEntries(SERVER_METRICS.map((n) => [n, NaN])));
+    const metrics0 = metricsPort ? await scrape() : undefined;
+    const generatorCpu = () => workers.reduce((n, w) => n + cpuSeconds(w.child.pid!), 0);
+    const cpu0 = Object.fromEntries(pids().map((p) => [p.name, cpuSeconds(p.pid)]));
+    const gen0 = generatorCpu();
+    const writer0 = process.cpuUsage();
+    await askAll(workers, { cmd: 'measure', on: true });
+    const rssSampler = sampleRss(pids);
+    const t0 = nowUs();
+    say(`${system}: ${o.rate} changes/s and ${Math.round((o.nodes * 1000) / STATUS_PERIOD_MS)} statuses/s for ${o.durationS} s to ${connections} agents`);
+    o.meter?.phase(`${system} N=${o.nodes} measured`);
+    const poll = pollDelivered(o.meter, async () => (await askAll<ClusterProgress>(workers, { cmd: 'progress' })).reduce((n, p) => n + p.delivered, 0));
+    const { writes, lastSeq, commitMs } = await play(o.durationS, true);
+    const lastPutAt = nowUs();
+    await poll.stop();
+
+    // Drain: a marker every agent sees, written after everything else (a burst of a status per
+    // node, kept out of the latency).
+    await askAll(workers, { cmd: 'fence', seq: lastSeq + 1 });
+    let markerSeq: number;
+    if (s.raw) {
+      const m = nextMessage<{ firstSeq: number }>(s.raw, 'raw server');
+      s.raw.send({ cmd: 'marker' });
+      markerSeq = (await m).firstSeq;
+    } else {
+      const marker = model.marker(nowUs());
+      markerSeq = model.lastSeq - marker.length + 1;
+      await putAll(s.etcd!.client, marker);
+    }
+    o.meter?.phase(`${system} N=${o.nodes} drain`, connections);
+    let progress: ClusterProgress[] = [];
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      progress = await askAll<ClusterProgress>(workers, { cmd: 'progress', markerSeq });
+      const seen = progress.reduce((n, p) => n + p.markerSeen, 0);
+      o.meter?.delivered(seen);
+      if (seen >= connections || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const tEnd = nowUs();
+    await askAll(workers, { cmd: 'measure', on: false });
+    const rssSeries = rssSampler.stop();
+    const cpu1 = Object.fromEntries(pids().map((p) => [p.name, r2(cpuSeconds(p.pid) - cpu0[p.name]!)]));
+    const generator = r2(generatorCpu() - gen0);
+    const writerUsage = process.cpuUsage(writer0);
+    const peak = peakRssMiB(serverPid());
+    const watches = await s.watches();
+    const metrics1 = metricsPort ? await scrape() : undefined;
+    const serverMetrics = metrics0 && metrics1
+      ? Object.fromEntries(SERVER_METRICS.map((n) => [n, GAUGES.has(n) ? r2(metrics1[n]! * 1000) : metrics1[n]! - metrics0[n]!]))
+      : null;
+    const reports = await askAll<ClusterReport>(workers, { cmd: 'report' });
+
+    say(`${system}: checking the probes' caches against the datastore`);
+    const dump = join(tmp, 'content.json');
+    if (s.raw) {
+      const d = nextMessage(s.raw, 'raw server');
+      s.raw.send({ cmd: 'dump', path: dump });
+      await d;
+    } else {
+      const all = await s.etcd!.client.getAll().prefix('/calico/').strings();
+      writeFileSync(dump, JSON.stringify(Object.entries(all).map(([k, v]) => [k, JSON.parse(v)])));
+    }
+    const probeChecks = (await askAll<{ probes: ProbeCheck[] }>(workers, { cmd: 'verify', path: dump })).flatMap((v) => v.probes);
+
+    const storm = spare ? await stormOf({ o, spare, env: serveOpts.fanoutEnv!, workers, cleanup, say, etcdPid: s.etcd!.pid, fanoutPid: serverPid(), generatorCpu }) : null;
+
+    const merge = (pick: (r: ClusterReport) => string) => {
+      const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
+      for (const r of reports) h.add(hdr.decodeFromCompressedBase64(pick(r)));
+      return h;
+    };
+    const probeH = merge((r) => r.probeHistogram);
+    const leanH = merge((r) => r.leanHistogram);
+    const deliveredByView: Record<string, number> = {};
+    for (const r of reports) for (const [v, n] of Object.entries(r.deliveredByView)) deliveredByView[v] = (deliveredByView[v] ?? 0) + n;
+    const delivered = Object.values(deliveredByView).reduce((a, b) => a + b, 0);
+    const framesByView: Record<string, number> = {};
+    for (const r of reports) for (const [v, n] of Object.entries(r.framesByView)) framesByView[v] = (framesByView[v] ?? 0) + n;
+    const servingTotal = r2(Object.values(cpu1).reduce((a, b) => a + b, 0));
+    const seconds = (tEnd - t0) / 1e6;
+    const measured = rssLineOf(rssSeries, serverName);
+    const measuredMedian = median(measured);
+    return {
+      system, nodes: o.nodes, connections, probes: probeNodes.length * 4, rate: o.rate, durationS: o.durationS, podsPerNode: o.podsPerNode, initialKeys,
+      writes, connectS, delivered, deliveredPerSec: Math.round(delivered / seconds), deliveredByView, framesByView,
+      latencyMs: { probes: percentiles(probeH), lean: percentiles(leanH) },
+      commitMs, serverMetrics, drainS: Math.round((tEnd - lastPutAt) / 1e4) / 100,
+      markerSeen: progress.reduce((n, p) => n + p.markerSeen, 0),
+      cpuS: { serving: cpu1, servingTotal, server: cpu1[serverName]!, generator, writer: r2((writerUsage.user + writerUsage.system) / 1e6) },
+      servingCpuUsPerDelivered: delivered ? r2((servingTotal * 1e6) / delivered) : NaN,
+      serverCores: r2(cpu1[serverName]! / seconds), servingCores: r2(servingTotal / seconds), generatorCores: r2(generator / seconds), loadAverage,
+      rss: {
+        beforeClientsMiB: r2(rssBefore), measuredMaxMiB: r2(Math.max(...measured)), measuredMedianMiB: r2(measuredMedian), peakMiB: r2(peak),
+        kibPerConnection: r2(((measuredMedian - rssBefore) * 1024) / connections),
+      },
+      upstreamWatches: system === 'fanout' ? watches : null,
+      probeChecks, probesMatch: probeChecks.length > 0 && probeChecks.every(matches),
+      reconnects: reports.reduce((n, r) => n + r.connects - r.agents, 0),
+      protocolErrors: reports.reduce((n, r) => n + r.protocolErrors, 0),
+      closes: reports.reduce((acc, r) => { for (const [c, n] of Object.entries(r.closes)) acc[c] = (acc[c] ?? 0) + n; return acc; }, {} as Record<string, number>),
+      goaways: reports.reduce((n, r) => n + r.goaways, 0),
+      probeHistogram: hdr.encodeIntoCompressedBase64(probeH), leanHistogram: hdr.encodeIntoCompressedBase64(leanH),
+      rssSeries, storm,
+    };
+  } finally {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+  }
+}
+
+/** calico-fanout's counters read before and after the measured pass; the event loop's delays (gauges) once, after. */
+const SERVER_METRICS = [
+  'calico_fanout_datastore_updates_total', 'calico_fanout_updates_coalesced_total', 'calico_fanout_delta_frames_built_total',
+  'calico_fanout_frames_sent_total', 'calico_fanout_bytes_sent_total', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds',
+];
+const GAUGES = new Set(['nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds']);
+
+function rssLineOf(s: RssSeries, name: string): number[] {
+  return (s.mib[name] ?? []).filter(Number.isFinite);
+}
+
+interface StormRun {
+  o: ClusterOptions;
+  /** The second replica's ports, chosen before the agents started (they hold its URL). */
+  spare: { server: number; health: number };
+  env: Record<string, string>;
+  workers: Worker[];
+  cleanup: (() => Promise<void>)[];
+  say: (m: string) => void;
+  etcdPid: number;
+  fanoutPid: number;
+  generatorCpu: () => number;
+}
+
+/**
+ * A second replica starts on its own ports (the agents have known its URL from the start, as
+ * they would find it through the Service) and becomes ready; then the first is killed outright
+ * (a node lost, a crashed pod): every agent reconnects at once, to the second, and resyncs there.
+ */
+async function stormOf(r: StormRun): Promise<ClusterStorm> {
+  const { o, workers } = r;
+  const timeoutMs = o.timeoutS * 1000;
+  const argv = withPorts(readFileSync(`/proc/${r.fanoutPid}/cmdline`, 'utf8').split('\0').slice(0, -1), r.spare);
+  const health = r.spare.health;
+  r.say('fanout: storm: starting a second replica');
+  const started = nowUs();
+  const next = start('calico-fanout', argv[0]!, argv.slice(1), { cpus: o.serverCpus, cwd: ROOT, env: { ...process.env, ...r.env } });
+  r.cleanup.push(() => next.stop());
+  await waitUntil(async () => (await fetch(`http://127.0.0.1:${health}/readyz`).then((x) => x.ok).catch(() => false)), 'the second calico-fanout ready', timeoutMs);
+  const replicaReadyS = Math.round((nowUs() - started) / 1e3) / 1e3;
+  await askAll(workers, { cmd: 'arm' });
+  const etcd0 = cpuSeconds(r.etcdPid);
+  const next0 = cpuSeconds(next.pid);
+  const gen0 = r.generatorCpu();
+  r.say(`fanout: storm: killing the first replica; ${o.nodes * 4} agents reconnect`);
+  const t0 = nowUs();
+  process.kill(r.fanoutPid, 'SIGKILL');
+  const agents = (await askAll<{ agents: StormAgent[] }>(workers, { cmd: 'storm', timeoutMs })).flatMap((x) => x.agents);
+  if (process.env.STORM_DEBUG) for (const a of agents) if (a.doneAt - t0 > 2e6) console.error(JSON.stringify({ ...a, left: (a.leftAt - t0) / 1e6, done: (a.doneAt - t0) / 1e6 }));
+  const cpuS = { etcd: r2(cpuSeconds(r.etcdPid) - etcd0), 'calico-fanout': r2(cpuSeconds(next.pid) - next0) };
+  const per = agents.map((a) => (a.doneAt - a.leftAt) / 1e6).sort((a, b) => a - b);
+  const at = (q: number) => Math.round(per[Math.min(per.length - 1, Math.floor(q * per.length))]! * 1000) / 1000;
+  const synced = { digest: 0, snapshot: 0, resume: 0, unknown: 0 };
+  for (const a of agents) synced[a.mode]++;
+  return {
+    replicaReadyS, allInSyncS: Math.round((Math.max(...agents.map((a) => a.doneAt)) - t0) / 1e3) / 1e3,
+    agentS: { p50: at(0.5), p99: at(0.99), max: at(1) }, synced, retried: agents.filter((a) => a.connects > 1).length, cpuS, generatorCpuS: r2(r.generatorCpu() - gen0), peakRssMiB: r2(peakRssMiB(next.pid)),
+  };
+}
