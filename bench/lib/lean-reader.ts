@@ -261,7 +261,8 @@ export class LeanReader {
   }
 }
 
-// A delta frame as servers write it: {t: 'delta', from, to, u: [item…]}, fields in that order.
+// A delta frame as servers write it: {t: 'delta', from, to, h?: bin, u: [item…]}, fields in that order
+// (the map header, 0x84 or 0x85 with the item hashes, is checked apart).
 const DELTA_HEAD = Buffer.from([0x84, 0xa1, 0x74, 0xa5, 0x64, 0x65, 0x6c, 0x74, 0x61, 0xa4, 0x66, 0x72, 0x6f, 0x6d]);
 let deltaTo = 0;
 let deltaAt = 0;
@@ -285,13 +286,21 @@ let uintEnd = 0;
 
 /** The item count of a delta frame (its `to` left in deltaTo); -1 when the frame is anything else. */
 function deltaItems(b: Buffer): number {
-  if (b.length < 20 || b.compare(DELTA_HEAD, 0, DELTA_HEAD.length, 0, DELTA_HEAD.length) !== 0) return -1;
+  if (b.length < 20 || (b[0] !== 0x84 && b[0] !== 0x85) || b.compare(DELTA_HEAD, 1, DELTA_HEAD.length, 1, DELTA_HEAD.length) !== 0) return -1;
   if (uintAt(b, DELTA_HEAD.length) < 0) return -1;
   let o = uintEnd;
   if (b[o] !== 0xa2 || b[o + 1] !== 0x74 || b[o + 2] !== 0x6f) return -1; // "to"
   const to = uintAt(b, o + 3);
   if (to < 0) return -1;
   o = uintEnd;
+  if (b[0] === 0x85) {
+    if (o + 7 > b.length || b[o] !== 0xa1 || b[o + 1] !== 0x68) return -1; // "h": the items' hashes, stepped over
+    const t = b[o + 2];
+    if (t === 0xc4) o += 4 + b[o + 3]!;
+    else if (t === 0xc5) o += 5 + b.readUInt16BE(o + 3);
+    else if (t === 0xc6) o += 7 + b.readUInt32BE(o + 3);
+    else return -1;
+  }
   if (b[o] !== 0xa1 || b[o + 1] !== 0x75) return -1; // "u"
   const h = b[o + 2]!;
   let n: number;

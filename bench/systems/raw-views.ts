@@ -10,7 +10,7 @@ import type { WebSocket } from 'ws';
 import { DEFAULT_ALLOW_PROFILE, DEFAULT_ALLOW_PROFILE_KEY } from '../../src/datastore/default-allow.js';
 import { parseKey } from '../../src/model/kinds.js';
 import { servedPolicy } from '../../src/model/policy-name.js';
-import { isCarried, nodeOf, SYNCER_TYPES, VIEWS, viewsOfKind, type SyncerType } from '../../src/model/views.js';
+import { isCarried, isSyncerType, nodeOf, SYNCER_TYPES, VIEWS, viewsOfKind, type SyncerType } from '../../src/model/views.js';
 import { packr, unpackr } from '../../src/protocol/codec.js';
 import { compressLarge, negotiate, type Compression } from '../../src/protocol/compression.js';
 import { chunkFrames, encodeItem, itemsFrame } from '../../src/protocol/frames.js';
@@ -92,7 +92,7 @@ export class RawViews {
       const seq = ++this.seq;
       const parsed = parseKey(w.key);
       if (!parsed) continue;
-      const views = viewsOfKind(parsed.kind);
+      const views = viewsOfKind(parsed.kind).filter(isSyncerType); // the agents' views (not the mirror)
       if (views.length === 0) continue;
       const carried = w.value !== null && isCarried(parsed.kind, w.value);
       // A policy by the name Calico serves it (the same values as calico-fanout's clients get).
