@@ -391,11 +391,9 @@ const SEQ = Buffer.from('bench/seq');
 export function clusterStampsIn(buf: Buffer, on: (seq: number, ts: number) => void, from = 0): void {
   let i = buf.indexOf(SEQ, from);
   while (i >= 0) {
-    i = digits(buf, i + SEQ.length);
-    const seq = num;
-    i = digits(buf, i);
-    on(seq, num);
-    i = buf.indexOf(SEQ, i);
+    const seq = digitsAt(buf, i + SEQ.length);
+    on(seq, digitsAt(buf, digitsEnd));
+    i = buf.indexOf(SEQ, digitsEnd);
   }
 }
 
@@ -417,10 +415,3 @@ export function clusterStampsInItems(buf: Buffer, at: number, count: number, on:
   });
 }
 
-let num = 0;
-function digits(buf: Buffer, i: number): number {
-  while (i < buf.length && (buf[i]! < 0x30 || buf[i]! > 0x39)) i++;
-  num = 0;
-  while (i < buf.length && buf[i]! >= 0x30 && buf[i]! <= 0x39) num = num * 10 + buf[i++]! - 0x30;
-  return i;
-}

@@ -71,13 +71,11 @@ const MARK = Buffer.from('bench/key');
 export function stampsIn(buf: Buffer, on: OnStamp): void {
   let i = buf.indexOf(MARK);
   while (i >= 0) {
-    i = digits(buf, i + MARK.length);
-    const key = num;
-    i = digits(buf, buf.indexOf('bench/seq', i) + 9);
-    const seq = num;
-    i = digits(buf, buf.indexOf('bench/ts', i) + 8);
-    on(key, seq, num);
-    i = buf.indexOf(MARK, i);
+    const key = digitsAt(buf, i + MARK.length);
+    const seq = digitsAt(buf, buf.indexOf('bench/seq', digitsEnd) + 9);
+    const ts = digitsAt(buf, buf.indexOf('bench/ts', digitsEnd) + 8);
+    on(key, seq, ts);
+    i = buf.indexOf(MARK, digitsEnd);
   }
 }
 
@@ -93,11 +91,3 @@ export function stampsInItems(buf: Buffer, at: number, count: number, on: OnStam
   });
 }
 
-let num = 0;
-/** Skips to the next run of decimal digits from `i`, leaves its value in `num`, returns the end. */
-function digits(buf: Buffer, i: number): number {
-  while (i < buf.length && (buf[i]! < 0x30 || buf[i]! > 0x39)) i++;
-  num = 0;
-  while (i < buf.length && buf[i]! >= 0x30 && buf[i]! <= 0x39) num = num * 10 + buf[i++]! - 0x30;
-  return i;
-}
