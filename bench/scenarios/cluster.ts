@@ -169,10 +169,10 @@ function startWorkers(o: ClusterOptions): Worker[] {
   });
 }
 
-/** The median of an RSS process's samples over about a second. */
+/** The median of an RSS process's samples over half a second. */
 async function settledRss(pid: number): Promise<number> {
   const s = sampleRss(() => [{ name: 'p', pid }], 100);
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, 500));
   return median(s.stop().mib.p!);
 }
 
@@ -385,7 +385,8 @@ async function stormOf(r: StormRun): Promise<ClusterStorm> {
   r.say('fanout: storm: starting a second replica');
   const started = nowUs();
   const next = start('calico-fanout', argv[0]!, argv.slice(1), { cpus: o.serverCpus, cwd: ROOT, env: { ...process.env, ...r.env } });
-  r.cleanup.push(() => next.stop());
+  // SIGINT: closes at once (SIGTERM would drain the connected agents one a second).
+  r.cleanup.push(() => next.stop('SIGINT'));
   await waitUntil(async () => (await fetch(`http://127.0.0.1:${health}/readyz`).then((x) => x.ok).catch(() => false)), 'the second calico-fanout ready', timeoutMs);
   const replicaReadyS = Math.round((nowUs() - started) / 1e3) / 1e3;
   await askAll(workers, { cmd: 'arm' });
