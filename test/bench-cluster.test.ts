@@ -83,6 +83,7 @@ for (const system of ['fanout', 'raw-batch'] as const) {
     assert.ok(positive(s.replicaReadyS) && positive(s.allInSyncS), JSON.stringify(s));
     assert.ok(s.agentS.p50 <= s.agentS.p99 && s.agentS.p99 <= s.agentS.max && s.agentS.max <= s.allInSyncS + 0.05, `per-agent times within the storm (${JSON.stringify(s)})`);
     assert.ok(Number.isFinite(s.cpuS['calico-fanout']!) && Number.isFinite(s.cpuS.etcd!), JSON.stringify(s));
+    assert.ok(Number.isInteger(s.retried) && s.retried >= 0 && Number.isInteger(s.listenOverflows) && s.listenOverflows >= 0, `reconnect troubles counted (${JSON.stringify(s)})`);
   });
 }
 

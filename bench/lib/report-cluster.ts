@@ -24,6 +24,7 @@ const m = (runs: ClusterResult[], f: (r: ClusterResult) => number) => median(run
 const ratio = (a: number, b: number | undefined) => (b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(2)}×` : '—');
 const k = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${Math.round(n / 1e3)}k` : String(Math.round(n)));
 const met = (ok: boolean) => (ok ? 'met' : '**missed**');
+const orDash = (v: number) => (Number.isFinite(v) ? String(v) : '—');
 
 /** The run's serving processes and their CPU seconds (medians). */
 const serving = (g: ClusterResult[]) => Object.keys(g[0]!.cpuS.serving).map((n) => `${n} ${m(g, (x) => x.cpuS.serving[n] ?? NaN).toFixed(2)}`).join(' + ');
@@ -88,19 +89,21 @@ export function clusterMarkdown(title: string, command: string, runs: ClusterRes
   const storms = fanout.filter((g) => g.some((x) => x.storm));
   if (storms.length) {
     lines.push('', '## Reconnect storm: the replica is killed, every agent reconnects to a second one at once', '',
-      '| N | connections | runs | second replica ready s | all in sync s | per agent p50 / p99 / max s | synced by digest / snapshot / resume | agents that needed more than one connect | second replica CPU s | etcd CPU s | generator CPU s | second replica peak RSS MiB |',
-      `|${'---|'.repeat(12)}`);
+      '| N | connections | runs | second replica ready s | all in sync s | per agent p50 / p99 / max s | synced by digest / snapshot / resume | agents that needed more than one connect | listen-queue overflows | second replica CPU s | etcd CPU s | generator CPU s | second replica peak RSS MiB |',
+      `|${'---|'.repeat(13)}`);
     for (const g0 of storms) {
       const g = g0.filter((x) => x.storm);
       const st = (f: (s: NonNullable<ClusterResult['storm']>) => number) => (x: ClusterResult) => f(x.storm!);
-      lines.push(`| ${g[0]!.nodes} | ${g[0]!.connections} | ${g.length} | ${med(g, st((s) => s.replicaReadyS))} | ${med(g, st((s) => s.allInSyncS))} | ${m(g, st((s) => s.agentS.p50)).toFixed(2)} / ${m(g, st((s) => s.agentS.p99)).toFixed(2)} / ${m(g, st((s) => s.agentS.max)).toFixed(2)} | ${(['digest', 'snapshot', 'resume'] as const).map((f) => m(g, st((s) => s.synced[f]))).join(' / ')} | ${(() => { const v = m(g, st((s) => s.retried ?? NaN)); return Number.isFinite(v) ? v : '—'; })()} | ${med(g, st((s) => s.cpuS['calico-fanout']!))} | ${med(g, st((s) => s.cpuS.etcd!))} | ${med(g, st((s) => s.generatorCpuS))} | ${m(g, st((s) => s.peakRssMiB)).toFixed(0)} |`);
+      lines.push(`| ${g[0]!.nodes} | ${g[0]!.connections} | ${g.length} | ${med(g, st((s) => s.replicaReadyS))} | ${med(g, st((s) => s.allInSyncS))} | ${m(g, st((s) => s.agentS.p50)).toFixed(2)} / ${m(g, st((s) => s.agentS.p99)).toFixed(2)} / ${m(g, st((s) => s.agentS.max)).toFixed(2)} | ${(['digest', 'snapshot', 'resume'] as const).map((f) => m(g, st((s) => s.synced[f]))).join(' / ')} | ${orDash(m(g, st((s) => s.retried ?? NaN)))} | ${orDash(m(g, st((s) => s.listenOverflows ?? NaN)))} | ${med(g, st((s) => s.cpuS['calico-fanout']!))} | ${med(g, st((s) => s.cpuS.etcd!))} | ${med(g, st((s) => s.generatorCpuS))} | ${m(g, st((s) => s.peakRssMiB)).toFixed(0)} |`);
     }
     lines.push('', 'A second replica starts on its own port (the agents have had its URL second in their list all along) and lists the',
       'cluster from etcd; then the first is killed (SIGKILL: a lost node, a crashed pod) and every agent reconnects to the',
       'second at once, after its first backoff (200 ms, jittered). Times from the kill; per agent, from losing the first',
       'replica to in sync on the second. The writer is paused. A lean reader has no cache: it presents the digest of its',
       'process\'s probe of its view (the same content for felix and bgp; for the node-scoped views it differs in the node\'s',
-      'own keys), so the second replica does the digest resync a real agent asks of it.');
+      'own keys), so the second replica does the digest resync a real agent asks of it. Listen-queue overflows: connection',
+      'attempts the kernel dropped because the replica\'s accept queue was full (machine-wide TcpExtListenOverflows over the',
+      'storm); each costs its agent a SYN retransmission, after 1 s and then doubling, which is what the slowest agents wait for.');
   }
   return lines.join('\n') + '\n';
 }

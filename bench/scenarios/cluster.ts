@@ -74,6 +74,11 @@ export interface ClusterStorm {
   synced: { digest: number; snapshot: number; resume: number; unknown: number };
   /** Agents that needed more than one connection to get there (refused, timed out, closed midway). */
   retried: number;
+  /**
+   * Connection attempts the kernel dropped because a listen queue was full, machine-wide, over the
+   * storm (TcpExtListenOverflows): each costs its client a SYN retransmission, 1 s and then doubling.
+   */
+  listenOverflows: number;
   /** CPU over the storm: etcd and the second replica. */
   cpuS: Record<string, number>;
   generatorCpuS: number;
@@ -348,6 +353,14 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
   }
 }
 
+/** The kernel's count of connections dropped at a full listen queue, machine-wide (NaN where /proc does not say). */
+function listenOverflows(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+  if (lines.length < 2) return NaN;
+  const [names, values] = lines.map((l) => l.trim().split(/\s+/));
+  return Number(values![names!.indexOf('ListenOverflows')]);
+}
+
 /** calico-fanout's counters read before and after the measured pass; the event loop's delays (gauges) once, after. */
 const SERVER_METRICS = [
   'calico_fanout_datastore_updates_total', 'calico_fanout_updates_coalesced_total', 'calico_fanout_delta_frames_built_total',
@@ -394,10 +407,11 @@ async function stormOf(r: StormRun): Promise<ClusterStorm> {
   const next0 = cpuSeconds(next.pid);
   const gen0 = r.generatorCpu();
   r.say(`fanout: storm: killing the first replica; ${o.nodes * 4} agents reconnect`);
+  const overflows0 = listenOverflows();
   const t0 = nowUs();
   process.kill(r.fanoutPid, 'SIGKILL');
   const agents = (await askAll<{ agents: StormAgent[] }>(workers, { cmd: 'storm', timeoutMs })).flatMap((x) => x.agents);
-  if (process.env.STORM_DEBUG) for (const a of agents) if (a.doneAt - t0 > 2e6) console.error(JSON.stringify({ ...a, left: (a.leftAt - t0) / 1e6, done: (a.doneAt - t0) / 1e6 }));
+  const overflows = listenOverflows() - overflows0;
   const cpuS = { etcd: r2(cpuSeconds(r.etcdPid) - etcd0), 'calico-fanout': r2(cpuSeconds(next.pid) - next0) };
   const per = agents.map((a) => (a.doneAt - a.leftAt) / 1e6).sort((a, b) => a - b);
   const at = (q: number) => Math.round(per[Math.min(per.length - 1, Math.floor(q * per.length))]! * 1000) / 1000;
@@ -405,6 +419,6 @@ async function stormOf(r: StormRun): Promise<ClusterStorm> {
   for (const a of agents) synced[a.mode]++;
   return {
     replicaReadyS, allInSyncS: Math.round((Math.max(...agents.map((a) => a.doneAt)) - t0) / 1e3) / 1e3,
-    agentS: { p50: at(0.5), p99: at(0.99), max: at(1) }, synced, retried: agents.filter((a) => a.connects > 1).length, cpuS, generatorCpuS: r2(r.generatorCpu() - gen0), peakRssMiB: r2(peakRssMiB(next.pid)),
+    agentS: { p50: at(0.5), p99: at(0.99), max: at(1) }, synced, retried: agents.filter((a) => a.connects > 1).length, listenOverflows: overflows, cpuS, generatorCpuS: r2(r.generatorCpu() - gen0), peakRssMiB: r2(peakRssMiB(next.pid)),
   };
 }
