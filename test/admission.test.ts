@@ -100,8 +100,11 @@ test('kubernetes mode: the replicas come from the Service\'s EndpointSlices, and
     const all = Array.from({ length: 20 }, () => clients.make({ urls, url: urls[0]!, syncerType: 'felix' }));
     await Promise.all(all.map((c) => c.inSync()));
     const counts = () => servers.map((s) => s.app.server.connections.size);
-    await waitFor(() => counts().every((n) => n >= 9 && n <= 11) && all.every((c) => c.isInSync), `a fair share each (now ${counts().join('/')})`, 30_000);
-    assert.deepEqual(servers.map((s) => s.app.server.maxConnections), [11, 11]);
+    // The limits follow the rebalancer's next poll of the slices: waited for, then checked.
+    const limits = () => servers.map((s) => s.app.server.maxConnections);
+    await waitFor(() => counts().every((n) => n >= 9 && n <= 11) && all.every((c) => c.isInSync) && limits().every((l) => l === 11),
+      `a fair share each (now ${counts().join('/')}, limits ${limits().join('/')})`, 30_000);
+    assert.deepEqual(limits(), [11, 11]);
     assert.deepEqual(servers[0]!.app.server.peers, [urls[1]], 'the other replica, as clients reach it');
     await clients.stopAll();
   } finally {
