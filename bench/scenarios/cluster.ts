@@ -11,7 +11,6 @@
 //   fanout      calico-fanout serving etcd, the cluster written into etcd
 //   raw-batch   the raw server (bench/systems/raw-server.ts) making the same cluster's changes
 //               itself and serving each view its frames: the transport's ceiling
-import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +28,7 @@ import { cpuSeconds, peakRssMiB, start, waitUntil } from '../lib/procs.js';
 import { pollDelivered, type Meter } from '../lib/progress.js';
 import { median } from '../lib/report.js';
 import { sampleRss, type RssSeries } from '../lib/rss.js';
-import { etcdWatchers, nextMessage, pin, profileArgs, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
+import { forkWorkers, nextMessage, pin, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
 import { metricSums, withPorts } from './storm.js';
 
 export const CLUSTER_SYSTEMS = ['fanout', 'raw-batch'] as const;
@@ -165,13 +164,7 @@ export function layout(o: Pick<ClusterOptions, 'nodes' | 'probeNodes' | 'workers
 }
 
 function startWorkers(o: ClusterOptions): Worker[] {
-  return Array.from({ length: o.workers }, () => {
-    const w = new Worker(fork(WORKER, [], {
-      execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
-    }));
-    pin(w.child.pid!, o.clientCpus);
-    return w;
-  });
+  return forkWorkers(WORKER, o.workers, o.clientCpus);
 }
 
 /** The median of an RSS process's samples over half a second. */

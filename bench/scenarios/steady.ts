@@ -116,11 +116,17 @@ export function nextMessage<T>(child: ChildProcess, what: string): Promise<T> {
 }
 
 export function startWorkers(o: SteadyOptions): Worker[] {
-  return Array.from({ length: o.workers }, () => {
-    const child = fork(WORKER, [], {
+  return forkWorkers(WORKER, o.workers);
+}
+
+/** `count` client processes running `script` (pinned to `cpus` when given), each behind a Worker. */
+export function forkWorkers(script: string, count: number, cpus?: string): Worker[] {
+  return Array.from({ length: count }, () => {
+    const w = new Worker(fork(script, [], {
       execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
-    });
-    return new Worker(child);
+    }));
+    if (cpus !== undefined) pin(w.child.pid!, cpus);
+    return w;
   });
 }
 

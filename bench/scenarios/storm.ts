@@ -9,7 +9,6 @@
 //   fanout       calico-fanout serving etcd; agents are SyncClients (light or full)
 //   direct       N etcd readers, each listing the prefix in pages of 10,000 at one revision
 //   grpc-proxy   the same readers through `etcd grpc-proxy start`
-import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { WorkerCommand } from '../agent-worker.js';
@@ -18,7 +17,7 @@ import { nowUs } from '../lib/payload.js';
 import { cpuSeconds, peakRssMiB, rssMiB, start, waitUntil } from '../lib/procs.js';
 import { median } from '../lib/report.js';
 import { freePort } from '../../test/support/metrics.js';
-import { pin, profileArgs, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
+import { forkWorkers, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
 
 export const STORM_SYSTEMS = ['fanout', 'direct', 'grpc-proxy'] as const;
 export type StormSystem = (typeof STORM_SYSTEMS)[number];
@@ -136,13 +135,7 @@ export function withPorts(argv: string[], ports: { server: number; health: numbe
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 function startWorkers(o: StormOptions): Worker[] {
-  return Array.from({ length: o.workers }, () => {
-    const w = new Worker(fork(WORKER, [], {
-      execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
-    }));
-    pin(w.child.pid!, o.clientCpus);
-    return w;
-  });
+  return forkWorkers(WORKER, o.workers, o.clientCpus);
 }
 
 const r2 = (n: number) => Math.round(n * 100) / 100;
