@@ -266,7 +266,8 @@ test('worker processes exit when the harness dies without cleaning up (SIGKILL)'
     ['bench/storm-worker.ts', { cmd: 'ping' }],
     ['bench/cluster-worker.ts', { cmd: 'ping' }],
   ];
-  for (const [file, probe] of probes) {
+  // The four run side by side: each waits on its own events.
+  await Promise.all(probes.map(async ([file, probe]) => {
     // A stand-in harness forks the process, waits for its first message, prints its pid, and is
     // then killed outright.
     const code = `import { fork } from 'node:child_process'; const c = fork(${JSON.stringify(join(ROOT, file))}, [], { execArgv: ['--import', 'tsx'] });`
@@ -282,7 +283,7 @@ test('worker processes exit when the harness dies without cleaning up (SIGKILL)'
     const left = alive(pid);
     if (left) kill(pid);
     assert.equal(left, false, `${file} outlived its harness`);
-  }
+  }));
 });
 
 test('no process the harness started outlives its run', SLOW, async () => {
