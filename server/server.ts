@@ -25,6 +25,9 @@ import { Watermark } from './mirror.js';
 import { sharedFrame, type SharedFrame } from './shared-frame.js';
 import { peerIdentities } from './tls.js';
 
+/** Pending connections the listener asks the kernel to queue (capped at net.core.somaxconn). */
+const LISTEN_BACKLOG = 65_535;
+
 export class FanoutServer implements ServerContext {
   readonly opts: ServerOptions;
   readonly snapshots: SnapshotCache;
@@ -116,7 +119,10 @@ export class FanoutServer implements ServerContext {
   async listen(): Promise<AddressInfo> {
     await new Promise<void>((resolve, reject) => {
       this.http.once('error', reject);
-      this.http.listen(this.opts.port, this.opts.host, () => { this.http.off('error', reject); resolve(); });
+      // A reconnect storm of thousands of agents overflows Node's default queue of 511 pending
+      // connections (each overflow costs the agent a SYN retry, a second or more); the kernel caps
+      // this at net.core.somaxconn, as Go's listeners ask for.
+      this.http.listen({ port: this.opts.port, host: this.opts.host, backlog: LISTEN_BACKLOG }, () => { this.http.off('error', reject); resolve(); });
     });
     this.timers.push(setInterval(() => this.pingAll(), this.opts.pingIntervalMs));
     this.timers.push(setInterval(() => { for (const c of this.connections) c.poke(true); }, this.opts.checksumIntervalMs));

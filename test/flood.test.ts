@@ -8,7 +8,8 @@
 // Behaviour, not a benchmark: the latency bound is generous (a noisy 2-core machine) and the
 // figures seen are printed as diagnostics.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -251,3 +252,17 @@ test('a connection flood: agents stay connected and current, admission sheds and
   assert.equal(after.server.storeListeners, before.server.storeListeners, 'store subscribers unchanged');
   assert.deepEqual(after.server.perSocketMax, before.server.perSocketMax, 'listeners on the agents\' sockets unchanged');
 });
+
+test('the client port queues as many pending connections as the kernel allows, not Node\'s 511', { timeout: 30_000, skip: ssMissing() }, async () => {
+  // A reconnect storm of thousands of agents arrives at once; what the listen queue drops costs
+  // each dropped agent a SYN retry. `ss` shows a listener's queue bound in its Send-Q column.
+  const ts = track(await startTestServer());
+  const port = ts.app.server.address.port;
+  const line = execFileSync('ss', ['-ltnH', `sport = :${port}`]).toString().trim();
+  const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+  assert.equal(Number(line.split(/\s+/)[2]), somaxconn, `listener: ${line}`);
+});
+
+function ssMissing(): string | false {
+  try { execFileSync('ss', ['-V'], { stdio: 'ignore' }); return false; } catch { return 'ss (iproute2) is not installed'; }
+}

@@ -16,7 +16,7 @@ import { ClusterModel, type ClusterShape } from '../lib/cluster-model.js';
 import { keyOf, nowUs, valueOf } from '../lib/payload.js';
 import { RawViews } from './raw-views.js';
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, backlog: 65_535 }); // the listen queue calico-fanout asks for
 const plain = new Set<WebSocket>();
 const views = new RawViews();
 wss.on('connection', (ws) => {
