@@ -23,6 +23,8 @@ export interface Published {
   readonly kind: string;
   readonly node: string | undefined;
   readonly item: Buffer;
+  /** The item's entry hash, 0n for a deletion: delta frames carry it as it is (no rehashing). */
+  readonly hash: bigint;
 }
 
 /** Changes `from+1 .. to`, published together. */
@@ -129,7 +131,7 @@ export class Store {
         if (value && c.node !== e.node) {
           const gone = old ? { seq, item: encodeItem(c.key, null, c.revision) } : { seq: e.seq, item: e.item };
           (e.left ??= new Map()).set(e.node, gone);
-          if (old) published.push({ kind: c.kind, node: old.node, item: gone.item });
+          if (old) published.push({ kind: c.kind, node: old.node, item: gone.item, hash: 0n });
         }
         if (old && (!value || c.node !== old.node)) this.live.remove(e, old.node);
         if (value) e.node = c.node;
@@ -138,7 +140,7 @@ export class Store {
         if (value) this.live.add(e);
       }
       this.log.touch(e);
-      published.push({ kind: c.kind, node: e.node, item });
+      published.push({ kind: c.kind, node: e.node, item, hash });
       perKind.set(c.kind, (perKind.get(c.kind) ?? 0) + 1);
     }
     for (const [kind, n] of perKind) for (const v of viewsOfKind(kind)) this.published[v].inc(n);
@@ -188,7 +190,7 @@ export class Store {
 
   /** Items a client of `filter` at position `seq` needs to reach the head; undefined → snapshot. */
   catchUp(seq: number, filter: ViewFilter): Buffer[] | undefined {
-    return this.catchUpGroups(seq, filter.def)?.itemsFor(filter.node);
+    return this.catchUpGroups(seq, filter.def)?.itemsFor(filter.node).items;
   }
 
   /**

@@ -799,6 +799,29 @@ describe('node-scoped views: grouped batches, indexed digests and repairs, share
     assert.ok(named > 100, `batches with node-scoped changes: ${named}`);
   });
 
+  test('delta frames carry the store\'s entry hashes, unhashed again: each is the hash a client computes from the item', () => {
+    // The client's own hash of an item as it lies in the frame: the key and its value bytes.
+    const hashesOf = (frame: Buffer) => decodeServerFrame(frame, 'trust').items!.map((x) => ({ sent: x.hash, own: x.value ? entryHash(x.key, x.value) : 0n }));
+    let deletions = 0;
+    const { store } = churn(29, 200, (_s, batch) => {
+      const frames = new BatchFrames(batch);
+      for (const f of FILTERS) {
+        const got = frames.frameFor(f);
+        if (!got) continue;
+        for (const { sent, own } of hashesOf(got.payload)) { assert.equal(sent, own, `${f.key}: h of batch ${batch.from}..${batch.to}`); if (own === 0n) deletions++; }
+      }
+    });
+    assert.ok(deletions > 50, `deletions among them (a node left behind, a key deleted): ${deletions}`);
+    const transfers = new TransferCache(store, new SnapshotCache(store, 300, 60_000, new Metrics(false)), 300, 60_000, new Metrics(false));
+    for (const f of FILTERS) {
+      for (let from = 0; from < store.head; from += 7) {
+        for (const frame of transfers.catchUp(f, from)!.frames) {
+          for (const { sent, own } of hashesOf(frame)) assert.equal(sent, own, `${f.key}: h of a catch-up from ${from}`);
+        }
+      }
+    }
+  });
+
   test('catch-up from every position, digests and repairs of node-scoped views stay right as keys move between nodes', () => {
     let moves = 0;
     const { store, states, rnd } = churn(23, 120, (s, batch) => {
