@@ -3,12 +3,20 @@
 // (view, node) sees is the view's shared part XOR its node's part. The shared part is also kept
 // per fine digest bucket, so a digest for any bucket count is a fold away (O(buckets), not O(keys)),
 // and each fold is kept until the shared part changes: clients resyncing together share it.
-import { VIEW_NAMES, VIEWS, viewsOfKind, type ViewName } from '../src/model/views.js';
+//
+// A view's hashes may also go unkept (counts are always kept): then the first checksum or digest
+// asked of it sums its live entries again, and from then on they are kept. The mirror view starts
+// so, and goes so again when its last client leaves (Store.releaseChecksums): a server without
+// servers of a tier below would otherwise pay for its sums on every change, for no one.
+import { MIRROR, VIEW_NAMES, VIEWS, viewsOfKind, type ViewName } from '../src/model/views.js';
 import { emptyDigest, fold, xorInto } from '../src/protocol/digest.js';
 import type { ViewFilter } from '../src/model/view-filter.js';
 import { FINE_BUCKETS } from './buckets.js';
 
 interface Sum { xor: bigint; count: number }
+
+/** What a checksum needs of a live entry. */
+export interface Hashed { readonly node: string | undefined; readonly hash: bigint; readonly bits: number }
 
 class ViewSum {
   readonly shared: Sum = { xor: 0n, count: 0 };
@@ -18,6 +26,9 @@ class ViewSum {
   readonly folds = new Map<number, Uint32Array>();
   readonly perNode = new Map<string, Sum>();
   total = 0;
+
+  /** Whether the XORs and `fine` are up to date (the counts always are). */
+  constructor(public kept: boolean) {}
 
   sumFor(scoped: boolean, node: string | undefined, create: boolean): Sum | undefined {
     if (!scoped) return this.shared;
@@ -31,7 +42,10 @@ class ViewSum {
 export interface Checksum { value: bigint; count: number }
 
 export class ViewChecksums {
-  private readonly views = new Map<ViewName, ViewSum>(VIEW_NAMES.map((v) => [v, new ViewSum()]));
+  private readonly views = new Map<ViewName, ViewSum>(VIEW_NAMES.map((v) => [v, new ViewSum(v !== MIRROR)]));
+
+  /** `liveOf`: the live entries of a kind, every node's, for summing a view again. */
+  constructor(private readonly liveOf: (kind: string) => Iterable<Hashed>) {}
 
   /**
    * Removes the old contribution of a key (if it had one) and adds the new one (if live). `bits`
@@ -42,7 +56,8 @@ export class ViewChecksums {
     for (const v of viewsOfKind(kind)) {
       const vs = this.views.get(v)!;
       const scoped = VIEWS[v].nodeScoped.has(kind);
-      if (!scoped) {
+      const kept = vs.kept;
+      if (!scoped && kept) {
         vs.fine ??= emptyDigest(FINE_BUCKETS);
         vs.folds.clear();
         if (old) xorInto(vs.fine, f, old.hash);
@@ -50,14 +65,14 @@ export class ViewChecksums {
       }
       if (old) {
         const s = vs.sumFor(scoped, old.node, false)!;
-        s.xor ^= old.hash;
+        if (kept) s.xor ^= old.hash;
         s.count--;
         vs.total--;
         if (scoped && s.count === 0) vs.perNode.delete(old.node ?? '');
       }
       if (now) {
         const s = vs.sumFor(scoped, now.node, true)!;
-        s.xor ^= now.hash;
+        if (kept) s.xor ^= now.hash;
         s.count++;
         vs.total++;
       }
@@ -65,14 +80,14 @@ export class ViewChecksums {
   }
 
   get(filter: ViewFilter): Checksum {
-    const vs = this.views.get(filter.syncer)!;
+    const vs = this.kept(filter.syncer);
     const mine = vs.perNode.get(filter.node);
     return { value: vs.shared.xor ^ (mine?.xor ?? 0n), count: vs.shared.count + (mine?.count ?? 0) };
   }
 
   /** The digest of a view's shared part (node-scoped kinds excluded) in `buckets` buckets: a copy. */
   sharedDigest(view: ViewName, buckets: number): Uint32Array {
-    const vs = this.views.get(view)!;
+    const vs = this.kept(view);
     let d = vs.folds.get(buckets);
     if (!d) vs.folds.set(buckets, (d = vs.fine ? fold(vs.fine, buckets) : emptyDigest(buckets)));
     return d.slice();
@@ -81,5 +96,31 @@ export class ViewChecksums {
   /** Live keys in a view across all nodes (typha_cache_size). */
   size(view: ViewName): number {
     return this.views.get(view)!.total;
+  }
+
+  /** Stops keeping a view's hashes until its checksum or digest is asked for again. */
+  release(view: ViewName): void {
+    const vs = this.views.get(view)!;
+    vs.kept = false;
+    vs.fine = undefined;
+    vs.folds.clear();
+  }
+
+  /** The view's sums, its hashes summed again from its live entries if they were not kept. */
+  private kept(view: ViewName): ViewSum {
+    const vs = this.views.get(view)!;
+    if (vs.kept) return vs;
+    vs.shared.xor = 0n;
+    for (const s of vs.perNode.values()) s.xor = 0n;
+    const { kinds, nodeScoped } = VIEWS[view];
+    for (const kind of kinds) {
+      const scoped = nodeScoped.has(kind);
+      for (const e of this.liveOf(kind)) {
+        if (!scoped) xorInto((vs.fine ??= emptyDigest(FINE_BUCKETS)), e.bits & (FINE_BUCKETS - 1), e.hash);
+        vs.sumFor(scoped, e.node, false)!.xor ^= e.hash;
+      }
+    }
+    vs.kept = true;
+    return vs;
   }
 }

@@ -48,7 +48,7 @@ export class Store {
   private readonly byKey = new Map<string, Entry>();
   private readonly live = new LiveIndex();
   private readonly log: ChangeLog;
-  private readonly checksums = new ViewChecksums();
+  private readonly checksums = new ViewChecksums((kind) => this.live.ofKind(kind));
   private readonly buckets = new BucketIndex();
   private readonly listeners: StoreListener[] = [];
   private _head = 0;
@@ -264,6 +264,14 @@ export class Store {
 
   checksum(filter: ViewFilter): Checksum {
     return this.checksums.get(filter);
+  }
+
+  /**
+   * No client of the view is left to ask for its checksum or digest: its hashes need not be kept
+   * on every change until one is asked for again (then they are summed from the live entries).
+   */
+  releaseChecksums(view: ViewName): void {
+    this.checksums.release(view);
   }
 
   /** Number of keys held, tombstones included. */
