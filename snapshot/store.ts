@@ -137,7 +137,8 @@ export class Store {
         if (value) e.node = c.node;
         e.item = item; e.value = value; e.revision = c.revision; e.seq = seq; e.hash = hash;
         this.checksums.update(c.kind, e.bits, old, value ? e : undefined);
-        if (value) this.live.add(e);
+        // A value replacing one on the same node is already where the index holds it.
+        if (value && !(old && old.node === e.node)) this.live.add(e);
       }
       this.log.touch(e);
       published.push({ kind: c.kind, node: e.node, item, hash });
