@@ -91,14 +91,14 @@ export class ViewChecksums {
   }
 
   get(filter: ViewFilter): Checksum {
-    const vs = this.kept(filter.syncer);
+    const vs = this.current(filter.syncer);
     const mine = vs.perNode.get(filter.node);
     return { value: halvesToBigInt(vs.shared.hi ^ (mine?.hi ?? 0), vs.shared.lo ^ (mine?.lo ?? 0)), count: vs.shared.count + (mine?.count ?? 0) };
   }
 
   /** The digest of a view's shared part (node-scoped kinds excluded) in `buckets` buckets: a copy. */
   sharedDigest(view: ViewName, buckets: number): Uint32Array {
-    const vs = this.kept(view);
+    const vs = this.current(view);
     let d = vs.folds.get(buckets);
     if (!d) vs.folds.set(buckets, (d = vs.fine ? fold(vs.fine, buckets) : emptyDigest(buckets)));
     return d.slice();
@@ -117,8 +117,8 @@ export class ViewChecksums {
     vs.folds.clear();
   }
 
-  /** The view's sums, its hashes summed again from its live entries if they were not kept. */
-  private kept(view: ViewName): ViewSum {
+  /** The view's sums, up to date: its hashes summed again from its live entries if they were not kept. */
+  private current(view: ViewName): ViewSum {
     const vs = this.views.get(view)!;
     if (vs.kept) return vs;
     vs.shared.hi = vs.shared.lo = 0;
