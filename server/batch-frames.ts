@@ -5,7 +5,7 @@
 import type { ViewFilter } from '../src/model/view-filter.js';
 import type { ViewName } from '../src/model/views.js';
 import { itemsFrame } from '../src/protocol/frames.js';
-import { NodeGroups } from '../snapshot/node-groups.js';
+import { NodeGroups, type ItemList } from '../snapshot/node-groups.js';
 import type { Batch } from '../snapshot/store.js';
 import { sharedFrame, type SharedFrame } from './shared-frame.js';
 
@@ -36,9 +36,9 @@ export class BatchFrames {
     return frame;
   }
 
-  private frame(items: readonly Buffer[]): SharedFrame | null {
+  private frame({ items, hashes }: ItemList): SharedFrame | null {
     if (items.length === 0) return null;
     this.built++;
-    return sharedFrame(itemsFrame({ t: 'delta', from: this.batch.from, to: this.batch.to }, items));
+    return sharedFrame(itemsFrame({ t: 'delta', from: this.batch.from, to: this.batch.to }, items, 0, items.length, hashes));
   }
 }

@@ -8,6 +8,7 @@ import { TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer } from 'ws';
 import type { ViewFilter } from '../src/model/view-filter.js';
+import { MIRROR } from '../src/model/views.js';
 import { SnapshotCache } from '../snapshot/snapshots.js';
 import type { Batch, Store } from '../snapshot/store.js';
 import { TransferCache } from '../snapshot/transfers.js';
@@ -199,6 +200,13 @@ export class FanoutServer implements ServerContext {
 
   onClosed(conn: Connection): void {
     if (this.connections.delete(conn)) this.metrics.connectionsActive.dec();
+    // The mirror view's sums cost every change: kept only while a mirror client may ask for them.
+    if (conn.isMirror && !this.anyMirror()) this.store.releaseChecksums(MIRROR);
+  }
+
+  private anyMirror(): boolean {
+    for (const c of this.connections) if (c.isMirror) return true;
+    return false;
   }
 
   /**

@@ -18,7 +18,7 @@ export interface Entry {
   revision: string;
   /** Sequence number of the entry's last change. */
   seq: number;
-  /** xxh64 of key and value; meaningless for tombstones. */
+  /** xxh64 of key and value (PROTOCOL.md); 0n for a tombstone, as a delta frame's `h` has it. */
   hash: bigint;
   /** The key's digest bucket bits (checksum.ts keyBits). */
   readonly bits: number;

@@ -5,24 +5,39 @@
 import type { ViewDef } from '../src/model/views.js';
 import type { Entry } from './entry.js';
 
+/**
+ * Items in order with their entry hashes (by the same index, 0n for a deletion): the store's, so
+ * that a delta frame carries them without hashing the items again.
+ */
+export interface ItemList {
+  readonly items: Buffer[];
+  readonly hashes: bigint[];
+}
+
 export class NodeGroups {
   private readonly items: Buffer[] = [];
+  private readonly hashes: bigint[] = [];
   /** Positions in `items` of the shared ones, and of each node's own. */
   private readonly shared: number[] = [];
   private readonly owned = new Map<string | undefined, number[]>();
   private sharedBytes = 0;
   private ownedBytes = 0;
 
-  addShared(item: Buffer): void {
-    this.shared.push(this.items.push(item) - 1);
+  addShared(item: Buffer, hash: bigint): void {
+    this.shared.push(this.add(item, hash));
     this.sharedBytes += item.length;
   }
 
-  addOwned(node: string | undefined, item: Buffer): void {
+  addOwned(node: string | undefined, item: Buffer, hash: bigint): void {
     let l = this.owned.get(node);
     if (!l) this.owned.set(node, (l = []));
-    l.push(this.items.push(item) - 1);
+    l.push(this.add(item, hash));
     this.ownedBytes += item.length;
+  }
+
+  private add(item: Buffer, hash: bigint): number {
+    this.hashes.push(hash);
+    return this.items.push(item) - 1;
   }
 
   /** Item bytes of every distinct list: the shared one, and each owning node's. */
@@ -36,26 +51,28 @@ export class NodeGroups {
   }
 
   /** What a client of `node` gets ('' for views that are not node-scoped): in order. */
-  itemsFor(node: string): Buffer[] {
+  itemsFor(node: string): ItemList {
     const own = this.owned.get(node);
-    if (!own) return this.shared.map((i) => this.items[i]!);
-    const out: Buffer[] = [];
+    const out: ItemList = { items: [], hashes: [] };
+    const take = (i: number) => { out.items.push(this.items[i]!); out.hashes.push(this.hashes[i]!); };
     let s = 0;
-    for (const i of own) {
-      while (s < this.shared.length && this.shared[s]! < i) out.push(this.items[this.shared[s++]!]!);
-      out.push(this.items[i]!);
+    if (own) {
+      for (const i of own) {
+        while (s < this.shared.length && this.shared[s]! < i) take(this.shared[s++]!);
+        take(i);
+      }
     }
-    while (s < this.shared.length) out.push(this.items[this.shared[s++]!]!);
+    while (s < this.shared.length) take(this.shared[s++]!);
     return out;
   }
 
   /** Groups published changes (a batch) by what a view's clients get of them. */
-  static ofChanges(changes: readonly { kind: string; node: string | undefined; item: Buffer }[], def: ViewDef): NodeGroups {
+  static ofChanges(changes: readonly { kind: string; node: string | undefined; item: Buffer; hash: bigint }[], def: ViewDef): NodeGroups {
     const g = new NodeGroups();
     for (const c of changes) {
       if (!def.kinds.has(c.kind)) continue;
-      if (def.nodeScoped.has(c.kind)) g.addOwned(c.node, c.item);
-      else g.addShared(c.item);
+      if (def.nodeScoped.has(c.kind)) g.addOwned(c.node, c.item, c.hash);
+      else g.addShared(c.item, c.hash);
     }
     return g;
   }
@@ -69,9 +86,9 @@ export class NodeGroups {
     const g = new NodeGroups();
     for (const e of changed) {
       if (!def.kinds.has(e.kind)) continue;
-      if (!def.nodeScoped.has(e.kind)) { g.addShared(e.item); continue; }
-      g.addOwned(e.node, e.item);
-      if (e.left) for (const [node, left] of e.left) if (node !== e.node && left.seq > seq) g.addOwned(node, left.item);
+      if (!def.nodeScoped.has(e.kind)) { g.addShared(e.item, e.hash); continue; }
+      g.addOwned(e.node, e.item, e.hash);
+      if (e.left) for (const [node, left] of e.left) if (node !== e.node && left.seq > seq) g.addOwned(node, left.item, 0n);
     }
     return g;
   }

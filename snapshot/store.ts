@@ -23,6 +23,8 @@ export interface Published {
   readonly kind: string;
   readonly node: string | undefined;
   readonly item: Buffer;
+  /** The item's entry hash, 0n for a deletion: delta frames carry it as it is (no rehashing). */
+  readonly hash: bigint;
 }
 
 /** Changes `from+1 .. to`, published together. */
@@ -46,7 +48,7 @@ export class Store {
   private readonly byKey = new Map<string, Entry>();
   private readonly live = new LiveIndex();
   private readonly log: ChangeLog;
-  private readonly checksums = new ViewChecksums();
+  private readonly checksums = new ViewChecksums((kind) => this.live.ofKind(kind));
   private readonly buckets = new BucketIndex();
   private readonly listeners: StoreListener[] = [];
   private _head = 0;
@@ -129,16 +131,17 @@ export class Store {
         if (value && c.node !== e.node) {
           const gone = old ? { seq, item: encodeItem(c.key, null, c.revision) } : { seq: e.seq, item: e.item };
           (e.left ??= new Map()).set(e.node, gone);
-          if (old) published.push({ kind: c.kind, node: old.node, item: gone.item });
+          if (old) published.push({ kind: c.kind, node: old.node, item: gone.item, hash: 0n });
         }
         if (old && (!value || c.node !== old.node)) this.live.remove(e, old.node);
         if (value) e.node = c.node;
         e.item = item; e.value = value; e.revision = c.revision; e.seq = seq; e.hash = hash;
         this.checksums.update(c.kind, e.bits, old, value ? e : undefined);
-        if (value) this.live.add(e);
+        // A value replacing one on the same node is already where the index holds it.
+        if (value && !(old && old.node === e.node)) this.live.add(e);
       }
       this.log.touch(e);
-      published.push({ kind: c.kind, node: e.node, item });
+      published.push({ kind: c.kind, node: e.node, item, hash });
       perKind.set(c.kind, (perKind.get(c.kind) ?? 0) + 1);
     }
     for (const [kind, n] of perKind) for (const v of viewsOfKind(kind)) this.published[v].inc(n);
@@ -188,7 +191,7 @@ export class Store {
 
   /** Items a client of `filter` at position `seq` needs to reach the head; undefined → snapshot. */
   catchUp(seq: number, filter: ViewFilter): Buffer[] | undefined {
-    return this.catchUpGroups(seq, filter.def)?.itemsFor(filter.node);
+    return this.catchUpGroups(seq, filter.def)?.itemsFor(filter.node).items;
   }
 
   /**
@@ -262,6 +265,14 @@ export class Store {
 
   checksum(filter: ViewFilter): Checksum {
     return this.checksums.get(filter);
+  }
+
+  /**
+   * No client of the view is left to ask for its checksum or digest: its hashes need not be kept
+   * on every change until one is asked for again (then they are summed from the live entries).
+   */
+  releaseChecksums(view: ViewName): void {
+    this.checksums.release(view);
   }
 
   /** Number of keys held, tombstones included. */

@@ -62,9 +62,9 @@ export class TransferCache {
     const own = c.groups.owns(filter.node) ? filter.node : undefined;
     let frames = c.byNode.get(own);
     if (!frames) {
-      const items = c.groups.itemsFor(filter.node);
+      const { items, hashes } = c.groups.itemsFor(filter.node);
       // Position advances only with the last frame, so a cut mid-way resumes from `from`.
-      frames = items.length === 0 ? [] : new SharedFrames(this.counted('catch-up', chunkFrames(items, this.chunkBytes, (_i, last) => ({ t: 'delta', from, to: last ? to : from }))));
+      frames = items.length === 0 ? [] : new SharedFrames(this.counted('catch-up', chunkFrames(items, this.chunkBytes, (_i, last) => ({ t: 'delta', from, to: last ? to : from }), hashes)));
       c.byNode.set(own, frames);
     }
     return { frames, end: to };

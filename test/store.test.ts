@@ -12,7 +12,7 @@ import { TransferCache } from '../snapshot/transfers.js';
 import { BatchFrames } from '../server/batch-frames.js';
 import { silentLogger } from '../src/logging.js';
 import { Metrics } from '../src/metrics.js';
-import { SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
+import { MIRROR, SYNCER_TYPES, type SyncerType } from '../src/model/views.js';
 import { encodeValue } from '../src/protocol/canonical.js';
 import { entryHash, keyBits } from '../src/protocol/checksum.js';
 import { emptyDigest, xorInto } from '../src/protocol/digest.js';
@@ -744,7 +744,7 @@ describe('node-scoped views: grouped batches, indexed digests and repairs, share
    * Random batches over six nodes in which CalicoNodeStatus values move between nodes (and are
    * deleted and revived elsewhere); `check` sees each batch with the model before and after.
    */
-  function churn(seed: number, batches: number, check: (store: Store, batch: Batch, states: Map<string, string>[][]) => void) {
+  function churn(seed: number, batches: number, check: (store: Store, batch: Batch, states: Map<string, string>[][]) => void, filters = FILTERS) {
     const rnd = mulberry32(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
     const { store } = mkStore(1 << 16);
@@ -758,7 +758,7 @@ describe('node-scoped views: grouped batches, indexed digests and repairs, share
       ...Array.from({ length: 2 }, (_, i) => () => POOL(`pool${i}`, { v: Math.floor(rnd() * 3) })),
       ...NODES.slice(0, 3).map((n) => () => ({ key: AFFINITY_KEY(n), value: AFFINITY({ v: Math.floor(rnd() * 3) }) })),
     ];
-    const states: Map<string, string>[][] = [FILTERS.map((f) => viewOf(model, f))]; // by position
+    const states: Map<string, string>[][] = [filters.map((f) => viewOf(model, f))]; // by position
     for (let b = 0; b < batches; b++) {
       const byKey = new Map<string, Change>();
       const size = 1 + Math.floor(rnd() * 8);
@@ -772,7 +772,7 @@ describe('node-scoped views: grouped batches, indexed digests and repairs, share
         if (c.value) model.set(c.key, { kind: c.kind, node: c.node, hex: c.value.toString('hex') });
         else model.delete(c.key);
       }
-      for (let i = 0; i < changes.length; i++) states.push(i === changes.length - 1 ? FILTERS.map((f) => viewOf(model, f)) : []);
+      for (let i = 0; i < changes.length; i++) states.push(i === changes.length - 1 ? filters.map((f) => viewOf(model, f)) : []);
       check(store, last!, states);
     }
     return { store, states, rnd };
@@ -797,6 +797,49 @@ describe('node-scoped views: grouped batches, indexed digests and repairs, share
       if (batch.changes.some((c) => c.kind === 'CalicoNodeStatus' || c.kind === 'Node')) named++;
     });
     assert.ok(named > 100, `batches with node-scoped changes: ${named}`);
+  });
+
+  test('delta frames carry the store\'s entry hashes, unhashed again: each is the hash a client computes from the item', () => {
+    // The client's own hash of an item as it lies in the frame: the key and its value bytes.
+    const hashesOf = (frame: Buffer) => decodeServerFrame(frame, 'trust').items!.map((x) => ({ sent: x.hash, own: x.value ? entryHash(x.key, x.value) : 0n }));
+    let deletions = 0;
+    const { store } = churn(29, 200, (_s, batch) => {
+      const frames = new BatchFrames(batch);
+      for (const f of FILTERS) {
+        const got = frames.frameFor(f);
+        if (!got) continue;
+        for (const { sent, own } of hashesOf(got.payload)) { assert.equal(sent, own, `${f.key}: h of batch ${batch.from}..${batch.to}`); if (own === 0n) deletions++; }
+      }
+    });
+    assert.ok(deletions > 50, `deletions among them (a node left behind, a key deleted): ${deletions}`);
+    const transfers = new TransferCache(store, new SnapshotCache(store, 300, 60_000, new Metrics(false)), 300, 60_000, new Metrics(false));
+    for (const f of FILTERS) {
+      for (let from = 0; from < store.head; from += 7) {
+        for (const frame of transfers.catchUp(f, from)!.frames) {
+          for (const { sent, own } of hashesOf(frame)) assert.equal(sent, own, `${f.key}: h of a catch-up from ${from}`);
+        }
+      }
+    }
+  });
+
+  test('the mirror view\'s hashes, unkept until first asked for and again after a release, give the checksum and digests of its content', () => {
+    const mirror = new ViewFilter(MIRROR, '');
+    let n = 0;
+    let asked = 0;
+    churn(31, 300, (store, _batch, states) => {
+      n++;
+      // Released now and then (its last client gone), asked for now and then, not every batch:
+      // some asks find the hashes kept since the last one, some find them released.
+      if (n % 40 === 0) store.releaseChecksums(MIRROR);
+      if (n % 7 !== 3 && n % 40 !== 0) return;
+      asked++;
+      const state = states[store.head]![0]!;
+      let value = 0n;
+      for (const [k, hex] of state) value ^= entryHash(k, Buffer.from(hex, 'hex'));
+      assert.deepEqual(store.checksum(mirror), { value, count: state.size }, `checksum after batch ${n}`);
+      for (const buckets of [1, 16, 16384]) assert.deepEqual(store.digest(mirror, buckets), digestOf(state, buckets), `digest in ${buckets} after batch ${n}`);
+    }, [mirror]);
+    assert.ok(asked > 40, `asked ${asked} times`);
   });
 
   test('catch-up from every position, digests and repairs of node-scoped views stay right as keys move between nodes', () => {

@@ -483,3 +483,40 @@ describe('the mirror view is for servers, not agents', () => {
     assert.equal(await metricValue(t1.app.metrics.connectionsDenied), 1, 'the peer was not refused');
   });
 });
+
+describe('the mirror view\'s sums', () => {
+  test('are kept only while a server of a tier below follows; one following later, after changes, still gets its checksums right', SLOW, async () => {
+    const t1 = track(await startTestServer({ allowUnauthenticatedMirror: true, checksumIntervalSecs: 0.5 }, CLUSTER));
+    const { store } = t1.app;
+    let released = 0;
+    const release = store.releaseChecksums.bind(store);
+    store.releaseChecksums = (v) => { released++; release(v); };
+    const upstreamOf = (ts: { ds: unknown }) => (ts.ds as { client: SyncClient }).client;
+    const follow = async () => {
+      const t2 = track(await startTier([t1.url]));
+      await waitFor(() => upstreamOf(t2).stats.checksumsVerified >= 2, 'the tier below to verify two of the mirror view\'s checksums');
+      return t2;
+    };
+    const first = await follow();
+    const agent = clients.make({ url: t1.url, syncerType: 'felix' });
+    await agent.inSync();
+    await agent.stop();
+    assert.equal(released, 0, 'kept while followed, whoever else comes and goes');
+    await first.close();
+    await waitFor(() => released === 1, 'the sums to be released once no server follows');
+
+    // Changes while released: the next follower's checksums are of the view as it is then.
+    t1.ds.put(wep('node-2', 'pod-late').key, wep('node-2', 'pod-late').value);
+    t1.ds.delete(wep('node-1', 'pod-0', 'ns-0').key);
+    const second = await follow();
+    t1.ds.put(wep('node-1', 'pod-later').key, wep('node-1', 'pod-later').value);
+    await waitFor(() => upstreamOf(second).stats.checksumsVerified >= 4, 'checksums after a change, the sums kept again');
+    for (const t2 of [first, second]) assert.equal(upstreamOf(t2).stats.checksumMismatches, 0);
+    for (const v of VIEW_NAMES) {
+      for (const n of v === 'tunnel-ip-allocation' || v === 'node-status' ? NODES : ['']) {
+        const f = new ViewFilter(v, n);
+        assert.deepEqual(second.app.store.checksum(f), store.checksum(f), `the follower's store, ${f.key}`);
+      }
+    }
+  });
+});

@@ -51,9 +51,13 @@ export function runIngest(o: { updates: number; keys: number; batch: number }, p
   store.subscribe({
     onBatch: (b) => {
       for (const f of filters) {
-        const items = b.changes.filter((c) => f.matches(c.kind, c.node)).map((c) => c.item);
-        if (!items.length) continue;
-        frameBytes += p.itemsFrame({ t: 'delta', from: b.from, to: b.to }, items).length;
+        const changes = b.changes.filter((c) => f.matches(c.kind, c.node));
+        if (!changes.length) continue;
+        const items = changes.map((c) => c.item);
+        // The store's entry hashes, as the server passes them on; a checkout whose batches carry
+        // none (older ones) has its frames hash the items.
+        const hashes = changes[0]!.hash === undefined ? undefined : changes.map((c) => c.hash);
+        frameBytes += p.itemsFrame({ t: 'delta', from: b.from, to: b.to }, items, 0, items.length, hashes).length;
         framesBuilt++;
       }
     },

@@ -37,12 +37,13 @@ type ItemsHead = DeltaHead | SnapshotHead | RepairHead;
 /**
  * A map frame whose last field `u` is the array of the given items. A delta frame also carries
  * `h` just before it: the items' entry hashes (8 bytes each, big-endian; zeros for a deletion),
- * taken here from the item bytes as they lie in the frame, once for every client that gets it,
- * instead of by each of them. Snapshot and repair chunks, which travel compressed, carry none:
- * 8 incompressible bytes an item grew a compressed snapshot by 13-22%, more than hashing the
- * items costs a client.
+ * once for every client that gets it, instead of by each of them: `hashes` (by the same index as
+ * `items`, 0n for a deletion) when the caller has them, as the store does, else taken here from
+ * the item bytes as they lie in the frame. Snapshot and repair chunks, which travel compressed,
+ * carry none: 8 incompressible bytes an item grew a compressed snapshot by 13-22%, more than
+ * hashing the items costs a client.
  */
-export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0, end = items.length): Buffer {
+export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0, end = items.length, hashes?: readonly bigint[]): Buffer {
   const n = end - start;
   const hashed = head.t === 'delta';
   const h = packr.pack(hashed ? { ...head, h: EMPTY_BIN, u: [] } : { ...head, u: [] });
@@ -65,9 +66,13 @@ export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0,
     o += item.length;
   }
   if (!hashed) return frame;
+  const out = new DataView(frame.buffer, frame.byteOffset, frame.length);
+  if (hashes) {
+    for (let i = start; i < end; i++) out.setBigUint64(hashesAt + 8 * (i - start), hashes[i]!);
+    return frame;
+  }
   // Each item's hashed bytes, str(key) ‖ bin(value), are found by stepping over them in place.
   loadForHashing(frame);
-  const out = new DataView(frame.buffer, frame.byteOffset, frame.length);
   const r = new MsgReader(frame, itemsAt);
   for (let i = 0; i < n; i++) {
     r.arrayLength();
@@ -86,9 +91,12 @@ export function itemsFrame(head: ItemsHead, items: readonly Buffer[], start = 0,
 const U_FIELD = Buffer.from([0xa1, 0x75]);
 const EMPTY_BIN = Buffer.alloc(0);
 
-/** Splits items into frames of about `maxBytes` each (an item larger than that gets its own). */
+/**
+ * Splits items into frames of about `maxBytes` each (an item larger than that gets its own);
+ * `hashes` as itemsFrame takes them.
+ */
 export function* chunkFrames(
-  items: readonly Buffer[], maxBytes: number, head: (index: number, last: boolean) => ItemsHead,
+  items: readonly Buffer[], maxBytes: number, head: (index: number, last: boolean) => ItemsHead, hashes?: readonly bigint[],
 ): Generator<Buffer> {
   let start = 0;
   let index = 0;
@@ -96,7 +104,7 @@ export function* chunkFrames(
     let end = start;
     let bytes = 0;
     while (end < items.length && (end === start || bytes + items[end]!.length <= maxBytes)) bytes += items[end++]!.length;
-    yield itemsFrame(head(index++, end >= items.length), items, start, end);
+    yield itemsFrame(head(index++, end >= items.length), items, start, end, hashes);
     start = end;
   }
 }
