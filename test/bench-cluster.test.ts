@@ -114,7 +114,9 @@ test('cluster report: two tiers against one, the tier\'s added p99, the root\'s 
   assert.ok(row, md);
   const cells = row.split('|').slice(1, -1).map((c) => c.trim());
   assert.match(cells[4]!, new RegExp(`^${added >= 0 ? '\\+' : ''}${added.toFixed(1).replace('.', '\\.')} ms: (met|\\*\\*missed\\*\\*)$`), 'the p99 the tier adds');
-  assert.deepEqual(cells.slice(6), ['2', '1', 'yes'], 'root connections, etcd watches, probes = datastore');
+  const addedP50 = tiered.latencyMs.probes.p50 - one.latencyMs.probes.p50;
+  assert.equal(cells[5], `${addedP50 >= 0 ? '+' : ''}${addedP50.toFixed(1)} ms`, 'the p50 the tier adds');
+  assert.deepEqual(cells.slice(7), ['2', '1', 'yes'], 'root connections, etcd watches, probes = datastore');
   for (const name of ['etcd', 'calico-fanout', 'calico-fanout tier-2 a', 'calico-fanout tier-2 b']) {
     assert.match(md, new RegExp(`^\\| ${NODES} \\| fanout-tier2 \\| ${name} \\| \\d+\\.\\d\\d \\(\\d+\\.\\d\\d\\) \\| \\d+ \\(\\d+\\) \\|$`, 'm'), `${name}'s CPU and RSS`);
   }

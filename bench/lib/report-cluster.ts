@@ -114,18 +114,19 @@ export function clusterMarkdown(title: string, command: string, runs: ClusterRes
 /** Two tiers against one at the same N: the probes' latency, the root's connections, etcd's watches, every process. */
 function tiersSection(tiers: ClusterResult[][], fanout: ClusterResult[][], stormed: boolean): string[] {
   const one = (n: number) => fanout.find((g) => g[0]!.nodes === n);
-  const p99 = (g: ClusterResult[]) => m(g, (x) => x.latencyMs.probes.p99);
+  const probes = (q: 'p50' | 'p99') => (g: ClusterResult[]) => m(g, (x) => x.latencyMs.probes[q]);
+  const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(1)} ms`;
   const lines = [
     '## Tiers (issue 18): the agents on two tier-2 servers below a root, against one tier', '',
-    '| N | runs (one tier / two) | probes p50 / p99 ms, one tier | probes p50 / p99 ms, two tiers | the tier adds to the probes\' p99 (target ≤ 10 ms) | lean readers\' p50 / p99 ms, one tier / two | root\'s connections (target 2) | etcd watches (target 1) | probes = datastore, two tiers |',
-    `|${'---|'.repeat(9)}`,
+    '| N | runs (one tier / two) | probes p50 / p99 ms, one tier | probes p50 / p99 ms, two tiers | the tier adds to the probes\' p99 (target ≤ 10 ms) | … to their p50 | lean readers\' p50 / p99 ms, one tier / two | root\'s connections (target 2) | etcd watches (target 1) | probes = datastore, two tiers |',
+    `|${'---|'.repeat(10)}`,
   ];
   for (const g of tiers) {
     const n = g[0]!.nodes;
     const base = one(n);
-    const lat = (x: ClusterResult[] | undefined, f: (r: ClusterResult) => number) => (x ? fmtMs(m(x, f)) : '—');
-    const added = base ? p99(g) - p99(base) : NaN;
-    lines.push(`| ${n} | ${base?.length ?? 0} / ${g.length} | ${lat(base, (x) => x.latencyMs.probes.p50)} / ${lat(base, (x) => x.latencyMs.probes.p99)} | ${med(g, (x) => x.latencyMs.probes.p50, fmtMs)} / ${med(g, (x) => x.latencyMs.probes.p99, fmtMs)} | ${Number.isFinite(added) ? `${added >= 0 ? '+' : ''}${added.toFixed(1)} ms: ${met(added <= 10)}` : 'no one-tier run'} | ${lat(base, (x) => x.latencyMs.lean.p50)} / ${lat(base, (x) => x.latencyMs.lean.p99)}; ${lat(g, (x) => x.latencyMs.lean.p50)} / ${lat(g, (x) => x.latencyMs.lean.p99)} | ${g.map((x) => x.rootConnections).join(', ')} | ${g.map((x) => x.upstreamWatches ?? '—').join(', ')} | ${g.every((x) => x.probesMatch) ? 'yes' : '**no**'} |`);
+    const lat = (x: ClusterResult[] | undefined, f: (r: ClusterResult) => number) => (x ? med(x, f, fmtMs) : '—');
+    const added = (q: 'p50' | 'p99') => (base ? probes(q)(g) - probes(q)(base) : NaN);
+    lines.push(`| ${n} | ${base?.length ?? 0} / ${g.length} | ${lat(base, (x) => x.latencyMs.probes.p50)} / ${lat(base, (x) => x.latencyMs.probes.p99)} | ${lat(g, (x) => x.latencyMs.probes.p50)} / ${lat(g, (x) => x.latencyMs.probes.p99)} | ${base ? `${signed(added('p99'))}: ${met(added('p99') <= 10)}` : 'no one-tier run'} | ${base ? signed(added('p50')) : '—'} | ${base ? `${fmtMs(m(base, (x) => x.latencyMs.lean.p50))} / ${fmtMs(m(base, (x) => x.latencyMs.lean.p99))}` : '—'}; ${fmtMs(m(g, (x) => x.latencyMs.lean.p50))} / ${fmtMs(m(g, (x) => x.latencyMs.lean.p99))} | ${g.map((x) => x.rootConnections).join(', ')} | ${g.map((x) => x.upstreamWatches ?? '—').join(', ')} | ${g.every((x) => x.probesMatch) ? 'yes' : '**no**'} |`);
   }
   lines.push('', '| N | system | process | CPU s over the pass (cores) | RSS MiB in the pass, median (max) |', '|---|---|---|---|---|');
   for (const g of tiers) {
@@ -141,7 +142,7 @@ function tiersSection(tiers: ClusterResult[][], fanout: ClusterResult[][], storm
     'fanout-tier2: a root calico-fanout serves etcd and, to the tier below, its mirror view (every view\'s kinds for',
     'every node); two calico-fanout servers read it (`--datastore upstream`) and serve the agents, each agent process\'s',
     'agents on one of them (half the nodes each). Same cluster, writer and agents as fanout, whose run in the same command',
-    'is the one-tier figure: the tier adds the difference of the probes\' p99 (medians over runs). The root\'s connections:',
+    'is the one-tier figure: the tier adds the difference of the probes\' p99 (or p50; medians over runs, ranges in brackets). The root\'s connections:',
     'typha_connections_active on its /metrics after the drain; etcd watches: etcd\'s own count. The probes\' caches on the',
     `tier-2 servers are compared with etcd's content as in fanout. Per-N table above: "server" is the two tier-2 servers together.${stormed ? ' The reconnect storm is fanout\'s only.' : ''}`);
   return lines;
