@@ -300,7 +300,7 @@ withLoad(program.command('churn'), 100)
   });
 
 program.command('cluster')
-  .description('N simulated nodes, four agents each (lean protocol readers, and probe nodes running the client library), while a busy cluster is written to etcd; then a reconnect storm')
+  .description('N simulated nodes, four agents each (lean protocol readers, and probe nodes running the client library), while a busy cluster is written to etcd; then a reconnect storm; --tiers 2: also on a second tier')
   .option('--nodes <list>', 'comma-separated node counts, each a run (e.g. 1000,2500)', '1000')
   .option('--rate <r>', 'cluster changes per second (datastore writes: pods with their IPAM block and handle, policy and network-set edits, a node joining and leaving), besides every node\'s status each 10 s', int, 200)
   .option('--duration <s>', 'measured seconds', int, 20)
@@ -310,7 +310,8 @@ program.command('cluster')
   .option('--workers <n>', 'agent processes', int, 4)
   .option('--wave <n>', 'lean readers each process connects at a time', int, 250)
   .option('--compression <alg>', 'what agents offer for snapshot chunks: brotli or none', 'brotli')
-  .option('--systems <list>', `comma-separated, of ${CLUSTER_SYSTEMS.join(', ')}`, CLUSTER_SYSTEMS.join(','))
+  .option('--systems <list>', `comma-separated, of ${CLUSTER_SYSTEMS.join(', ')}; default fanout,raw-batch (--tiers 2: fanout,fanout-tier2)`)
+  .option('--tiers <n>', '2: also fanout-tier2 (a root calico-fanout, two below it reading its mirror view, the agents on those two), beside fanout (one tier) for what the tier adds', int, 1)
   .option('--repeat <n>', 'runs per system and N (report medians)', int, 1)
   .option('--no-storm', 'skip the reconnect storm (calico-fanout)')
   .option('--server-cpus <list>', 'cores for the serving side (taskset); empty: unpinned', '0')
@@ -320,7 +321,10 @@ program.command('cluster')
   .option('--out <dir>', 'results folder', '')
   .action(async (o) => {
     const nodes = String(o.nodes).split(',').map((n) => int(n.trim()));
-    const systems = systemsOf<ClusterSystem>(o.systems, CLUSTER_SYSTEMS);
+    if (o.tiers !== 1 && o.tiers !== 2) throw new Error(`--tiers: 1 or 2, not ${o.tiers}`);
+    const systems = systemsOf<ClusterSystem>(o.systems ?? (o.tiers === 2 ? 'fanout' : 'fanout,raw-batch'), CLUSTER_SYSTEMS);
+    // Two tiers are measured against one in the same command.
+    if (o.tiers === 2) for (const sys of ['fanout', 'fanout-tier2'] as const) if (!systems.includes(sys)) systems.push(sys);
     if (o.compression !== 'brotli' && o.compression !== 'none') throw new Error(`--compression: brotli or none, not ${o.compression}`);
     const bar = new Progress();
     const runs: ClusterResult[] = [];
@@ -332,14 +336,15 @@ program.command('cluster')
             compression: o.compression, serverCpus: o.serverCpus, clientCpus: o.clientCpus, writerCpus: o.writerCpus, storm: o.storm, timeoutS: o.timeout,
             progress: (msg) => bar.say(`[N=${n} ${rep + 1}/${o.repeat}] ${msg}`), meter: bar,
           });
-          bar.say(`  → ${system} N=${n}: ${r.deliveredPerSec}/s delivered, probes p99 ${r.latencyMs.probes.p99} ms, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery, server ${r.serverCores} cores, generator ${r.generatorCores}, RSS ${r.rss.measuredMaxMiB} MiB, probes = datastore: ${r.probesMatch}${r.storm ? `, storm ${r.storm.allInSyncS} s` : ''}`);
+          bar.say(`  → ${system} N=${n}: ${r.deliveredPerSec}/s delivered, probes p99 ${r.latencyMs.probes.p99} ms, serving CPU ${r.servingCpuUsPerDelivered} µs/delivery, server ${r.serverCores} cores, generator ${r.generatorCores}, RSS ${r.rss.measuredMaxMiB} MiB, probes = datastore: ${r.probesMatch}${r.storm ? `, storm ${r.storm.allInSyncS} s` : ''}${r.rootConnections !== null ? `, root connections ${r.rootConnections}, etcd watches ${r.upstreamWatches}` : ''}`);
           runs.push(r);
         }
       }
     }
     bar.done();
-    const dir = o.out || join(RESULTS, `${stamp()}-cluster-N${nodes.join('_')}-R${o.rate}`);
-    writeClusterResults(dir, `cluster N=${nodes.join(',')} R=${o.rate} D=${o.duration}s`, commandLine(), runs, machine());
+    const tiers = o.tiers === 2 ? '-T2' : '';
+    const dir = o.out || join(RESULTS, `${stamp()}-cluster-N${nodes.join('_')}-R${o.rate}${tiers}`);
+    writeClusterResults(dir, `cluster N=${nodes.join(',')} R=${o.rate} D=${o.duration}s${o.tiers === 2 ? ', two tiers' : ''}`, commandLine(), runs, machine());
     process.stdout.write(`results in ${dir}\n`);
     // A probe whose cache is not the datastore's view is a failure, not a figure.
     process.exit(runs.every((r) => r.probesMatch) ? 0 : 1);

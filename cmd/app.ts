@@ -79,7 +79,9 @@ export async function startApp(config: Config, logger: Logger, given?: Datastore
     : undefined;
   const store = new Store(config.historyMaxBytes, metrics);
   const ingest = new Ingest(store, {
-    windowMs: config.ingestBatchWindowSecs * 1000,
+    // A tier below takes its upstream's frames, each already a batch of the upstream's window: a
+    // window of its own would add its wait to every change, tier after tier.
+    windowMs: upstream ? 0 : config.ingestBatchWindowSecs * 1000,
     maxBatchBytes: config.snapshotChunkBytes,
     usePodCidr: config.usePodCIDR,
   }, metrics, logger.child({ stage: 'ingest' }));

@@ -83,7 +83,7 @@ const TABLE = [
   { name: 'snapshotChunkBytes', typha: 'SnapshotChunkBytes', kind: 'bytes', min: 1024, default: 256 << 10, help: 'size of snapshot and catch-up frames' },
   { name: 'snapshotReuseSecs', typha: 'SnapshotReuseSecs', kind: 'seconds', min: 0, default: 1, help: 'serve a built snapshot to new clients for this long before building a fresher one' },
   { name: 'historyMaxBytes', typha: 'HistoryMaxBytes', flag: 'history-bytes', kind: 'bytes', min: 0, default: 64 << 20, help: 'memory for resume beyond the live state (deletion tombstones)' },
-  { name: 'ingestBatchWindowSecs', typha: 'IngestBatchWindowSecs', kind: 'seconds', min: 0, default: 0.01, help: 'coalesce updates per key within this window' },
+  { name: 'ingestBatchWindowSecs', typha: 'IngestBatchWindowSecs', kind: 'seconds', min: 0, default: 0.01, help: 'coalesce updates per key within this window (a tier below has none: each upstream frame is a batch already)' },
   { name: 'checksumIntervalSecs', typha: 'ChecksumIntervalSecs', kind: 'seconds', min: 0.01, default: 30, help: 'send each client its view checksum this often' },
   { name: 'serverCertFile', typha: 'ServerCertFile', flag: 'server-cert-file', kind: 'file', default: '', help: 'TLS certificate for the client port (PEM; reloaded when it changes)' },
   { name: 'serverKeyFile', typha: 'ServerKeyFile', flag: 'server-key-file', kind: 'file', default: '', help: 'TLS key for the client port (PEM; reloaded when it changes)' },

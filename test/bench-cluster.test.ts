@@ -1,5 +1,5 @@
 // Smoke test of the cluster scenario of the load-test harness: a few nodes, a second of changes,
-// on calico-fanout (with its reconnect storm) and on the raw baseline. Behaviour only, never
+// on calico-fanout (with its reconnect storm), on two tiers of it and on the raw baseline. Behaviour only, never
 // timing thresholds: every probe's cache equals the datastore's view, every agent reaches the end
 // of the run, the report has each figure, the storm brings every agent back by digest, and no
 // process is left behind. Also the lean reader's WebSocket framing and the probe check on their own.
@@ -60,12 +60,19 @@ function assertRun(r: ClusterResult, system: ClusterSystem): void {
     assert.ok(p.p50 <= p.p90 && p.p90 <= p.p99 && p.p99 <= p.max, what(`${name} percentiles ordered`));
   }
   assert.ok(hdr.decodeFromCompressedBase64(r.probeHistogram).totalCount > 0 && hdr.decodeFromCompressedBase64(r.leanHistogram).totalCount > 0, what('both histograms hold receipts'));
-  assert.deepEqual(Object.keys(r.cpuS.serving).sort(), system === 'fanout' ? ['calico-fanout', 'etcd'] : ['server'], what('serving processes'));
+  const serving = { fanout: ['calico-fanout', 'etcd'], 'fanout-tier2': ['calico-fanout', 'calico-fanout tier-2 a', 'calico-fanout tier-2 b', 'etcd'], 'raw-batch': ['server'] }[system];
+  assert.deepEqual(Object.keys(r.cpuS.serving).sort(), serving, what('serving processes'));
+  assert.deepEqual(Object.keys(r.processes).sort(), serving, what('every serving process on its own'));
+  for (const p of Object.values(r.processes)) {
+    assert.ok(Number.isFinite(p.cpuS) && p.cpuS >= 0 && Number.isFinite(p.cores), what('a process\'s CPU'));
+    for (const v of [p.rssMedianMiB, p.rssMaxMiB, p.peakRssMiB]) assert.ok(positive(v), what('a process\'s RSS'));
+  }
   for (const v of [r.cpuS.servingTotal, r.cpuS.server, r.cpuS.generator, r.cpuS.writer, r.serverCores, r.servingCores, r.generatorCores]) assert.ok(Number.isFinite(v) && v >= 0, what('cpu figures'));
   assert.ok(positive(r.servingCpuUsPerDelivered), what('serving CPU per delivery'));
   for (const v of [r.rss.beforeClientsMiB, r.rss.measuredMaxMiB, r.rss.measuredMedianMiB, r.rss.peakMiB]) assert.ok(positive(v), what('RSS figures'));
   assert.ok(Number.isFinite(r.rss.kibPerConnection), what('RSS per connection'));
-  assert.equal(r.upstreamWatches, system === 'fanout' ? 1 : null, what('one upstream watch (fanout)'));
+  assert.equal(r.upstreamWatches, system === 'raw-batch' ? null : 1, what('one upstream watch (fanout, and the root of two tiers)'));
+  assert.equal(r.rootConnections, system === 'fanout-tier2' ? 2 : null, what('the root serves the two tier-2 servers alone'));
   assert.equal(r.reconnects, 0, what('no reconnects in the measured pass'));
   assert.equal(r.protocolErrors, 0, what('no protocol errors'));
   assert.deepEqual(r.closes, {}, what('no connection closed'));
@@ -86,6 +93,37 @@ for (const system of ['fanout', 'raw-batch'] as const) {
     assert.ok(Number.isInteger(s.retried) && s.retried >= 0 && Number.isInteger(s.listenOverflows) && s.listenOverflows >= 0, `reconnect troubles counted (${JSON.stringify(s)})`);
   });
 }
+
+let tiered: ClusterResult | undefined;
+test('cluster fanout-tier2: agents on two servers below a root hold the datastore\'s view, the root serves those two, etcd one watch', SLOW, async () => {
+  tiered = await runCluster('fanout-tier2', { ...options, storm: false });
+  assertRun(tiered, 'fanout-tier2');
+  assert.equal(tiered.storm, null, 'no storm on two tiers');
+});
+
+test('cluster report: two tiers against one, the tier\'s added p99, the root\'s connections, every process', SLOW, () => {
+  const one = runs.find((r) => r.system === 'fanout');
+  assert.ok(one && tiered, 'fanout and fanout-tier2 ran');
+  const dir = tempDir('tiers');
+  writeClusterResults(dir, 'cluster tiers smoke', 'node --test', [one, tiered], 'Machine: test');
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  assert.doesNotMatch(md, /NaN|undefined|Infinity/);
+  assert.match(md, /## Tiers \(issue 18\)/);
+  const added = tiered.latencyMs.probes.p99 - one.latencyMs.probes.p99;
+  const row = md.split('\n').find((l) => l.startsWith(`| ${NODES} | 1 / 1 |`));
+  assert.ok(row, md);
+  const cells = row.split('|').slice(1, -1).map((c) => c.trim());
+  assert.match(cells[4]!, new RegExp(`^${added >= 0 ? '\\+' : ''}${added.toFixed(1).replace('.', '\\.')} ms: (met|\\*\\*missed\\*\\*)$`), 'the p99 the tier adds');
+  const addedP50 = tiered.latencyMs.probes.p50 - one.latencyMs.probes.p50;
+  assert.equal(cells[5], `${addedP50 >= 0 ? '+' : ''}${addedP50.toFixed(1)} ms`, 'the p50 the tier adds');
+  assert.deepEqual(cells.slice(7), ['2', '1', 'yes'], 'root connections, etcd watches, probes = datastore');
+  for (const name of ['etcd', 'calico-fanout', 'calico-fanout tier-2 a', 'calico-fanout tier-2 b']) {
+    assert.match(md, new RegExp(`^\\| ${NODES} \\| fanout-tier2 \\| ${name} \\| \\d+\\.\\d\\d \\(\\d+\\.\\d\\d\\) \\| \\d+ \\(\\d+\\) \\|$`, 'm'), `${name}'s CPU and RSS`);
+  }
+  assert.match(md, /The reconnect storm is fanout's only/);
+  const cpu = readFileSync(join(dir, 'cpu.svg'), 'utf8');
+  assert.match(cpu, /calico-fanout tier-2 servers/);
+});
 
 test('cluster report: every figure, the targets and the storm, a CPU chart and a latency chart', SLOW, () => {
   assert.equal(runs.length, 2, 'both systems ran');

@@ -305,6 +305,26 @@ describe('a tree on one etcd', () => {
     });
   }
 
+  test('a tier below publishes each upstream frame as it comes, with no ingest window of its own', SLOW, async () => {
+    const t1 = await tier1({ ingestBatchWindowSecs: 0 });
+    // An hour's window: a change held for it would never reach the agents below within the test.
+    const t2 = await tier2([t1.url], { ingestBatchWindowSecs: 3600 });
+    const agents = agentsOn(t2);
+    let want = await wanted();
+    await waitFor(() => current(agents, want), 'the agents below in sync', 30_000);
+    const pool = (i: number) => resource('IPPool', { name: `pool-window-${i}` }, { cidr: `10.${100 + i}.0.0/16` });
+    try {
+      // Each change comes after the tier's last flush (its in-sync, then the change before).
+      for (const i of [1, 2, 3]) {
+        await putMany(etcd.client, [pool(i)]);
+        want = await wanted();
+        await waitFor(() => current(agents, want), `change ${i} on the agents below`, 20_000);
+      }
+    } finally {
+      for (const i of [1, 2, 3]) await etcd.client.delete().key(pool(i).key).exec();
+    }
+  });
+
   test('loops are refused: a server as its own upstream, and a server following one below it', SLOW, async () => {
     // Itself.
     const self = await stablePort();

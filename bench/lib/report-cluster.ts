@@ -1,6 +1,7 @@
 // Results of the cluster scenario: results.json, a Markdown report (per system and N: medians over
 // runs with their range, ratios to raw-batch at the same N, the targets of issue 17, the storm),
-// the probes' latency CDF, and the server's and the generator's CPU against N as an SVG chart.
+// the probes' latency CDF, and the server's and the generator's CPU against N as an SVG chart;
+// with fanout-tier2 runs, what the second tier adds (issue 18).
 import * as hdr from 'hdr-histogram-js';
 import type { ClusterResult } from '../scenarios/cluster.js';
 import { matches } from './probe-check.js';
@@ -105,7 +106,46 @@ export function clusterMarkdown(title: string, command: string, runs: ClusterRes
       'attempts the kernel dropped because the replica\'s accept queue was full (machine-wide TcpExtListenOverflows over the',
       'storm); each costs its agent a SYN retransmission, after 1 s and then doubling, which is what the slowest agents wait for.');
   }
+  const tiers = gs.filter((g) => g[0]!.system === 'fanout-tier2');
+  if (tiers.length) lines.push('', ...tiersSection(tiers, fanout, storms.length > 0));
   return lines.join('\n') + '\n';
+}
+
+/** Two tiers against one at the same N: the probes' latency, the root's connections, etcd's watches, every process. */
+function tiersSection(tiers: ClusterResult[][], fanout: ClusterResult[][], stormed: boolean): string[] {
+  const one = (n: number) => fanout.find((g) => g[0]!.nodes === n);
+  const probes = (q: 'p50' | 'p99') => (g: ClusterResult[]) => m(g, (x) => x.latencyMs.probes[q]);
+  const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(1)} ms`;
+  const lines = [
+    '## Tiers (issue 18): the agents on two tier-2 servers below a root, against one tier', '',
+    '| N | runs (one tier / two) | probes p50 / p99 ms, one tier | probes p50 / p99 ms, two tiers | the tier adds to the probes\' p99 (target ≤ 10 ms) | … to their p50 | lean readers\' p50 / p99 ms, one tier / two | root\'s connections (target 2) | etcd watches (target 1) | probes = datastore, two tiers |',
+    `|${'---|'.repeat(10)}`,
+  ];
+  for (const g of tiers) {
+    const n = g[0]!.nodes;
+    const base = one(n);
+    const lat = (x: ClusterResult[] | undefined, f: (r: ClusterResult) => number) => (x ? med(x, f, fmtMs) : '—');
+    const added = (q: 'p50' | 'p99') => (base ? probes(q)(g) - probes(q)(base) : NaN);
+    lines.push(`| ${n} | ${base?.length ?? 0} / ${g.length} | ${lat(base, (x) => x.latencyMs.probes.p50)} / ${lat(base, (x) => x.latencyMs.probes.p99)} | ${lat(g, (x) => x.latencyMs.probes.p50)} / ${lat(g, (x) => x.latencyMs.probes.p99)} | ${base ? `${signed(added('p99'))}: ${met(added('p99') <= 10)}` : 'no one-tier run'} | ${base ? signed(added('p50')) : '—'} | ${base ? `${fmtMs(m(base, (x) => x.latencyMs.lean.p50))} / ${fmtMs(m(base, (x) => x.latencyMs.lean.p99))}` : '—'}; ${fmtMs(m(g, (x) => x.latencyMs.lean.p50))} / ${fmtMs(m(g, (x) => x.latencyMs.lean.p99))} | ${g.map((x) => x.rootConnections).join(', ')} | ${g.map((x) => x.upstreamWatches ?? '—').join(', ')} | ${g.every((x) => x.probesMatch) ? 'yes' : '**no**'} |`);
+  }
+  lines.push('', '| N | system | process | CPU s over the pass (cores) | RSS MiB in the pass, median (max) |', '|---|---|---|---|---|');
+  for (const g of tiers) {
+    for (const x of [one(g[0]!.nodes), g]) {
+      if (!x) continue;
+      for (const name of Object.keys(x[0]!.processes)) {
+        const p = (f: (q: ClusterResult['processes'][string]) => number) => m(x, (r) => (r.processes[name] ? f(r.processes[name]!) : NaN));
+        lines.push(`| ${x[0]!.nodes} | ${x[0]!.system} | ${name} | ${p((q) => q.cpuS).toFixed(2)} (${p((q) => q.cores).toFixed(2)}) | ${p((q) => q.rssMedianMiB).toFixed(0)} (${p((q) => q.rssMaxMiB).toFixed(0)}) |`);
+      }
+    }
+  }
+  lines.push('',
+    'fanout-tier2: a root calico-fanout serves etcd and, to the tier below, its mirror view (every view\'s kinds for',
+    'every node); two calico-fanout servers read it (`--datastore upstream`) and serve the agents, each agent process\'s',
+    'agents on one of them (half the nodes each). Same cluster, writer and agents as fanout, whose run in the same command',
+    'is the one-tier figure: the tier adds the difference of the probes\' p99 (or p50; medians over runs, ranges in brackets). The root\'s connections:',
+    'typha_connections_active on its /metrics after the drain; etcd watches: etcd\'s own count. The probes\' caches on the',
+    `tier-2 servers are compared with etcd's content as in fanout. Per-N table above: "server" is the two tier-2 servers together.${stormed ? ' The reconnect storm is fanout\'s only.' : ''}`);
+  return lines;
 }
 
 /** Server and generator CPU (cores over the measured pass) against N, one line per system and process. */
@@ -114,8 +154,9 @@ export function cpuSvg(runs: ClusterResult[]): string {
   for (const g of groups(runs)) {
     const r = g[0]!;
     const add = (name: string, v: number) => series.set(name, [...(series.get(name) ?? []), { n: r.nodes, v }]);
-    add(`${r.system === 'fanout' ? 'calico-fanout' : 'raw server'}`, m(g, (x) => x.serverCores));
-    if (r.system === 'fanout') add('calico-fanout + etcd', m(g, (x) => x.servingCores));
+    const server = r.system === 'fanout' ? 'calico-fanout' : r.system === 'fanout-tier2' ? 'calico-fanout tier-2 servers' : 'raw server';
+    add(server, m(g, (x) => x.serverCores));
+    if (r.system !== 'raw-batch') add(`${r.system === 'fanout' ? 'calico-fanout' : 'every calico-fanout'} + etcd`, m(g, (x) => x.servingCores));
     add(`generator (${r.system})`, m(g, (x) => x.generatorCores));
   }
   for (const pts of series.values()) pts.sort((a, b) => a.n - b.n);

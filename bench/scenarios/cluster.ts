@@ -11,6 +11,9 @@
 //   fanout      calico-fanout serving etcd, the cluster written into etcd
 //   raw-batch   the raw server (bench/systems/raw-server.ts) making the same cluster's changes
 //               itself and serving each view its frames: the transport's ceiling
+//   fanout-tier2  two tiers: a root calico-fanout serving etcd, two calico-fanout servers below it
+//               reading its mirror view (bench/lib/tiers.ts), the agents split between those two;
+//               with fanout in the same command, what a tier adds. No storm.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,13 +28,14 @@ import { ClusterModel, DEFAULT_SHAPE, STATUS_PERIOD_MS, type ClusterShape } from
 import { loadCluster, playCluster } from '../lib/cluster-writer.js';
 import { nowUs } from '../lib/payload.js';
 import { cpuSeconds, peakRssMiB, start, waitUntil } from '../lib/procs.js';
+import { metricsPortOf, startDownstreams } from '../lib/tiers.js';
 import { pollDelivered, type Meter } from '../lib/progress.js';
 import { median } from '../lib/report.js';
-import { sampleRss, type RssSeries } from '../lib/rss.js';
+import { rssLine, sampleRss, type RssSeries } from '../lib/rss.js';
 import { forkWorkers, nextMessage, pin, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
 import { metricSums, withPorts } from './storm.js';
 
-export const CLUSTER_SYSTEMS = ['fanout', 'raw-batch'] as const;
+export const CLUSTER_SYSTEMS = ['fanout', 'raw-batch', 'fanout-tier2'] as const;
 export type ClusterSystem = (typeof CLUSTER_SYSTEMS)[number];
 
 export interface ClusterOptions {
@@ -61,6 +65,9 @@ export interface ClusterOptions {
 }
 
 type Percentiles = { p50: number; p90: number; p99: number; max: number };
+
+/** One serving process over the measured pass and drain. */
+export interface ClusterProcess { cpuS: number; cores: number; rssMedianMiB: number; rssMaxMiB: number; peakRssMiB: number }
 
 export interface ClusterStorm {
   /** The second replica's start → ready (it lists the cluster from etcd). */
@@ -141,6 +148,14 @@ export interface ClusterResult {
   probeHistogram: string;
   leanHistogram: string;
   rssSeries: RssSeries;
+  /** Every serving process (etcd, each calico-fanout, or the raw server) on its own. */
+  processes: Record<string, ClusterProcess>;
+  /**
+   * fanout-tier2: the root's open connections after the drain (its /metrics), which are the
+   * tier-2 servers' alone. The server figures above (server cores, RSS, counters) are the two
+   * tier-2 servers' together.
+   */
+  rootConnections: number | null;
   storm: ClusterStorm | null;
 }
 
@@ -186,26 +201,41 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
   cleanup.push(async () => rmSync(tmp, { recursive: true, force: true }));
   try {
     say(`${system}: starting the serving side with a cluster of ${o.nodes} nodes`);
+    const tiered = system === 'fanout-tier2';
     let initialKeys = 0;
     const serveOpts: SteadyOptions = {
       clients: connections, rate: o.rate, durationS: o.durationS, keys: 0, workers: o.workers, mode: 'light', serverCpus: o.serverCpus, clientCpus: o.clientCpus, drainTimeoutS: o.timeoutS,
-      // One replica takes every agent here (and a few more, the probes reconnecting).
-      fanoutEnv: { TYPHA_MAXCONNECTIONSUPPERLIMIT: String(connections + 1000), TYPHA_MAXCONNECTIONSLOWERLIMIT: String(connections + 1000) },
+      // One replica takes every agent here (and a few more, the probes reconnecting); a root
+      // serves the tier below its mirror view.
+      fanoutEnv: {
+        TYPHA_MAXCONNECTIONSUPPERLIMIT: String(connections + 1000), TYPHA_MAXCONNECTIONSLOWERLIMIT: String(connections + 1000),
+        ...(tiered ? { TYPHA_ALLOWUNAUTHENTICATEDMIRROR: 'true' } : {}),
+      },
       load: async (client) => { initialKeys = await loadCluster(client, model); },
     };
-    const s = await serve(system, serveOpts, cleanup);
+    const s = await serve(tiered ? 'fanout' : system, serveOpts, cleanup);
     if (s.raw) {
       s.raw.send({ cmd: 'load', source: 'cluster', shape: shapeOf(o), rate: o.rate });
       await nextMessage(s.raw, 'raw server');
       initialKeys = new Set(new ClusterModel(shapeOf(o), o.rate).initial().map((w) => w.key)).size;
     }
-    const serverName = system === 'fanout' ? 'calico-fanout' : 'server';
-    const pids = () => s.procs.map((p) => ({ name: p.name, pid: p.pid() }));
-    const serverPid = () => pids().find((p) => p.name === serverName)!.pid;
+    const rootName = s.raw ? 'server' : 'calico-fanout';
+    const rootPid = s.procs.find((p) => p.name === rootName)!.pid();
+    if (tiered) say(`${system}: starting two calico-fanout servers below the root`);
+    const downstreams = tiered
+      ? await startDownstreams({ pid: rootPid, url: s.urls[0]! }, ['calico-fanout tier-2 a', 'calico-fanout tier-2 b'], { cpus: o.serverCpus, env: serveOpts.fanoutEnv!, timeoutMs }, cleanup)
+      : [];
+    const procs = [...s.procs, ...downstreams.map((d) => ({ name: d.name, pid: () => d.pid }))];
+    const pids = () => procs.map((p) => ({ name: p.name, pid: p.pid() }));
+    // The processes the agents connect to: the "server" of the figures below.
+    const servers = tiered ? downstreams.map((d) => d.name) : [rootName];
+    const pidOf = (name: string) => pids().find((p) => p.name === name)!.pid;
+    // Worker i's agents on tier-2 server i mod 2: with an even number of workers, node i's too.
+    const agentUrls = (i: number) => (tiered ? [downstreams[i % downstreams.length]!.url] : urls);
     // The writer (an etcd3 client, every write its own request: ~0.5 ms of CPU each) goes with the
     // agents by default: on the serving core it took a fifth of it from calico-fanout and etcd.
     pin(process.pid, o.writerCpus ?? o.clientCpus);
-    const rssBefore = await settledRss(serverPid());
+    const rssBefore = (await Promise.all(servers.map((n) => settledRss(pidOf(n))))).reduce((a, b) => a + b, 0);
 
     // The second replica of the storm: its URL is the agents' second from the start.
     const spare = o.storm && system === 'fanout' ? { server: await freePort(), health: await freePort() } : undefined;
@@ -214,7 +244,7 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     cleanup.push(() => stopWorkers(workers));
     say(`${system}: connecting ${connections} agents (${probeNodes.length * 4} probes) from ${o.workers} processes`);
     const c0 = nowUs();
-    await askAll(workers, (i) => ({ cmd: 'start', urls, nodes: shares[i]!, probeNodes, compression: o.compression, wave: o.wave, timeoutMs }));
+    await askAll(workers, (i) => ({ cmd: 'start', urls: agentUrls(i), nodes: shares[i]!, probeNodes, compression: o.compression, wave: o.wave, timeoutMs }));
     const connectS = Math.round((nowUs() - c0) / 1e4) / 100;
 
     // The raw server makes the changes itself; for fanout this process writes them to etcd.
@@ -235,9 +265,13 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
       await new Promise((r) => setTimeout(r, 1000));
     }
 
-    const metricsPort = system === 'fanout' ? Number((readFileSync(`/proc/${serverPid()}/cmdline`, 'utf8').split('\0').find((_, i, a) => a[i - 1] === '--metrics-port'))) : 0;
-    const scrape = () => metricSums(metricsPort, SERVER_METRICS).catch(() => Object.fromEntries(SERVER_METRICS.map((n) => [n, NaN])));
-    const metrics0 = metricsPort ? await scrape() : undefined;
+    // calico-fanout's counters, summed over the servers the agents use (their event-loop delays: the worst).
+    const metricsPorts = s.raw ? [] : servers.map((n) => metricsPortOf(pidOf(n)));
+    const scrape = async () => {
+      const each = await Promise.all(metricsPorts.map((port) => metricSums(port, SERVER_METRICS).catch(() => Object.fromEntries(SERVER_METRICS.map((n) => [n, NaN])))));
+      return Object.fromEntries(SERVER_METRICS.map((n) => [n, each.map((e) => e[n]!).reduce((a, b) => (GAUGES.has(n) ? Math.max(a, b) : a + b))]));
+    };
+    const metrics0 = metricsPorts.length ? await scrape() : undefined;
     const generatorCpu = () => workers.reduce((n, w) => n + cpuSeconds(w.child.pid!), 0);
     const cpu0 = Object.fromEntries(pids().map((p) => [p.name, cpuSeconds(p.pid)]));
     const gen0 = generatorCpu();
@@ -281,9 +315,10 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     const cpu1 = Object.fromEntries(pids().map((p) => [p.name, r2(cpuSeconds(p.pid) - cpu0[p.name]!)]));
     const generator = r2(generatorCpu() - gen0);
     const writerUsage = process.cpuUsage(writer0);
-    const peak = peakRssMiB(serverPid());
+    const peaks = Object.fromEntries(pids().map((p) => [p.name, peakRssMiB(p.pid)]));
     const watches = await s.watches();
-    const metrics1 = metricsPort ? await scrape() : undefined;
+    const metrics1 = metricsPorts.length ? await scrape() : undefined;
+    const rootConnections = tiered ? (await metricSums(metricsPortOf(rootPid), ['typha_connections_active']))['typha_connections_active']! : null;
     const serverMetrics = metrics0 && metrics1
       ? Object.fromEntries(SERVER_METRICS.map((n) => [n, GAUGES.has(n) ? r2(metrics1[n]! * 1000) : metrics1[n]! - metrics0[n]!]))
       : null;
@@ -301,7 +336,7 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     }
     const probeChecks = (await askAll<{ probes: ProbeCheck[] }>(workers, { cmd: 'verify', path: dump })).flatMap((v) => v.probes);
 
-    const storm = spare ? await stormOf({ o, spare, env: serveOpts.fanoutEnv!, workers, cleanup, say, etcdPid: s.etcd!.pid, fanoutPid: serverPid(), generatorCpu }) : null;
+    const storm = spare ? await stormOf({ o, spare, env: serveOpts.fanoutEnv!, workers, cleanup, say, etcdPid: s.etcd!.pid, fanoutPid: rootPid, generatorCpu }) : null;
 
     const merge = (pick: (r: ClusterReport) => string) => {
       const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2 });
@@ -317,29 +352,34 @@ export async function runCluster(system: ClusterSystem, o: ClusterOptions): Prom
     for (const r of reports) for (const [v, n] of Object.entries(r.framesByView)) framesByView[v] = (framesByView[v] ?? 0) + n;
     const servingTotal = r2(Object.values(cpu1).reduce((a, b) => a + b, 0));
     const seconds = (tEnd - t0) / 1e6;
-    const measured = rssLineOf(rssSeries, serverName);
+    const measured = rssLine(rssSeries, servers).filter(Number.isFinite);
     const measuredMedian = median(measured);
+    const serverCpu = r2(servers.reduce((n, name) => n + cpu1[name]!, 0));
+    const processes = Object.fromEntries(Object.entries(cpu1).map(([name, cpu]): [string, ClusterProcess] => {
+      const line = rssLineOf(rssSeries, name);
+      return [name, { cpuS: cpu, cores: r2(cpu / seconds), rssMedianMiB: r2(median(line)), rssMaxMiB: r2(Math.max(...line)), peakRssMiB: r2(peaks[name]!) }];
+    }));
     return {
       system, nodes: o.nodes, connections, probes: probeNodes.length * 4, rate: o.rate, durationS: o.durationS, podsPerNode: o.podsPerNode, initialKeys,
       writes, connectS, delivered, deliveredPerSec: Math.round(delivered / seconds), deliveredByView, framesByView,
       latencyMs: { probes: percentiles(probeH), lean: percentiles(leanH) },
       commitMs, serverMetrics, drainS: Math.round((tEnd - lastPutAt) / 1e4) / 100,
       markerSeen: progress.reduce((n, p) => n + p.markerSeen, 0),
-      cpuS: { serving: cpu1, servingTotal, server: cpu1[serverName]!, generator, writer: r2((writerUsage.user + writerUsage.system) / 1e6) },
+      cpuS: { serving: cpu1, servingTotal, server: serverCpu, generator, writer: r2((writerUsage.user + writerUsage.system) / 1e6) },
       servingCpuUsPerDelivered: delivered ? r2((servingTotal * 1e6) / delivered) : NaN,
-      serverCores: r2(cpu1[serverName]! / seconds), servingCores: r2(servingTotal / seconds), generatorCores: r2(generator / seconds), loadAverage,
+      serverCores: r2(serverCpu / seconds), servingCores: r2(servingTotal / seconds), generatorCores: r2(generator / seconds), loadAverage,
       rss: {
-        beforeClientsMiB: r2(rssBefore), measuredMaxMiB: r2(Math.max(...measured)), measuredMedianMiB: r2(measuredMedian), peakMiB: r2(peak),
+        beforeClientsMiB: r2(rssBefore), measuredMaxMiB: r2(Math.max(...measured)), measuredMedianMiB: r2(measuredMedian), peakMiB: r2(servers.reduce((n, name) => n + peaks[name]!, 0)),
         kibPerConnection: r2(((measuredMedian - rssBefore) * 1024) / connections),
       },
-      upstreamWatches: system === 'fanout' ? watches : null,
+      upstreamWatches: s.raw ? null : watches,
       probeChecks, probesMatch: probeChecks.length > 0 && probeChecks.every(matches),
       reconnects: reports.reduce((n, r) => n + r.connects - r.agents, 0),
       protocolErrors: reports.reduce((n, r) => n + r.protocolErrors, 0),
       closes: reports.reduce((acc, r) => { for (const [c, n] of Object.entries(r.closes)) acc[c] = (acc[c] ?? 0) + n; return acc; }, {} as Record<string, number>),
       goaways: reports.reduce((n, r) => n + r.goaways, 0),
       probeHistogram: hdr.encodeIntoCompressedBase64(probeH), leanHistogram: hdr.encodeIntoCompressedBase64(leanH),
-      rssSeries, storm,
+      rssSeries, processes, rootConnections, storm,
     };
   } finally {
     for (const c of cleanup.reverse()) await c().catch(() => {});
