@@ -173,6 +173,14 @@ test('bench CLI: cluster writes its results and exits 0', SLOW, async () => {
   assert.deepEqual(json.runs.map((x) => [x.system, x.nodes, x.probes]), [['raw-batch', 3, 4]]);
 });
 
+test('bench CLI: a cluster run stopped with SIGTERM midway leaves no process behind (etcd and the agents\' processes included)', SLOW, async () => {
+  const r = await runBenchCli(['cluster', '--nodes', '3', '--rate', '30', '--duration', '30', '--warmup', '0', '--workers', '1', '--probe-nodes', '1',
+    '--pods-per-node', '2', '--systems', 'fanout', '--no-storm', '--server-cpus', '', '--client-cpus', '', '--out', tempDir('sigterm')], 100_000,
+  { when: /fanout: 30 changes\/s/, signal: 'SIGTERM' });
+  assert.equal(r.signal ?? r.code, 130, `stopped by the signal\n--- stderr:\n${r.stderr.slice(-3000)}`);
+  assert.deepEqual(r.left, [], 'the CLI left processes behind');
+});
+
 test('probe check: a cache that differs from the datastore is reported, key by key', () => {
   const model = new ClusterModel({ ...DEFAULT_SHAPE, nodes: 2, podsPerNode: 2 }, 10);
   const content = new Map(model.initial().map((w) => [w.key, w.value] as [string, unknown]));

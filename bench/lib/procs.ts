@@ -5,14 +5,29 @@ import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:chi
 import { readFileSync } from 'node:fs';
 
 const live = new Set<ChildProcess>();
+/** Processes started elsewhere (forked workers, the test support's etcd), by their current pid. */
+const adopted = new Set<() => number | undefined>();
 let hooked = false;
 
 function hookExit(): void {
   if (hooked) return;
   hooked = true;
-  const killAll = () => { for (const p of live) p.kill('SIGKILL'); };
+  const killAll = () => {
+    for (const p of live) p.kill('SIGKILL');
+    for (const pidOf of adopted) {
+      const pid = pidOf();
+      if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+  };
   process.on('exit', killAll);
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { killAll(); process.exit(130); });
+}
+
+/** Also killed on exit, Ctrl-C or SIGTERM: a process this module did not start. Returns: forget it (once stopped). */
+export function killOnExit(pid: () => number | undefined): () => void {
+  hookExit();
+  adopted.add(pid);
+  return () => { adopted.delete(pid); };
 }
 
 const haveTaskset = spawnSync('taskset', ['-V']).status === 0;

@@ -7,7 +7,7 @@ import * as hdr from 'hdr-histogram-js';
 import type { WorkerProgress, WorkerReport } from '../agent-worker.js';
 import { startEtcd } from '../../test/support/etcd.js';
 import { keyOf, nowUs, valueOf } from '../lib/payload.js';
-import { cpuSeconds, waitUntil } from '../lib/procs.js';
+import { cpuSeconds, killOnExit, waitUntil } from '../lib/procs.js';
 import { checkoutName, isReady, metricSum, serveCheckout } from '../lib/serve-checkout.js';
 import { preload } from '../lib/writer.js';
 import { pin, startWorkers, stopWorkers, type SteadyOptions } from './steady.js';
@@ -52,7 +52,8 @@ export async function runBurst(root: string, o: BurstOptions): Promise<BurstResu
   try {
     say(`${name}: etcd with ${o.keys} keys, calico-fanout, ${o.clients} agents`);
     const etcd = await startEtcd({ cpus: o.serverCpus, progressNotifyMs: 5000 });
-    cleanup.push(() => etcd.stop());
+    const forget = killOnExit(() => etcd.pid);
+    cleanup.push(async () => { await etcd.stop(); forget(); });
     await preload(etcd.client, o.keys);
     const s = await serveCheckout(root, etcd.endpoint, o.serverCpus);
     cleanup.push(() => s.proc.stop());

@@ -6,7 +6,7 @@ import { Etcd3 } from 'etcd3';
 import { noop } from 'cockatiel';
 import { startEtcd } from '../../test/support/etcd.js';
 import { prefixEnd } from '../../src/datastore/etcd.js';
-import { cpuSeconds, peakRssMiB, waitUntil } from '../lib/procs.js';
+import { cpuSeconds, killOnExit, peakRssMiB, waitUntil } from '../lib/procs.js';
 import { checkoutName, isReady, serveCheckout } from '../lib/serve-checkout.js';
 import { preload } from '../lib/writer.js';
 import { pin } from './steady.js';
@@ -39,6 +39,7 @@ const RANGE_END = prefixEnd(PREFIX);
 export async function runColdStart(o: ColdStartOptions): Promise<ColdStartResult> {
   const say = o.progress ?? (() => {});
   const etcd = await startEtcd({ cpus: o.etcdCpus || o.serverCpus, progressNotifyMs: 5000 });
+  const forget = killOnExit(() => etcd.pid);
   const reader = new Etcd3({ hosts: etcd.endpoint, grpcOptions: { 'grpc.max_receive_message_length': 1 << 30 }, faultHandling: { host: () => noop, global: noop } });
   try {
     say(`loading ${o.keys} keys into etcd`);
@@ -71,5 +72,6 @@ export async function runColdStart(o: ColdStartOptions): Promise<ColdStartResult
   } finally {
     reader.close();
     await etcd.stop();
+    forget();
   }
 }

@@ -10,7 +10,7 @@ import { freePort } from '../../test/support/metrics.js';
 import type { StalledClient, System, WorkerCommand, WorkerProgress, WorkerReport } from '../agent-worker.js';
 import { preload, writeSteady } from '../lib/writer.js';
 import { nowUs } from '../lib/payload.js';
-import { cpuSeconds, peakRssMiB, start, waitUntil, type Proc } from '../lib/procs.js';
+import { cpuSeconds, killOnExit, peakRssMiB, start, waitUntil, type Proc } from '../lib/procs.js';
 import { pollDelivered, type Meter } from '../lib/progress.js';
 import { sampleRss, type RssSeries } from '../lib/rss.js';
 
@@ -126,6 +126,7 @@ export function forkWorkers(script: string, count: number, cpus?: string): Worke
       execArgv: ['--import', 'tsx', '--max-old-space-size=4096', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
     }));
     if (cpus !== undefined) pin(w.child.pid!, cpus);
+    killOnExit(() => (w.child.exitCode === null ? w.child.pid : undefined));
     return w;
   });
 }
@@ -154,13 +155,15 @@ export async function serve(system: SystemName, o: SteadyOptions, cleanup: (() =
       execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], cwd: ROOT,
     });
     cleanup.push(async () => { raw.kill('SIGKILL'); });
+    killOnExit(() => (raw.exitCode === null ? raw.pid : undefined));
     raw.on('error', () => {}); // a send to a dead server: its exit fails the run (nextMessage)
     const { port } = await nextMessage<{ port: number }>(raw, 'raw server');
     pin(raw.pid!, o.serverCpus);
     return { clientSystem: 'raw', urls: [`ws://127.0.0.1:${port}`], procs: [{ name: 'server', pid: () => raw.pid! }], raw, watches: async () => null };
   }
   const etcd = await startEtcd({ cpus: o.serverCpus, progressNotifyMs: 5000 });
-  cleanup.push(() => etcd.stop());
+  const forget = killOnExit(() => etcd.pid);
+  cleanup.push(async () => { await etcd.stop(); forget(); });
   await (o.load ? o.load(etcd.client) : preload(etcd.client, o.keys));
   const watches = () => etcdWatchers(etcd.endpoint);
   if (system === 'direct') {

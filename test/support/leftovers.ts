@@ -51,12 +51,15 @@ export interface CliRun { code: number | null; signal: NodeJS.Signals | null; st
  * Runs the bench CLI (`bench/cli.ts <args>`) in its own session, so that anything it leaves
  * behind can be found even once orphaned; returns its exit, output and those leftovers (killed).
  */
-export async function runBenchCli(args: string[], timeoutMs = 100_000): Promise<CliRun> {
+export async function runBenchCli(args: string[], timeoutMs = 100_000, interrupt?: { when: RegExp; signal: NodeJS.Signals }): Promise<CliRun> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  let sent = false;
+  // An operator's Ctrl-C or kill mid-run: the signal once the output shows the run has reached `when`.
+  const watch = () => { if (interrupt && !sent && interrupt.when.test(stdout + stderr)) { sent = true; child.kill(interrupt.signal); } };
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; watch(); });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; watch(); });
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (c, sig) => resolve([c, sig])));
   clearTimeout(timer);
