@@ -90,7 +90,9 @@ export class TransferCache {
         i === 0 ? { t: 'repair', seq, i, last, buckets: count, differ } : { t: 'repair', seq, i, last })), alg))),
       end: seq,
     };
-    if (buckets.length * 2 >= count) {
+    // A node's own snapshot is built for that node alone: building and sorting the whole view to
+    // weigh it against the repair cost a reconnect storm more than the bytes it could save.
+    if (buckets.length * 2 >= count && !filter.node) {
       const snap = this.snapshots.get(filter, seq, true);
       const snapFrames = [...snapshotFrames(snap, alg)];
       if (bytes(snapFrames) < bytes(transfer.frames)) transfer = { frames: snapFrames, end: snap.seq };

@@ -920,6 +920,17 @@ describe('node-scoped views: grouped batches, indexed digests and repairs, share
     const r = store.repair(felix, theirs);
     assert.deepEqual(repairedKeys, decodeItems(store, 0, r.items).map((x) => x.key).sort());
 
+    // A node-scoped client whose every bucket differs gets the repair, not a snapshot built for its
+    // node alone (weighing one would cost a reconnect storm a build and sort of the view per node).
+    const own = new ViewFilter('node-status', 'm3');
+    const stale = store.digest(own, 1);
+    stale[0]! ^= 1;
+    const generated = await metricNamed(metrics, 'typha_snapshots_generated', { syncer: 'node-status' });
+    const whole = transfers.repair(own, stale, 'none');
+    assert.equal(whole.differing, 1);
+    assert.equal(await metricNamed(metrics, 'typha_snapshots_generated', { syncer: 'node-status' }), generated, 'no snapshot built');
+    assert.deepEqual([...whole.frames].flatMap((fr) => decodeServerFrame(fr).items!.map((x) => x.key)).sort(), [...store.entries(own)].map((e) => e.key).sort());
+
     // The head moves on: the next client gets a catch-up that includes the newer change.
     const late = wep('m1', 'late');
     put(store, late.key, late.value);
