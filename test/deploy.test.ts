@@ -25,6 +25,7 @@ import { startApp } from '../cmd/app.js';
 import { envName, loadConfig, SETTINGS } from '../src/config.js';
 import { V3 } from '../src/datastore/kubernetes/api-group.js';
 import { WATCHED_RESOURCES, watchedResources } from '../src/datastore/kubernetes/resources.js';
+import { PRODUCTION_V8_FLAGS } from '../bench/lib/procs.js';
 import { silentLogger } from '../src/logging.js';
 import { startKubeApi, type KubeApiServer } from './support/kube-api.js';
 import { asV3Crds, cluster, load } from './support/kube-cluster.js';
@@ -63,7 +64,7 @@ const API_VERSIONS: Record<string, string> = {
 };
 const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding']);
 /** Environment variables that are not calico-fanout settings, each with its reason. */
-const NOT_SETTINGS: Record<string, string> = { NODE_OPTIONS: 'caps the V8 heap below the memory limit' };
+const NOT_SETTINGS: Record<string, string> = { NODE_OPTIONS: 'caps the V8 heap below the memory limit and the young generation' };
 const VERBS = ['get', 'list', 'watch'];
 /** The health paths the probes must use (served by healthHandler, checked below). */
 const LIVEZ = '/livez';
@@ -642,6 +643,8 @@ function checkEnv(b: Bundle): void {
     assert.equal(config.k8sNamespace, svc.metadata.namespace, 'rebalancing looks in the Service\'s namespace');
     assert.ok(svc.spec.ports.some((p: Obj) => p.name === config.k8sPortName), `rebalancing looks for a port of the Service named ${config.k8sPortName}`);
   }
+  // The harness runs calico-fanout with production's V8 flags, so that its figures are production's.
+  for (const flag of PRODUCTION_V8_FLAGS) assert.ok((env.NODE_OPTIONS ?? '').split(/\s+/).includes(flag), `NODE_OPTIONS has ${flag}, as the benchmarks run calico-fanout`);
   const heap = /--max-old-space-size=(\d+)/.exec(env.NODE_OPTIONS ?? '');
   if (heap) assert.ok(Number(heap[1]) * 2 ** 20 < quantity(container(b).resources?.limits?.memory, 'memory limit'), 'the V8 heap cap is below the memory limit');
 }
@@ -1104,7 +1107,8 @@ describe('the checks reject broken deployments', () => {
     ['a number as an env value', (b) => { envOf(b, 'TYPHA_SHUTDOWNTIMEOUTSECS').value = 300; }, /as a string/],
     ['no shutdown timeout', (b) => { ctr(b).env = ctr(b).env.filter((e: Obj) => e.name !== 'TYPHA_SHUTDOWNTIMEOUTSECS'); }, /TYPHA_SHUTDOWNTIMEOUTSECS/],
     ['a health port setting that differs from the container port', (b) => { envOf(b, 'TYPHA_HEALTHPORT').value = '9099'; }, /health port as configured/],
-    ['a heap cap above the memory limit', (b) => { envOf(b, 'NODE_OPTIONS').value = '--max-old-space-size=4096'; }, /heap cap/],
+    ['a heap cap above the memory limit', (b) => { envOf(b, 'NODE_OPTIONS').value = `--max-old-space-size=4096 ${PRODUCTION_V8_FLAGS.join(' ')}`; }, /heap cap/],
+    ['no young-generation cap', (b) => { envOf(b, 'NODE_OPTIONS').value = '--max-old-space-size=768'; }, /max-semi-space-size/],
     ['replicas 1', (b) => { dep(b).spec.replicas = 1; }, /replicas/],
     ['maxSurge 25%', (b) => { dep(b).spec.strategy.rollingUpdate.maxSurge = '25%'; }, /rolling update/],
     ['the client port moved', (b) => { ctr(b).ports[0].containerPort = 5474; }, /client port|serverPort/],

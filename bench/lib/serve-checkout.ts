@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../test/support/metrics.js';
 import { start, type Proc } from './procs.js';
-import { profileArgs } from '../scenarios/steady.js';
+import { serveNodeArgs } from '../scenarios/steady.js';
 
 export const THIS_CHECKOUT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -26,7 +26,7 @@ export async function serveCheckout(root: string, etcdEndpoint: string, cpus: st
   const [port, health] = [await freePort(), await freePort()];
   const startedAt = Date.now();
   const proc = start('calico-fanout', process.execPath, [
-    ...profileArgs(), join(root, 'bin', 'calico-fanout.js'), 'serve', '--datastore', 'etcdv3', '--etcd-endpoints', etcdEndpoint,
+    ...serveNodeArgs(), join(root, 'bin', 'calico-fanout.js'), 'serve', '--datastore', 'etcdv3', '--etcd-endpoints', etcdEndpoint,
     '--server-host', '127.0.0.1', '--server-port', String(port), '--health-port', String(health), '--health-host', '127.0.0.1',
     '--metrics-port', String(health), '--log-level', 'WARNING',
   ], { cpus, cwd: root, env: { ...process.env, ...env } });

@@ -10,7 +10,7 @@ import { freePort } from '../../test/support/metrics.js';
 import type { StalledClient, System, WorkerCommand, WorkerProgress, WorkerReport } from '../agent-worker.js';
 import { preload, writeSteady } from '../lib/writer.js';
 import { nowUs } from '../lib/payload.js';
-import { cpuSeconds, killOnExit, peakRssMiB, start, waitUntil, type Proc } from '../lib/procs.js';
+import { cpuSeconds, killOnExit, peakRssMiB, PRODUCTION_V8_FLAGS, start, waitUntil, type Proc } from '../lib/procs.js';
 import { pollDelivered, type Meter } from '../lib/progress.js';
 import { sampleRss, type RssSeries } from '../lib/rss.js';
 
@@ -131,6 +131,9 @@ export function forkWorkers(script: string, count: number, cpus?: string): Worke
   });
 }
 
+/** What precedes bin/calico-fanout.js when the harness starts it: production's V8 flags, and a profile if asked for. */
+export const serveNodeArgs = (): string[] => [...PRODUCTION_V8_FLAGS, ...profileArgs()];
+
 /** BENCH_CPU_PROF=<dir>: calico-fanout and every client process write a V8 CPU profile there when it stops. */
 export function profileArgs(): string[] {
   const dir = process.env.BENCH_CPU_PROF;
@@ -178,7 +181,7 @@ export async function serve(system: SystemName, o: SteadyOptions, cleanup: (() =
   }
   const [port, health] = [await freePort(), await freePort()];
   const server: Proc = start('calico-fanout', process.execPath, [
-    ...profileArgs(), 'bin/calico-fanout.js', 'serve', '--datastore', 'etcdv3', '--etcd-endpoints', etcd.endpoint, '--server-host', '127.0.0.1',
+    ...serveNodeArgs(), 'bin/calico-fanout.js', 'serve', '--datastore', 'etcdv3', '--etcd-endpoints', etcd.endpoint, '--server-host', '127.0.0.1',
     '--server-port', String(port), '--health-port', String(health), '--health-host', '127.0.0.1', '--metrics-port', String(health), '--log-level', 'WARNING',
   ], { cpus: o.serverCpus, cwd: ROOT, env: { ...process.env, ...o.fanoutEnv } });
   cleanup.push(() => server.stop());
