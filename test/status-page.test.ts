@@ -92,6 +92,9 @@ async function openPage(javaScriptEnabled: boolean): Promise<Page> {
   return page;
 }
 
+/** Closes the page, or leaves it to the context's close after `ms`. */
+const closeWithin = (page: Page, ms: number) => Promise.race([page.close().catch(() => {}), new Promise((r) => setTimeout(r, ms).unref())]);
+
 const cell = (page: Page, row: string, cls: string) => page.locator(`${row} td.${cls}`).innerText({ timeout: 30_000 });
 const int = (s: string) => Number(s.replace(/,/g, ''));
 
@@ -156,7 +159,7 @@ test('the page in Chromium shows the datastore, every view, the connected client
   assert.equal(closed, 1);
   assert.equal(int(await cell(page, '#disconnects tr[data-reason="client-closed"]', 'count')), closed);
   assert.equal(await page.locator('#disconnects tbody tr').count(), 1);
-  await page.close();
+  await closeWithin(page, 5000);
 });
 
 test('in Chromium a client name full of HTML is text, not markup; the page refreshes itself', { timeout: 90_000, skip: browserMissing || false }, async (t) => {
@@ -184,7 +187,9 @@ test('in Chromium a client name full of HTML is text, not markup; the page refre
   const frame = await reloaded;
   assert.equal(new URL(frame.url()).pathname, '/', 'the page loaded itself again');
   step('reloaded');
-  await page.close();
+  // Closing a page the meta refresh is about to load again once hung past the test's timeout in
+  // CI: the verdict is in; the context's close after the file ends the browser anyway.
+  await closeWithin(page, 5000);
 });
 
 test('rendering escapes every untrusted string', () => {
