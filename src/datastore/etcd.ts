@@ -13,8 +13,8 @@
 // revision and publishes only the differences against what it delivered before (it remembers
 // each key's mod revision), so clients see an ordinary delta, never a resync.
 import { readFileSync } from 'node:fs';
-import { noop } from 'cockatiel';
-import { Etcd3, type IKeyValue, type IWatchResponse } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, noop } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IKeyValue, type IWatchResponse } from 'etcd3';
 import { backoffMs } from '../backoff.js';
 import type { Logger } from '../logging.js';
 import { BLOCK_AFFINITY, parseKey } from '../model/kinds.js';
@@ -78,10 +78,14 @@ export function etcdClient(o: EtcdConnection): Etcd3 {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
     },
-    // Our loop retries with its own backoff; etcd3's breaker would fail every call for 5 s.
-    faultHandling: { host: () => noop, global: noop },
+    // Our loop retries with its own backoff; etcd3's breaker would fail every call for 5 s. With
+    // several endpoints, one that just failed is passed over for a second (its breaker open), so
+    // the next attempt goes to another instead of wherever a shuffle lands.
+    faultHandling: { host: () => (o.endpoints.length > 1 ? hostBreaker() : noop), global: noop },
   });
 }
+
+const hostBreaker = () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) });
 
 /**
  * Writes values (JSON-encoded unless already a string) in transactions of 100 puts: etcd allows
