@@ -3,26 +3,22 @@
 // the server's own code on their stacks). What keeps a latency's tail long is a long task, which a
 // profile's totals do not show.
 //   node --import tsx bench/tools/cpuprofile-long-tasks.ts <file.cpuprofile> [minMs=20] [rows=15]
-import { readFileSync } from 'node:fs';
+import { frameName, readProfile } from '../lib/cpuprofile.js';
 
-interface Node { id: number; callFrame: { functionName: string; url: string }; children?: number[] }
 const [file, minMs = '20', rows = '15'] = process.argv.slice(2);
 if (!file) throw new Error('usage: cpuprofile-long-tasks.ts <file.cpuprofile> [minMs] [rows]');
-const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[]; startTime: number };
-const byId = new Map(p.nodes.map((n) => [n.id, n]));
-const parent = new Map<number, number>();
-for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+const p = readProfile(file);
 
 const IDLE = new Set(['(idle)', '(program)']);
-const isIdle = (id: number) => IDLE.has(byId.get(id)!.callFrame.functionName);
+const isIdle = (id: number) => IDLE.has(p.frame(id).functionName);
 /** The outermost frame of the project's own code (not node: or node_modules) on a sample's stack. */
 function ownRoot(id: number): string {
   let found = '';
-  for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
-    const f = byId.get(cur)!.callFrame;
-    if (f.url && !f.url.startsWith('node:') && !f.url.includes('node_modules')) found = `${f.functionName || '(anonymous)'} ${f.url.split('/').slice(-2).join('/')}`;
+  for (let cur: number | undefined = id; cur !== undefined; cur = p.parent(cur)) {
+    const f = p.frame(cur);
+    if (f.url && !f.url.startsWith('node:') && !f.url.includes('node_modules')) found = frameName(f);
   }
-  return found || byId.get(id)!.callFrame.functionName || '(anonymous)';
+  return found || p.frame(id).functionName || '(anonymous)';
 }
 
 interface Task { startMs: number; ms: number; by: Map<string, number> }
