@@ -33,12 +33,3 @@ export async function serveCheckout(root: string, etcdEndpoint: string, cpus: st
   return { proc, url: `ws://127.0.0.1:${port}`, health, startedAt };
 }
 
-export const isReady = (health: number) => fetch(`http://127.0.0.1:${health}/readyz`).then((r) => r.ok).catch(() => false);
-
-/** One metric of calico-fanout's /metrics, summed over its labels. */
-export async function metricSum(health: number, name: string): Promise<number> {
-  const text = await fetch(`http://127.0.0.1:${health}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text());
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
-  return sum;
-}

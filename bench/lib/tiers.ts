@@ -1,21 +1,14 @@
 // The second tier of the cluster scenario's fanout-tier2 system: calico-fanout servers whose
 // datastore is the root's mirror view (README "Tiers"), started with the root's own arguments
 // (as /proc shows them) on their own ports, so that both tiers run alike but for the datastore.
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../test/support/metrics.js';
-import { withPorts } from '../scenarios/storm.js';
+import { argvOf, isReady, withPorts } from './fanout-process.js';
 import { start, waitUntil } from './procs.js';
 
 export interface Downstream { name: string; pid: number; url: string; healthPort: number }
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-/** A running calico-fanout's arguments, its executable first. */
-export const argvOf = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
-
-/** The port a calico-fanout serves /metrics on (and /readyz: the harness gives both the same). */
-export const metricsPortOf = (pid: number): number => Number(argvOf(pid)[argvOf(pid).indexOf('--metrics-port') + 1]);
 
 /** The root's arguments with the upstream datastore (the root's client URL) instead of etcd. */
 export function downstreamArgv(rootArgv: string[], rootUrl: string, ports: { server: number; health: number }): string[] {
@@ -47,7 +40,7 @@ export async function startDownstreams(
   }));
   await Promise.all(started.map(({ p, d }) => waitUntil(async () => {
     if (p.child.exitCode !== null) throw new Error(`${d.name} exited (${p.child.exitCode}): ${p.stderrTail()}`);
-    return fetch(`http://127.0.0.1:${d.healthPort}/readyz`).then((x) => x.ok).catch(() => false);
+    return isReady(d.healthPort);
   }, `${d.name} (a tier-2 calico-fanout) ready`, o.timeoutMs)));
   return started.map((s) => s.d);
 }

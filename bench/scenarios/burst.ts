@@ -8,7 +8,8 @@ import type { WorkerProgress, WorkerReport } from '../agent-worker.js';
 import { startEtcd } from '../../test/support/etcd.js';
 import { keyOf, nowUs, valueOf } from '../lib/payload.js';
 import { cpuSeconds, killOnExit, waitUntil } from '../lib/procs.js';
-import { checkoutName, isReady, metricSum, serveCheckout } from '../lib/serve-checkout.js';
+import { isReady, metricSum } from '../lib/fanout-process.js';
+import { checkoutName, serveCheckout } from '../lib/serve-checkout.js';
 import { preload } from '../lib/writer.js';
 import { pin, startWorkers, stopWorkers, type SteadyOptions } from './steady.js';
 

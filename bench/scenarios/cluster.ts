@@ -26,14 +26,14 @@ import { matches, type ProbeCheck } from '../lib/probe-check.js';
 import type { WorkerCommand } from '../agent-worker.js';
 import { ClusterModel, DEFAULT_SHAPE, STATUS_PERIOD_MS, type ClusterShape } from '../lib/cluster-model.js';
 import { loadCluster, playCluster } from '../lib/cluster-writer.js';
+import { argvOf, isReady, metricSums, metricsPortOf, withPorts } from '../lib/fanout-process.js';
 import { nowUs } from '../lib/payload.js';
 import { cpuSeconds, peakRssMiB, start, waitUntil } from '../lib/procs.js';
-import { metricsPortOf, startDownstreams } from '../lib/tiers.js';
+import { startDownstreams } from '../lib/tiers.js';
 import { pollDelivered, type Meter } from '../lib/progress.js';
 import { median } from '../lib/report.js';
 import { rssLine, sampleRss, type RssSeries } from '../lib/rss.js';
 import { forkWorkers, nextMessage, pin, serve, stopWorkers, Worker, type SteadyOptions } from './steady.js';
-import { metricSums, withPorts } from './storm.js';
 
 export const CLUSTER_SYSTEMS = ['fanout', 'raw-batch', 'fanout-tier2'] as const;
 export type ClusterSystem = (typeof CLUSTER_SYSTEMS)[number];
@@ -426,14 +426,14 @@ interface StormRun {
 async function stormOf(r: StormRun): Promise<ClusterStorm> {
   const { o, workers } = r;
   const timeoutMs = o.timeoutS * 1000;
-  const argv = withPorts(readFileSync(`/proc/${r.fanoutPid}/cmdline`, 'utf8').split('\0').slice(0, -1), r.spare);
+  const argv = withPorts(argvOf(r.fanoutPid), r.spare);
   const health = r.spare.health;
   r.say('fanout: storm: starting a second replica');
   const started = nowUs();
   const next = start('calico-fanout', argv[0]!, argv.slice(1), { cpus: o.serverCpus, cwd: ROOT, env: { ...process.env, ...r.env } });
   // SIGINT: closes at once (SIGTERM would drain the connected agents one a second).
   r.cleanup.push(() => next.stop('SIGINT'));
-  await waitUntil(async () => (await fetch(`http://127.0.0.1:${health}/readyz`).then((x) => x.ok).catch(() => false)), 'the second calico-fanout ready', timeoutMs);
+  await waitUntil(() => isReady(health), 'the second calico-fanout ready', timeoutMs);
   const replicaReadyS = Math.round((nowUs() - started) / 1e3) / 1e3;
   await askAll(workers, { cmd: 'arm' });
   const etcd0 = cpuSeconds(r.etcdPid);

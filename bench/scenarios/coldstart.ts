@@ -7,7 +7,8 @@ import { noop } from 'cockatiel';
 import { startEtcd } from '../../test/support/etcd.js';
 import { prefixEnd } from '../../src/datastore/etcd.js';
 import { cpuSeconds, killOnExit, peakRssMiB, waitUntil } from '../lib/procs.js';
-import { checkoutName, isReady, serveCheckout } from '../lib/serve-checkout.js';
+import { isReady } from '../lib/fanout-process.js';
+import { checkoutName, serveCheckout } from '../lib/serve-checkout.js';
 import { preload } from '../lib/writer.js';
 import { pin } from './steady.js';
 

@@ -9,6 +9,7 @@ import { startEtcd, type EtcdServer } from '../../test/support/etcd.js';
 import { freePort } from '../../test/support/metrics.js';
 import type { StalledClient, System, WorkerCommand, WorkerProgress, WorkerReport } from '../agent-worker.js';
 import { preload, writeSteady } from '../lib/writer.js';
+import { isReady } from '../lib/fanout-process.js';
 import { nowUs } from '../lib/payload.js';
 import { cpuSeconds, killOnExit, peakRssMiB, PRODUCTION_V8_FLAGS, start, waitUntil, type Proc } from '../lib/procs.js';
 import { pollDelivered, type Meter } from '../lib/progress.js';
@@ -185,7 +186,7 @@ export async function serve(system: SystemName, o: SteadyOptions, cleanup: (() =
     '--server-port', String(port), '--health-port', String(health), '--health-host', '127.0.0.1', '--metrics-port', String(health), '--log-level', 'WARNING',
   ], { cpus: o.serverCpus, cwd: ROOT, env: { ...process.env, ...o.fanoutEnv } });
   cleanup.push(() => server.stop());
-  await waitUntil(async () => (await fetch(`http://127.0.0.1:${health}/readyz`).then((r) => r.ok).catch(() => false)), 'calico-fanout ready', 30_000);
+  await waitUntil(() => isReady(health), 'calico-fanout ready', 30_000);
   return {
     clientSystem: 'fanout', urls: [`ws://127.0.0.1:${port}`], etcd, watches,
     procs: [{ name: 'etcd', pid: () => etcd.pid }, { name: 'calico-fanout', pid: () => server.pid }],

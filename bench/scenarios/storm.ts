@@ -9,10 +9,10 @@
 //   fanout       calico-fanout serving etcd; agents are SyncClients (light or full)
 //   direct       N etcd readers, each listing the prefix in pages of 10,000 at one revision
 //   grpc-proxy   the same readers through `etcd grpc-proxy start`
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { WorkerCommand } from '../agent-worker.js';
 import type { ClientFigures, StormCommand, StormReply } from '../storm-worker.js';
+import { argvOf, isReady, metricSum, metricsPortOf, withPorts } from '../lib/fanout-process.js';
 import { nowUs } from '../lib/payload.js';
 import { cpuSeconds, peakRssMiB, rssMiB, start, waitUntil } from '../lib/procs.js';
 import { median } from '../lib/report.js';
@@ -106,32 +106,6 @@ export const serveOptions = (keys: number, serverCpus: string, workers = 0, fano
   keys, serverCpus, workers, clients: 0, rate: 0, durationS: 0, mode: 'light', clientCpus: '', drainTimeoutS: 0, fanoutEnv,
 });
 
-/** Metrics of calico-fanout's /metrics, each summed over its labels, from one scrape (a scrape resets its event-loop gauges). */
-export async function metricSums(port: number, names: readonly string[]): Promise<Record<string, number>> {
-  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text());
-  return Object.fromEntries(names.map((name) => {
-    let sum = 0;
-    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
-    return [name, sum];
-  }));
-}
-
-/** One metric of calico-fanout's /metrics, summed over its labels. */
-export async function metricSum(port: number, name: string): Promise<number> {
-  return (await metricSums(port, [name]))[name]!;
-}
-
-/** serve() owns calico-fanout's arguments: another replica reuses them as /proc shows them, on its own ports. */
-const argvOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
-const metricsPortOf = (argv: string[]) => Number(argv[argv.indexOf('--metrics-port') + 1]);
-export function withPorts(argv: string[], ports: { server: number; health: number }): string[] {
-  const out = [...argv];
-  const set = (flag: string, v: number) => { const i = out.indexOf(flag); if (i < 0) throw new Error(`calico-fanout started without ${flag}`); out[i + 1] = String(v); };
-  set('--server-port', ports.server);
-  set('--health-port', ports.health);
-  set('--metrics-port', ports.health);
-  return out;
-}
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 function startWorkers(o: StormOptions): Worker[] {
@@ -177,7 +151,7 @@ async function restart(r: Run, fanoutPid: number, etcdPid: number, spare: Spare)
   const next = start('calico-fanout', argv[0]!, argv.slice(1), { cpus: o.serverCpus, cwd: ROOT, env: { ...process.env, ...fanoutEnv(o) } });
   // SIGINT: closes at once (SIGTERM would drain the connected agents one a second).
   r.cleanup.push(() => next.stop('SIGINT'));
-  await waitUntil(async () => (await fetch(`http://127.0.0.1:${spare.health}/readyz`).then((x) => x.ok).catch(() => false)), 'the new calico-fanout ready', timeoutMs);
+  await waitUntil(() => isReady(spare.health), 'the new calico-fanout ready', timeoutMs);
   const serverReadyS = Math.round((nowUs() - started) / 1e3) / 1e3;
 
   await within(Promise.all(workers.map((w) => ask(w, { cmd: 'arm' }))), 10_000, 'arm');
@@ -263,7 +237,7 @@ export async function runStorm(system: StormSystem, o: StormOptions): Promise<St
       cpuS: Object.fromEntries(Object.entries(cpu1).map(([n, v]) => [n, r2(v - cpu0[n]!)])),
       clientCpuS: clientCpu() - client0,
       peakRssMiB: each(peakRssMiB),
-      snapshotsGenerated: fanoutPid ? await metricSum(metricsPortOf(argvOf(fanoutPid)), 'typha_snapshots_generated') : null,
+      snapshotsGenerated: fanoutPid ? await metricSum(metricsPortOf(fanoutPid), 'typha_snapshots_generated') : null,
     });
     say(`${system}: all in sync after ${sync.timeS} s`);
     const reconnect = fanoutPid ? await restart({ o, workers, cleanup, say, clientCpu }, fanoutPid, pidOf('etcd')!, spare!) : null;
